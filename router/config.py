@@ -1,0 +1,421 @@
+"""The operator config file (docs/configuration.md): pydantic models, loading and validation.
+
+One YAML file declares models, limits, prices and backends. Unknown keys are rejected with the
+exact path and line of the mistake; omitted limits take the current AWS defaults (ROUTING.md);
+relative `file://` and `sqlite:///` locations are resolved against the file's own folder.
+This is the only module that reads the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from router.errors import ConfigError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MODEL_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ROLE_ARN_RE = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+INSTANCE_TYPE_RE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
+# SageMaker endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+ENDPOINT_NAME_RE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+
+Framework = Literal["sklearn", "onnx", "pytorch", "container"]
+INPROCESS_FRAMEWORKS: frozenset[str] = frozenset({"sklearn", "onnx"})
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Runtime(_Strict):
+    """The deployment's limits. Defaults are AWS's (ROUTING.md); override when AWS moves them."""
+
+    sync_timeout_s: PositiveFloat = Field(29.0, description="API Gateway REST integration timeout (29 s default, raisable for Regional APIs).")
+    lambda_timeout_s: float = Field(900.0, gt=0, le=900, description="Lambda timeout; AWS maximum 900 s (15 min).")
+    lambda_memory_mb: int = Field(3008, ge=128, le=10240, description="Router/worker Lambda memory (128-10,240 MB).")
+    lambda_ephemeral_mb: int = Field(512, ge=512, le=10240, description="Lambda /tmp size (512-10,240 MB); inline model artifacts are cached there.")
+    safety_margin: float = Field(0.8, gt=0, le=1, description="Use at most this share of any time or memory limit.")
+    sync_payload_mb: PositiveFloat = Field(6.0, description="Lambda synchronous invoke payload limit (6 MB request and response).")
+    api_payload_mb: PositiveFloat = Field(10.0, description="API Gateway REST payload limit (10 MB).")
+    endpoint_timeout_s: PositiveFloat = Field(60.0, description="SageMaker real-time endpoint invocation timeout (60 s).")
+    endpoint_payload_mb: PositiveFloat = Field(6.0, description="SageMaker real-time endpoint payload limit (6 MB).")
+
+
+class Prices(_Strict):
+    """us-east-1 list prices, for estimates and cost tie-breaks only."""
+
+    lambda_gb_s: NonNegFloat = Field(0.0000166667, description="Lambda price per GB-second (x86).")
+    lambda_request: NonNegFloat = Field(0.0000002, description="Lambda price per request ($0.20 per million).")
+    instance_hour: dict[str, NonNegFloat] = Field(
+        default_factory=lambda: {"ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.g4dn.xlarge": 0.736},
+        description="SageMaker instance price per hour, by instance type.",
+    )
+
+
+class Profile(_Strict):
+    """Measured (by `router profile`) or declared model timings."""
+
+    load_s: NonNegFloat = Field(description="Time to load the model into memory, cold.")
+    per_record_ms: NonNegFloat = Field(description="Time to predict one record once loaded.")
+    memory_mb: PositiveFloat | None = Field(None, description="Resident memory of the loaded model; default: 3 x artifact size.")
+
+
+class Routing(_Strict):
+    prefer: Literal["latency", "cost"] = Field("latency", description="Which feasible route wins: the fastest or the cheapest.")
+    default_profile: Profile = Field(
+        default_factory=lambda: Profile(load_s=1.0, per_record_ms=1.0),
+        description="Assumed timings for a model with no `profile` (run `router profile` to measure).",
+    )
+    batch_startup_s: NonNegFloat = Field(300.0, description="Assumed SageMaker batch-transform start-up (instances provisioning, container pull).")
+    endpoint_overhead_ms: NonNegFloat = Field(20.0, description="Assumed network + serialization overhead of one endpoint call.")
+    endpoint_status_ttl_s: NonNegFloat = Field(30.0, description="How long an endpoint's InService status is cached.")
+
+
+class Storage(_Strict):
+    artifacts: str = Field("file://./models", description="Where model artifacts live: file://DIR or s3://bucket/prefix.")
+    jobs: str = Field("file://./.router/jobs", description="Job inputs and outputs: file://DIR or s3://bucket/prefix.")
+    job_table: str = Field("sqlite:///./.router/jobs.db", description="Job table: sqlite:///PATH or dynamodb://table-name.")
+
+    @field_validator("artifacts", "jobs")
+    @classmethod
+    def _object_uri(cls, v: str) -> str:
+        if not (v.startswith("file://") or re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", v)):
+            raise ValueError("must be file://PATH or s3://bucket[/prefix]")
+        return v
+
+    @field_validator("job_table")
+    @classmethod
+    def _table_uri(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or re.match(r"^dynamodb://[A-Za-z0-9_.-]{3,255}$", v)):
+            raise ValueError("must be sqlite:///PATH or dynamodb://table-name")
+        return v
+
+
+class Auth(_Strict):
+    enabled: bool = Field(True, description="Local runtime only: false serves every caller as owner `local`. The AWS runtime refuses to start with auth off.")
+    api_keys: dict[str, str] = Field(default_factory=dict, description="Local bearer keys -> owner names.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, owner in v.items():
+            if len(key) < 16:
+                raise ValueError(f"API key {key[:4]}... is shorter than 16 characters")
+            if not owner:
+                raise ValueError(f"API key {key[:4]}... maps to an empty owner")
+        return v
+
+
+class Jobs(_Strict):
+    max_active_per_owner: int = Field(20, ge=1, description="Active (queued/running/cancelling) jobs one owner may have; more -> 429 too_many_jobs.")
+    ttl_days: int = Field(30, ge=1, description="Finished jobs expire from the job table after this many days.")
+    chunk_records: int = Field(5000, ge=1, description="Records the lambda-job worker reads, predicts and writes at a time.")
+    max_attempts: int = Field(3, ge=1, le=10, description="A job that fails this many times ends `failed`.")
+    stale_after_s: NonNegFloat = Field(900.0, description="The sweeper looks at queued/running jobs untouched for this long.")
+    url_expiry_s: int = Field(3600, ge=60, le=604800, description="Presigned download/upload URL lifetime.")
+
+
+class BatchTransformDefaults(_Strict):
+    instance_type: str = Field("ml.m5.xlarge", pattern=INSTANCE_TYPE_RE)
+    instance_count: int = Field(1, ge=1)
+    max_payload_mb: int = Field(6, ge=0, le=100, description="MaxPayloadInMB (<= 100).")
+    max_concurrent_transforms: int = Field(1, ge=1, description="MaxConcurrentTransforms; x max_payload_mb <= 100.")
+    invocation_timeout_s: int = Field(600, ge=1, le=3600, description="ModelClientConfig.InvocationsTimeoutInSeconds (<= 3600).")
+    max_retries: int = Field(3, ge=0, le=3, description="ModelClientConfig.InvocationsMaxRetries (<= 3).")
+
+    @model_validator(mode="after")
+    def _payload_product(self) -> BatchTransformDefaults:
+        if self.max_concurrent_transforms * self.max_payload_mb > 100:
+            raise ValueError(
+                f"max_concurrent_transforms x max_payload_mb = {self.max_concurrent_transforms * self.max_payload_mb} "
+                "exceeds SageMaker's limit of 100"
+            )
+        return self
+
+
+class BatchTransformOverride(_Strict):
+    """Per-model batch-transform settings; omitted fields take `sagemaker.batch_transform`."""
+
+    enabled: bool = Field(True, description="false: this model never goes to batch transform.")
+    instance_type: str | None = Field(None, pattern=INSTANCE_TYPE_RE)
+    instance_count: int | None = Field(None, ge=1)
+    max_payload_mb: int | None = Field(None, ge=0, le=100)
+    max_concurrent_transforms: int | None = Field(None, ge=1)
+    invocation_timeout_s: int | None = Field(None, ge=1, le=3600)
+    max_retries: int | None = Field(None, ge=0, le=3)
+
+
+class SageMaker(_Strict):
+    execution_role_arn: str | None = Field(None, pattern=ROLE_ARN_RE, description="Role SageMaker assumes for models and transform jobs.")
+    region: str | None = Field(None, description="AWS region; default: the environment's.")
+    batch_transform: BatchTransformDefaults | None = Field(
+        None, description="Defaults for every model's batch-transform jobs; without it only models with their own `batch_transform` can use that route."
+    )
+
+
+class EndpointSpec(_Strict):
+    name: str = Field(pattern=ENDPOINT_NAME_RE, description="SageMaker endpoint name.")
+    instance_type: str = Field("ml.m5.large", pattern=INSTANCE_TYPE_RE)
+    instance_count: int = Field(1, ge=1)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=MODEL_NAME_RE)
+    framework: Framework
+    artifact: str = Field(description="file://PATH or s3://bucket/key of the model file (joblib, .onnx, or model.tar.gz).")
+    sha256: str = Field(description="The artifact's SHA-256 (64 hex characters); a mismatch refuses to load it.")
+    size_bytes: int | None = Field(None, ge=0, description="Artifact size; filled from the file for file:// artifacts.")
+    features: list[str] | None = Field(None, min_length=1, description="Feature names in column order (tabular models).")
+    latency_ms: PositiveFloat | None = Field(None, description="Objective for synchronous requests.")
+    profile: Profile | None = None
+    inline: bool = Field(True, description="false: never run in-process, even if the framework allows it.")
+    endpoint: EndpointSpec | None = None
+    batch_transform: BatchTransformOverride | None = None
+    image_uri: str | None = Field(None, description="Container image for SageMaker (framework `container`, or to override the official image).")
+    description: str | None = None
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _sha(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip().lower()
+            if v.startswith("sha256:"):
+                v = v[len("sha256:"):]
+            if not SHA256_RE.match(v):
+                raise ValueError(f"must be 64 hexadecimal characters, got {len(v)} characters")
+        return v
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError("must be file://PATH or s3://bucket/key")
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            dupes = sorted({f for f in v if v.count(f) > 1})
+            if dupes:
+                raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
+        return v
+
+    @property
+    def version(self) -> str:
+        return f"sha256:{self.sha256}"
+
+    @property
+    def in_process(self) -> bool:
+        """Can this model run inside the Lambda at all (framework and operator allow it)?"""
+        return self.inline and self.framework in INPROCESS_FRAMEWORKS
+
+
+class RouterConfig(_Strict):
+    version: Literal[1] = 1
+    runtime: Runtime = Field(default_factory=Runtime)
+    routing: Routing = Field(default_factory=Routing)
+    prices: Prices = Field(default_factory=Prices)
+    storage: Storage = Field(default_factory=Storage)
+    auth: Auth = Field(default_factory=Auth)
+    jobs: Jobs = Field(default_factory=Jobs)
+    sagemaker: SageMaker = Field(default_factory=SageMaker)
+    models: list[ModelSpec] = Field(default_factory=list)
+    _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> RouterConfig:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.name in seen:
+                raise ValueError(f"duplicate model name {m.name!r}")
+            seen.add(m.name)
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_name = {m.name: m for m in self.models}
+
+    def model(self, name: str) -> ModelSpec | None:
+        return self._by_name.get(name)
+
+    def batch_settings(self, model: ModelSpec) -> BatchTransformDefaults | None:
+        """The effective batch-transform settings of a model, or None when it cannot use the route."""
+        override = model.batch_transform
+        if override is not None and not override.enabled:
+            return None
+        base = self.sagemaker.batch_transform
+        if base is None and override is None:
+            return None
+        merged = (base or BatchTransformDefaults()).model_dump()
+        if override is not None:
+            merged.update({k: v for k, v in override.model_dump(exclude={"enabled"}).items() if v is not None})
+        return BatchTransformDefaults.model_validate(merged)
+
+    @property
+    def digest(self) -> str:
+        """A stable digest of the effective config (shown by /v1/health)."""
+        return "sha256:" + hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, *, check_artifacts: bool = True) -> RouterConfig:
+    """Read, resolve and validate a config file. Raises ConfigError with one line per problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(p), [f"cannot read the file: {e.strerror or e}"]) from None
+    return parse_config(text, source=str(p), base_dir=p.resolve().parent, check_artifacts=check_artifacts)
+
+
+def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None, check_artifacts: bool = True) -> RouterConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(source, [f"not valid YAML: {problem}{where}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"the top level must be a mapping of keys, got {type(data).__name__}"])
+    base = base_dir or Path.cwd()
+    data = _resolve_locations(data, base)
+    try:
+        cfg = RouterConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, [_format_error(err, root) for err in e.errors()]) from None
+    if check_artifacts:
+        _check_artifacts(cfg, root, source)
+    return cfg
+
+
+def _resolve_locations(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make file:// and sqlite:/// locations absolute, relative to the config file's folder."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str):
+            if v.startswith("file://"):
+                return "file://" + str((base / v[len("file://"):]).resolve()) if not v.startswith("file:///") else v
+            if v.startswith("sqlite:///") and not v.startswith("sqlite:////"):
+                return "sqlite:///" + str((base / v[len("sqlite:///"):]).resolve())
+        return v
+
+    out = dict(data)
+    storage = out.get("storage")
+    if isinstance(storage, dict):
+        out["storage"] = {k: fix(v) for k, v in storage.items()}
+    models = out.get("models")
+    if isinstance(models, list):
+        out["models"] = [_resolve_model(m, fix) if isinstance(m, dict) and "artifact" in m else m for m in models]
+    return out
+
+
+def _resolve_model(m: dict[str, Any], fix: Any) -> dict[str, Any]:
+    m = {**m, "artifact": fix(m["artifact"])}
+    art = m["artifact"]
+    if isinstance(art, str) and art.startswith("file://") and m.get("size_bytes") is None:
+        path = uri_to_path(art)
+        if path.is_file():
+            m["size_bytes"] = path.stat().st_size
+    return m
+
+
+def uri_to_path(uri: str) -> Path:
+    """file:///abs/path -> Path('/abs/path')."""
+    if not uri.startswith("file://"):
+        raise ValueError(f"not a file:// URI: {uri}")
+    return Path(uri[len("file://"):])
+
+
+def _check_artifacts(cfg: RouterConfig, root: yaml.Node | None, source: str) -> None:
+    """file:// artifacts must exist. (s3:// ones are checked when they are loaded.)"""
+    problems = [
+        _with_line(f"models[{i}].artifact: file not found: {uri_to_path(m.artifact)}", root, ("models", i, "artifact"))
+        for i, m in enumerate(cfg.models)
+        if m.artifact.startswith("file://") and not uri_to_path(m.artifact).is_file()
+    ]
+    if problems:
+        raise ConfigError(source, problems)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _format_error(err: Mapping[str, Any], root: yaml.Node | None) -> str:
+    loc = tuple(err.get("loc", ()))
+    typ = err.get("type", "")
+    msg = str(err.get("msg", ""))
+    if typ == "extra_forbidden":
+        msg = "unknown key"
+    elif typ == "missing":
+        msg = "field required"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif typ == "literal_error":
+        msg = msg[0].lower() + msg[1:]
+        msg += f", got {err.get('input')!r}"
+    else:
+        msg = msg[:1].lower() + msg[1:]
+        if typ not in ("string_pattern_mismatch",) and "input" in err and not isinstance(err["input"], dict | list):
+            msg += f", got {err['input']!r}"
+    # pydantic appends the class name for model-level validators: loc is the parent.
+    return _with_line(f"{_format_loc(loc)}: {msg}", root, loc)
+
+
+def _with_line(text: str, root: yaml.Node | None, loc: tuple[int | str, ...]) -> str:
+    line = _line_of(root, loc)
+    return f"{text} (line {line})" if line else text
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    node = root
+    best = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if node is None:
+            break
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for k, v in node.value:
+                if getattr(k, "value", None) == part:
+                    # A key that is itself the mistake: point at the key.
+                    nxt = v
+                    best = k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            nxt = node.value[part]
+            best = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return best
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file, for editors (`router config schema`)."""
+    schema = RouterConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Hybrid inference router operator config"
+    return schema

@@ -1,0 +1,141 @@
+"""The RouterError hierarchy: every failure a client can see, with its HTTP status and error code.
+
+Handlers map errors by type (API.md "Errors"), never by message text. Adapters raise these,
+never botocore's ClientError.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RouterError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_body(self, request_id: str) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
+        if self.details:
+            err["details"] = self.details
+        return {"error": err}
+
+
+# 400
+class InvalidJson(RouterError):
+    status, code = 400, "invalid_json"
+
+
+class InvalidRequest(RouterError):
+    status, code = 400, "invalid_request"
+
+
+# 401 / 403
+class Unauthorized(RouterError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(RouterError):
+    status, code = 403, "forbidden"
+
+
+# 404
+class ModelNotFound(RouterError):
+    status, code = 404, "model_not_found"
+
+
+class JobNotFound(RouterError):
+    status, code = 404, "job_not_found"
+
+
+class NotFound(RouterError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(RouterError):
+    status, code = 405, "method_not_allowed"
+
+
+# 409
+class IdempotencyInProgress(RouterError):
+    status, code = 409, "idempotency_in_progress"
+
+
+class JobNotCancellable(RouterError):
+    status, code = 409, "job_not_cancellable"
+
+
+class PayloadTooLarge(RouterError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(RouterError):
+    status, code = 415, "unsupported_media_type"
+
+
+# 422
+class InvalidInput(RouterError):
+    status, code = 422, "invalid_input"
+
+
+class SyncNotPossible(RouterError):
+    status, code = 422, "sync_not_possible"
+
+
+class NoFeasibleRoute(RouterError):
+    status, code = 422, "no_feasible_route"
+
+
+class OutputNotSupported(RouterError):
+    status, code = 422, "output_not_supported"
+
+
+class IdempotencyKeyReuse(RouterError):
+    status, code = 422, "idempotency_key_reuse"
+
+
+# 429
+class TooManyJobs(RouterError):
+    status, code = 429, "too_many_jobs"
+
+
+class Throttled(RouterError):
+    status, code = 429, "throttled"
+
+
+# 500
+class InternalError(RouterError):
+    status, code = 500, "internal_error"
+
+
+class ModelIntegrityError(RouterError):
+    status, code = 500, "model_integrity_error"
+
+
+# 502 / 503 / 504
+class BackendError(RouterError):
+    status, code = 502, "backend_error"
+
+
+class BackendUnavailable(RouterError):
+    status, code = 503, "backend_unavailable"
+
+
+class BackendTimeout(RouterError):
+    status, code = 504, "backend_timeout"
+
+
+class ConfigError(Exception):
+    """The operator config is invalid. Not an HTTP error: it stops a cold start or a CLI command.
+
+    `problems` are one line each, `path: message (line N)`.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid config\n" + "\n".join(f"  {p}" for p in problems))

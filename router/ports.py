@@ -1,0 +1,126 @@
+"""Ports: the interfaces through which the service reaches every outside system.
+
+Each has one AWS adapter and one embedded (local) adapter in `router/adapters/`, wired by
+`bootstrap.py`. Ports are injected, never patched, so tests pass fakes and a fault-injection
+wrapper can sit in front of any adapter (ROADMAP.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
+
+from router.config import BatchTransformDefaults, ModelSpec
+from router.domain import Job, JobStatus, OutputKind
+
+
+class ModelRunner(Protocol):
+    """Runs a model in-process (sklearn/ONNX). Raises InvalidInput, OutputNotSupported,
+    ModelIntegrityError; anything else the model raises becomes InternalError."""
+
+    def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]: ...
+
+    def is_warm(self, model: ModelSpec) -> bool:
+        """True when the model is loaded in this process (routing then skips its load time)."""
+        ...
+
+
+class EndpointClient(Protocol):
+    """A SageMaker real-time endpoint (sagemaker-runtime InvokeEndpoint)."""
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
+        """Raises BackendError (model error), BackendUnavailable, BackendTimeout."""
+        ...
+
+    def in_service(self, endpoint_name: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJobState:
+    """What the backend says about a transform job, in SageMaker's words."""
+
+    name: str
+    status: str  # InProgress | Completed | Failed | Stopping | Stopped
+    failure_reason: str | None = None
+
+
+class BatchClient(Protocol):
+    """SageMaker batch transform (CreateTransformJob / DescribeTransformJob / StopTransformJob)."""
+
+    def submit(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str) -> str:
+        """Start (or adopt, when it already exists) the transform job for `job`; returns its name."""
+        ...
+
+    def describe(self, name: str) -> BatchJobState | None: ...
+
+    def stop(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobStore(Protocol):
+    """Durable job table. Every write is conditional: no lost or duplicated jobs."""
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Insert `job`. When the owner already has a job with the same idempotency key, return
+        (that job, False) instead of inserting. Otherwise (job, True)."""
+        ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def transition(self, job_id: str, from_: frozenset[JobStatus], to: JobStatus, **changes: Any) -> Job | None:
+        """Move the job to `to` iff its status is in `from_` (atomically), applying `changes`.
+        Returns the updated job, or None when the condition failed (stale/repeated: not an error)."""
+        ...
+
+    def update(self, job_id: str, expected_version: int, **changes: Any) -> Job | None:
+        """Apply `changes` (no status change) iff the job's version is `expected_version`."""
+        ...
+
+    def list_by_owner(
+        self, owner: str, *, status: JobStatus | None = None, model: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page: ...
+
+    def list_active(self, *, updated_before: datetime, limit: int) -> list[Job]:
+        """Queued/running/cancelling jobs not updated since `updated_before` (for the sweeper)."""
+        ...
+
+    def count_active(self, owner: str) -> int: ...
+
+
+class ObjectStore(Protocol):
+    """Artifacts, job inputs and outputs: file:// locally, s3:// on AWS."""
+
+    def get_bytes(self, uri: str) -> bytes: ...
+
+    def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def open_read(self, uri: str) -> BinaryIO: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list_uris(self, prefix_uri: str) -> Iterator[str]: ...
+
+    def fetch_to(self, uri: str, path: str) -> None:
+        """Copy the object to a local file (the inline model cache in /tmp)."""
+        ...
+
+    def presign_get(self, uri: str, expires_s: int) -> str: ...
+
+    def presign_put(self, uri: str, expires_s: int, content_type: str) -> str: ...
+
+
+class WorkerQueue(Protocol):
+    """Starts the lambda-job worker for a job (Lambda Event invoke on AWS, a thread pool locally)."""
+
+    def enqueue(self, job_id: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
