@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from router.errors import ConfigError
 
@@ -90,14 +99,14 @@ class Storage(_Strict):
     @classmethod
     def _object_uri(cls, v: str) -> str:
         if not (v.startswith("file://") or re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", v)):
-            raise ValueError("must be file://PATH or s3://bucket[/prefix]")
+            raise ValueError(f"must be file://PATH or s3://bucket[/prefix], got {v!r}")
         return v
 
     @field_validator("job_table")
     @classmethod
     def _table_uri(cls, v: str) -> str:
         if not (v.startswith("sqlite:///") or re.match(r"^dynamodb://[A-Za-z0-9_.-]{3,255}$", v)):
-            raise ValueError("must be sqlite:///PATH or dynamodb://table-name")
+            raise ValueError(f"must be sqlite:///PATH or dynamodb://table-name, got {v!r}")
         return v
 
 
@@ -199,7 +208,7 @@ class ModelSpec(_Strict):
     @classmethod
     def _artifact(cls, v: str) -> str:
         if not (v.startswith("file://") or v.startswith("s3://")):
-            raise ValueError("must be file://PATH or s3://bucket/key")
+            raise ValueError(f"must be file://PATH or s3://bucket/key, got {v!r}")
         return v
 
     @field_validator("features")
@@ -234,12 +243,30 @@ class RouterConfig(_Strict):
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _unique_models(self) -> RouterConfig:
-        seen: set[str] = set()
-        for m in self.models:
+    def _cross_checks(self) -> RouterConfig:
+        # Checks that span several models or sections. Each error carries `ctx["at"]`, the exact
+        # path of the mistake, because a model-level validator's own loc is only the top level.
+        seen: dict[str, int] = {}
+        for i, m in enumerate(self.models):
             if m.name in seen:
-                raise ValueError(f"duplicate model name {m.name!r}")
-            seen.add(m.name)
+                raise PydanticCustomError(
+                    "duplicate_model_name",
+                    f"duplicate model name '{m.name}' (already declared at models[{seen[m.name]}])",
+                    {"at": ("models", i, "name")},
+                )
+            seen[m.name] = i
+        for i, m in enumerate(self.models):
+            # The merged per-model settings must obey SageMaker's limits too, or the model would
+            # only fail when its first transform job is created.
+            try:
+                self.batch_settings(m)
+            except ValidationError as e:
+                detail = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+                raise PydanticCustomError(
+                    "batch_transform_limit",
+                    f"with the sagemaker.batch_transform defaults merged in: {detail}",
+                    {"at": ("models", i, "batch_transform")},
+                ) from None
         return self
 
     def model_post_init(self, context: Any, /) -> None:
@@ -277,6 +304,8 @@ def load_config(path: str | Path, *, check_artifacts: bool = True) -> RouterConf
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(str(p), [f"cannot read the file: {e.strerror or e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), [f"cannot read the file: not UTF-8 text (byte {e.start})"]) from None
     return parse_config(text, source=str(p), base_dir=p.resolve().parent, check_artifacts=check_artifacts)
 
 
@@ -288,11 +317,18 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        if context:
+            problem = f"{context}, {problem}"
         raise ConfigError(source, [f"not valid YAML: {problem}{where}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"the top level must be a mapping of keys, got {type(data).__name__}"])
+    # PyYAML keeps the last of two equal keys silently; a repeated section would drop settings.
+    duplicates = _duplicate_keys(root)
+    if duplicates:
+        raise ConfigError(source, duplicates)
     base = base_dir or Path.cwd()
     data = _resolve_locations(data, base)
     try:
@@ -353,6 +389,27 @@ def _check_artifacts(cfg: RouterConfig, root: yaml.Node | None, source: str) -> 
         raise ConfigError(source, problems)
 
 
+def _duplicate_keys(node: yaml.Node | None, loc: tuple[int | str, ...] = ()) -> list[str]:
+    """`path: duplicate key` for every mapping key that appears twice, anywhere in the file."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            if isinstance(key, str):
+                if key in first:
+                    problems.append(
+                        f"{_format_loc((*loc, key))}: key given twice, first on line {first[key]} (line {k.start_mark.line + 1})"
+                    )
+                else:
+                    first[key] = k.start_mark.line + 1
+            problems += _duplicate_keys(v, (*loc, key) if isinstance(key, str) else loc)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, (*loc, i))
+    return problems
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -367,6 +424,11 @@ def _format_error(err: Mapping[str, Any], root: yaml.Node | None) -> str:
     loc = tuple(err.get("loc", ()))
     typ = err.get("type", "")
     msg = str(err.get("msg", ""))
+    ctx = err.get("ctx") or {}
+    if isinstance(ctx.get("at"), tuple):
+        # A cross-section check (RouterConfig._cross_checks) that knows the exact path.
+        loc = ctx["at"]
+        return _with_line(f"{_format_loc(loc)}: {msg}", root, loc)
     if typ == "extra_forbidden":
         msg = "unknown key"
     elif typ == "missing":
@@ -378,7 +440,7 @@ def _format_error(err: Mapping[str, Any], root: yaml.Node | None) -> str:
         msg += f", got {err.get('input')!r}"
     else:
         msg = msg[:1].lower() + msg[1:]
-        if typ not in ("string_pattern_mismatch",) and "input" in err and not isinstance(err["input"], dict | list):
+        if "input" in err and not isinstance(err["input"], dict | list):
             msg += f", got {err['input']!r}"
     # pydantic appends the class name for model-level validators: loc is the parent.
     return _with_line(f"{_format_loc(loc)}: {msg}", root, loc)

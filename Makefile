@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` (serve example models) and `make test` (the whole suite).
+# Both create the virtualenv and install the project on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo serve test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## build example models (first run) and serve them on http://127.0.0.1:8080
+	$(BIN)/router demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test: $(STAMP)  ## lint, type-check and run every test (unit, functional, end-to-end)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## benchmarks: ratios against named baselines
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo

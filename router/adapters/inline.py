@@ -1,0 +1,402 @@
+"""Runs scikit-learn (joblib) and ONNX models inside the router process: the `inline` route.
+
+Artifacts are fetched into the Lambda's /tmp, their SHA-256 checked before anything is
+deserialized, and kept loaded across calls. Inputs are validated before the model sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from router.config import ModelSpec
+from router.domain import OutputKind
+from router.errors import InternalError, InvalidInput, ModelIntegrityError, OutputNotSupported, RouterError
+from router.ports import ObjectStore
+
+Matrix = npt.NDArray[np.float64]
+_NUMBER_TYPES = frozenset({int, float})
+_ROW_TYPES = frozenset({list, tuple})
+_HASH_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- loaders
+
+
+class LoadedModel(Protocol):
+    """One deserialized model behind a framework-neutral interface."""
+
+    n_features: int | None
+    feature_names: tuple[str, ...] | None
+    has_proba: bool
+
+    def predict(self, x: Matrix) -> list[Any]: ...
+
+    def predict_proba(self, x: Matrix) -> list[Any]: ...
+
+
+class _SklearnModel:
+    def __init__(self, estimator: Any) -> None:
+        self._est = estimator
+        n = getattr(estimator, "n_features_in_", None)
+        self.n_features: int | None = int(n) if n is not None else None
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names: tuple[str, ...] | None = tuple(str(s) for s in names) if names is not None else None
+        # Pipelines expose predict_proba only when their last step has it (available_if).
+        self.has_proba = hasattr(estimator, "predict_proba")
+
+    def predict(self, x: Matrix) -> list[Any]:
+        return _jsonable(self._est.predict(x))
+
+    def predict_proba(self, x: Matrix) -> list[Any]:
+        return _jsonable(self._est.predict_proba(x))
+
+
+class _OnnxModel:
+    """skl2onnx graphs: classifiers output (label, probabilities) where probabilities are a
+    tensor [N, C] (zipmap=False) or a sequence of {class: p} maps (ZipMap); regressors one tensor."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort  # lazy: only deployments with ONNX models pay for it
+
+        self._sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inp = self._sess.get_inputs()[0]
+        self._input = inp.name
+        self._dtype = np.float32 if inp.type == "tensor(float)" else np.float64
+        shape = inp.shape
+        self.n_features: int | None = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+        self.feature_names: tuple[str, ...] | None = None
+        outputs = self._sess.get_outputs()
+        label = next((o for o in outputs if "label" in o.name.lower()), outputs[0])
+        proba = next((o for o in outputs if "prob" in o.name.lower()), None)
+        if proba is None and len(outputs) >= 2:
+            proba = next(o for o in outputs if o.name != label.name)
+        self._label = label.name
+        self._proba = proba.name if proba is not None else None
+        self.has_proba = proba is not None
+
+    def _run(self, name: str, x: Matrix) -> Any:
+        return self._sess.run([name], {self._input: x.astype(self._dtype, copy=False)})[0]
+
+    def predict(self, x: Matrix) -> list[Any]:
+        out = self._run(self._label, x)
+        if isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]  # regressors: [N, 1] -> one number per record
+        return _jsonable(out)
+
+    def predict_proba(self, x: Matrix) -> list[Any]:
+        assert self._proba is not None
+        out = self._run(self._proba, x)
+        if isinstance(out, list):  # ZipMap: one {class: probability} per row, in class order
+            return [[float(p) for p in row.values()] for row in out]
+        return _jsonable(out)
+
+
+def _load_sklearn(path: Path) -> LoadedModel:
+    import joblib
+
+    return _SklearnModel(joblib.load(path))
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    return _OnnxModel(path)
+
+
+LOADERS = {"sklearn": _load_sklearn, "onnx": _load_onnx}
+_SUFFIX = {"sklearn": ".joblib", "onnx": ".onnx"}
+
+
+def _jsonable(value: Any) -> list[Any]:
+    """numpy results as plain JSON types: numpy scalars become int/float/str, labels keep type."""
+    if isinstance(value, np.ndarray):
+        if value.dtype != object:
+            out: list[Any] = value.tolist()
+            return out
+        return [_scalar(v) for v in value.tolist()]
+    if isinstance(value, list):  # e.g. multi-output predict_proba: one array per output
+        return [_jsonable(v) if isinstance(v, np.ndarray | list) else _scalar(v) for v in value]
+    return _jsonable(np.asarray(value))
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, list):
+        return [_scalar(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------- the runner
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSchema:
+    """How a tabular model's records map to its input matrix: feature names (config first, else
+    the model's) for object records, and the feature count (None: whatever the rows agree on)."""
+
+    names: tuple[str, ...] | None
+    n_features: int | None
+    name_index: dict[str, int] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.names is not None:
+            object.__setattr__(self, "name_index", {f: i for i, f in enumerate(self.names)})
+            object.__setattr__(self, "n_features", len(self.names))
+
+    def to_matrix(self, instances: Any) -> Matrix:
+        """Validated float64 matrix [records, features]; InvalidInput says what and where."""
+        return _to_matrix(instances, self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    sha256: str
+    model: LoadedModel
+    schema: FeatureSchema
+
+
+class InlineRunner:
+    """router.ports.ModelRunner for sklearn and ONNX artifacts.
+
+    Thread-safe: concurrent first calls for a model load it once; later calls only read."""
+
+    def __init__(self, objects: ObjectStore, cache_dir: Path) -> None:
+        self._objects = objects
+        self._cache_dir = Path(cache_dir)
+        self._models: dict[str, _Entry] = {}  # by model name; the entry carries its digest
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # ------------------------------------------------------------ ModelRunner
+
+    def is_warm(self, model: ModelSpec) -> bool:
+        entry = self._models.get(model.name)
+        return entry is not None and entry.sha256 == model.sha256
+
+    def load(self, model: ModelSpec) -> None:
+        """Fetch, verify and deserialize the model now (warm-up); a no-op when already loaded."""
+        self._entry(model)
+
+    def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
+        entry = self._entry(model)
+        if output is OutputKind.PROBA and not entry.model.has_proba:
+            raise OutputNotSupported(
+                f"model {model.name!r} has no class probabilities; use output \"predict\"",
+                details={"model": model.name, "output": output.value},
+            )
+        x = _to_matrix(instances, entry.schema)
+        try:
+            if output is OutputKind.PROBA:
+                return entry.model.predict_proba(x)
+            return entry.model.predict(x)
+        except RouterError:
+            raise
+        except Exception as e:
+            # The cause stays chained for the logs; the client sees no model internals.
+            raise InternalError(f"model {model.name!r} failed to predict", details={"model": model.name}) from e
+
+    # ------------------------------------------------------------ loading
+
+    def _entry(self, model: ModelSpec) -> _Entry:
+        entry = self._models.get(model.name)
+        if entry is not None and entry.sha256 == model.sha256:
+            return entry  # hot path: one dict lookup, no lock
+        with self._locks_guard:
+            lock = self._locks.setdefault(model.name, threading.Lock())
+        with lock:
+            entry = self._models.get(model.name)
+            if entry is not None and entry.sha256 == model.sha256:
+                return entry
+            entry = self._load(model)
+            old = self._models.get(model.name)
+            self._models[model.name] = entry
+            if old is not None and old.sha256 != entry.sha256:
+                self._cache_path(model.name, old.sha256, model.framework).unlink(missing_ok=True)
+            return entry
+
+    def _cache_path(self, name: str, sha256: str, framework: str) -> Path:
+        return self._cache_dir / f"{name}-{sha256[:16]}{_SUFFIX.get(framework, '.bin')}"
+
+    def _load(self, model: ModelSpec) -> _Entry:
+        loader = LOADERS.get(model.framework)
+        if loader is None:
+            raise InternalError(
+                f"model {model.name!r}: framework {model.framework!r} cannot run in-process",
+                details={"model": model.name, "framework": model.framework},
+            )
+        path = self._fetch_verified(model)
+        try:
+            loaded = loader(path)
+        except Exception as e:
+            raise InternalError(f"model {model.name!r} could not be loaded", details={"model": model.name}) from e
+        return _make_entry(model, loaded)
+
+    def _fetch_verified(self, model: ModelSpec) -> Path:
+        """The artifact in the cache dir, its digest checked. A cached file is re-hashed (the
+        /tmp of a warm Lambda outlives this process's memory) and replaced when wrong."""
+        path = self._cache_path(model.name, model.sha256, model.framework)
+        if path.is_file():
+            if _sha256_of(path) == model.sha256:
+                return path
+            path.unlink(missing_ok=True)
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{threading.get_ident()}.download")
+        try:
+            try:
+                self._objects.fetch_to(model.artifact, str(tmp))
+            except RouterError:
+                raise
+            except Exception as e:
+                raise InternalError(f"model {model.name!r}: cannot fetch its artifact", details={"model": model.name}) from e
+            actual = _sha256_of(tmp)
+            if actual != model.sha256:
+                raise ModelIntegrityError(
+                    f"model {model.name!r}: artifact digest does not match the config; refusing to load it",
+                    details={"model": model.name, "expected": f"sha256:{model.sha256}", "actual": f"sha256:{actual}"},
+                )
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _make_entry(model: ModelSpec, loaded: LoadedModel) -> _Entry:
+    names = tuple(model.features) if model.features else loaded.feature_names
+    n = len(names) if names is not None else loaded.n_features
+    if names is not None and loaded.n_features is not None and len(names) != loaded.n_features:
+        # A config mistake that would fail every request inside the model: say so at load time.
+        raise InternalError(
+            f"model {model.name!r} expects {loaded.n_features} features but the config lists {len(names)}",
+            details={"model": model.name, "expected": loaded.n_features, "configured": len(names)},
+        )
+    return _Entry(sha256=model.sha256, model=loaded, schema=FeatureSchema(names=names, n_features=n))
+
+
+# ---------------------------------------------------------------- input validation
+
+
+_JSON_TYPE = {str: "string", type(None): "null", bool: "boolean", list: "array", tuple: "array", dict: "object"}
+
+
+def _json_type(v: Any) -> str:
+    return _JSON_TYPE.get(type(v), type(v).__name__)
+
+
+def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
+    """Validated float64 matrix [records, features]. Fast path: C-level type and length checks
+    and one vectorised isfinite; the per-value scan runs only to explain a rejection."""
+    if not isinstance(instances, list | tuple) or not instances:
+        got = "an empty list" if isinstance(instances, list | tuple) else _json_type(instances)
+        raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
+    row_types = set(map(type, instances))
+    rows: Sequence[Any] = instances
+    if not row_types <= _ROW_TYPES:
+        rows = _objects_to_rows(instances, schema)
+    n = schema.n_features
+    lengths = set(map(len, rows))
+    if lengths == {0}:
+        raise InvalidInput("instances[0] is an empty record", details={"index": 0, "expected": n, "got": 0})
+    if len(lengths) != 1 or (n is not None and n not in lengths):
+        expected = n if n is not None else len(rows[0])
+        i = next(i for i, r in enumerate(rows) if len(r) != expected)
+        raise InvalidInput(
+            f"instances[{i}] has {len(rows[i])} features, expected {expected}",
+            details={"index": i, "expected": expected, "got": len(rows[i])},
+        )
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        _explain_types(rows, schema)  # raises unless every value is a number subclass (numpy float)
+    try:
+        x = np.asarray(rows, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        _explain_types(rows, schema)
+        i, j = _first_unconvertible(rows)
+        raise InvalidInput(
+            f"{_where(i, j, schema)} is not representable as a 64-bit float",
+            details={"index": i, "feature": _feature(j, schema)},
+        ) from None
+    if x.ndim != 2:
+        raise InvalidInput("instances must be a list of records (rows of numbers)", details={"got_ndim": x.ndim})
+    finite = np.isfinite(x)
+    if not finite.all():
+        i, j = (int(v) for v in np.argwhere(~finite)[0])
+        raise InvalidInput(
+            f"{_where(i, j, schema)} is {x[i, j]!r}: NaN and infinity are not accepted",
+            details={"index": i, "feature": _feature(j, schema), "got": repr(float(x[i, j]))},
+        )
+    return x
+
+
+def _objects_to_rows(instances: Sequence[Any], schema: FeatureSchema) -> list[Any]:
+    """Object records (keyed by feature name) in feature order; list records pass through."""
+    rows: list[Any] = []
+    for i, rec in enumerate(instances):
+        if type(rec) in _ROW_TYPES:
+            rows.append(rec)
+            continue
+        if not isinstance(rec, dict):
+            raise InvalidInput(
+                f"instances[{i}] must be a list of numbers or an object keyed by feature name, got {_json_type(rec)}",
+                details={"index": i, "got": _json_type(rec)},
+            )
+        if schema.names is None or schema.name_index is None:
+            raise InvalidInput(
+                f"instances[{i}] is an object, but this model has no feature names; send rows as lists of numbers",
+                details={"index": i},
+            )
+        if len(rec) != len(schema.names) or not all(k in schema.name_index for k in rec):
+            unknown = sorted(str(k) for k in rec if k not in schema.name_index)
+            missing = [f for f in schema.names if f not in rec]
+            parts = ([f"unknown feature(s) {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing feature(s) {', '.join(missing)}"] if missing else []
+            )
+            raise InvalidInput(
+                f"instances[{i}]: {'; '.join(parts)}; expected {', '.join(schema.names)}",
+                details={"index": i, "unknown": unknown, "missing": missing, "expected": list(schema.names)},
+            )
+        rows.append([rec[f] for f in schema.names])
+    return rows
+
+
+def _explain_types(rows: Sequence[Any], schema: FeatureSchema) -> None:
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int | float | np.number) or isinstance(v, np.bool_):
+                raise InvalidInput(
+                    f"{_where(i, j, schema)} must be a number, got {_json_type(v)}",
+                    details={"index": i, "feature": _feature(j, schema), "got": _json_type(v)},
+                )
+
+
+def _first_unconvertible(rows: Sequence[Any]) -> tuple[int, int]:
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            try:
+                f = float(v)
+            except (OverflowError, ValueError, TypeError):
+                return i, j
+            if math.isinf(f) and not (isinstance(v, float) and math.isinf(v)):
+                return i, j
+    return 0, 0
+
+
+def _feature(j: int, schema: FeatureSchema) -> str | int:
+    return schema.names[j] if schema.names is not None and j < len(schema.names) else j
+
+
+def _where(i: int, j: int, schema: FeatureSchema) -> str:
+    name = f" ({schema.names[j]})" if schema.names is not None and j < len(schema.names) else ""
+    return f"instances[{i}][{j}]{name}"

@@ -1,0 +1,169 @@
+"""SageMaker real-time endpoints behind the EndpointClient port (sagemaker-runtime InvokeEndpoint).
+
+Maps every runtime failure to a RouterError (502 model error, 503 unavailable, 504 timeout),
+caches DescribeEndpoint status briefly for routing, and builds a runtime client whose timeouts
+and retries fit inside the synchronous budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from router.adapters.sagemaker_batch import aws_error_code, aws_error_message, is_not_found
+from router.errors import BackendError, BackendTimeout, BackendUnavailable
+
+# Statuses in which an endpoint answers InvokeEndpoint: during Updating / SystemUpdating the old
+# variant keeps serving until the new one is ready (UpdateEndpoint API reference).
+SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating"})
+
+# ---- timeouts of the runtime client (make_runtime_client), and why
+# API Gateway REST cuts a request at 29 s (the default sync budget) and answers with its own
+# body; the router must answer first, with its JSON error and X-Request-Id (API.md). So the
+# whole botocore retry sequence, not one attempt, must fit in the budget:
+#   attempts x (connect + read) + backoff + headroom <= sync budget.
+MAX_ATTEMPTS = 2  # one retry: enough for a throttle or a 5xx blip, which fail fast
+CONNECT_TIMEOUT_S = 1.0  # a regional HTTPS connect takes tens of ms; a slow one is a network fault
+RETRY_BACKOFF_S = 1.0  # botocore "standard" mode: the first retry waits random() x 1 s
+HEADROOM_S = 1.0  # Lambda handler work, JSON encoding and API Gateway overhead
+# A real-time endpoint gives up on a request after 60 s by itself; waiting longer per attempt is
+# pointless, 1 s more lets SageMaker's own timeout error reach us instead of ours.
+ENDPOINT_LIMIT_S = 60.0
+MIN_READ_TIMEOUT_S = 1.0
+
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ThrottlingException",
+        "Throttling",
+        "ModelNotReadyException",
+        "InternalFailure",
+        "InternalDependencyException",
+    }
+)
+
+
+def endpoint_read_timeout(sync_timeout_s: float) -> float:
+    """The per-attempt read timeout for a sync budget: 12.5 s for API Gateway's 29 s.
+
+    Routing can use it as the longest endpoint call that can still succeed.
+    """
+    per_attempt = (sync_timeout_s - HEADROOM_S - RETRY_BACKOFF_S) / MAX_ATTEMPTS - CONNECT_TIMEOUT_S
+    return max(MIN_READ_TIMEOUT_S, min(per_attempt, ENDPOINT_LIMIT_S + 1.0))
+
+
+def make_runtime_client(sync_timeout_s: float, region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 sagemaker-runtime client whose timeouts and retries fit in `sync_timeout_s`.
+
+    boto3 is imported here, not at module import: the API handler stays free of boto3 until an
+    AWS call is needed (ROADMAP.md, lean cold start).
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=endpoint_read_timeout(sync_timeout_s),
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+    )
+    return boto3.client("sagemaker-runtime", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+class SageMakerEndpointClient:
+    """EndpointClient on sagemaker-runtime InvokeEndpoint, with DescribeEndpoint status cached
+    for `status_ttl_s` (routing asks on every request; SageMaker control-plane calls are
+    rate-limited). Clients are injected: moto, a Stubber, or real ones."""
+
+    def __init__(
+        self,
+        runtime_client: Any,
+        sagemaker_client: Any,
+        *,
+        status_ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runtime = runtime_client
+        self._sm = sagemaker_client
+        self._ttl = status_ttl_s
+        self._clock = clock
+        self._status: dict[str, tuple[float, bool]] = {}
+
+    def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
+        """The endpoint's response body. Raises BackendError (the model failed), BackendUnavailable
+        (missing, not in service, throttled, overloaded), BackendTimeout (no answer in time)."""
+        from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        try:
+            resp = self._runtime.invoke_endpoint(
+                EndpointName=endpoint_name, Body=body, ContentType=content_type, Accept="application/json"
+            )
+            data = resp["Body"].read()
+        except ClientError as e:
+            raise self._map_invoke_error(endpoint_name, e) from None
+        except (ReadTimeoutError, ConnectTimeoutError) as e:
+            self.forget(endpoint_name)
+            raise BackendTimeout(f"endpoint {endpoint_name} did not answer in time", details={"endpoint": endpoint_name}) from e
+        except (BotoConnectionError, HTTPClientError) as e:
+            self.forget(endpoint_name)
+            raise BackendUnavailable(f"endpoint {endpoint_name} is unreachable: {e}", details={"endpoint": endpoint_name}) from None
+        return bytes(data)
+
+    def _map_invoke_error(self, endpoint_name: str, err: Exception) -> Exception:
+        code = aws_error_code(err)
+        message = aws_error_message(err)
+        details: dict[str, Any] = {"endpoint": endpoint_name, "aws_error": code}
+        if code == "ModelError" and "timed out" in message.lower():
+            # SageMaker gave up waiting for the container (60 s real-time limit).
+            return BackendTimeout(f"endpoint {endpoint_name}: the model did not answer in time", details=details)
+        if code == "ModelError":
+            # The container answered with an error: its status code, not its (possibly sensitive) body.
+            response = getattr(err, "response", {})
+            if "OriginalStatusCode" in response:
+                details["model_status"] = response["OriginalStatusCode"]
+            return BackendError(f"endpoint {endpoint_name}: the model returned an error", details=details)
+        if code in ("ValidationError", "ValidationException"):
+            lowered = message.lower()
+            if "not found" in lowered or "inservice" in lowered.replace(" ", "") or "in service" in lowered:
+                self._remember(endpoint_name, False)
+                return BackendUnavailable(f"endpoint {endpoint_name} is not in service", details=details)
+            return BackendError(f"endpoint {endpoint_name} rejected the request: {message}"[:1000], details=details)
+        if code in _UNAVAILABLE_CODES:
+            return BackendUnavailable(f"endpoint {endpoint_name} is unavailable ({code}); retry later", details=details)
+        return BackendError(f"endpoint {endpoint_name} call failed: {code or message}"[:1000], details=details)
+
+    def in_service(self, endpoint_name: str) -> bool:
+        """True when the endpoint can take InvokeEndpoint calls. A missing endpoint is False; both
+        answers are cached for `status_ttl_s`. A throttled or failing DescribeEndpoint serves the
+        last known answer if there is one, else raises BackendUnavailable."""
+        now = self._clock()
+        cached = self._status.get(endpoint_name)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        from botocore.exceptions import ClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        try:
+            resp = self._sm.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as e:
+            if is_not_found(e):
+                return self._remember(endpoint_name, False)
+            if cached is not None:
+                return cached[1]
+            if aws_error_code(e) in _UNAVAILABLE_CODES:
+                raise BackendUnavailable(f"cannot read endpoint {endpoint_name} status ({aws_error_code(e)})") from None
+            raise BackendError(f"cannot read endpoint {endpoint_name} status: {aws_error_message(e)}"[:1000]) from None
+        except BotoConnectionError as e:
+            if cached is not None:
+                return cached[1]
+            raise BackendUnavailable(f"cannot read endpoint {endpoint_name} status: {e}") from None
+        return self._remember(endpoint_name, str(resp.get("EndpointStatus")) in SERVING_STATUSES)
+
+    def forget(self, endpoint_name: str) -> None:
+        """Drop the cached status (after a failure that suggests it changed)."""
+        self._status.pop(endpoint_name, None)
+
+    def _remember(self, endpoint_name: str, value: bool) -> bool:
+        self._status[endpoint_name] = (self._clock() + self._ttl, value)
+        return value

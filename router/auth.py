@@ -1,0 +1,73 @@
+"""Who is calling: the job owner for every request (API.md "Authentication and ownership").
+
+On AWS, API Gateway has already authenticated the caller (IAM SigV4 or an authorizer): the owner is
+the identity in the request context. Locally, `Authorization: Bearer <key>` maps to an owner through
+the config's `auth.api_keys`, or everything is owner `local` when the operator turned auth off.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from router.errors import Unauthorized
+
+
+class Authenticator(Protocol):
+    def owner(self, event: Mapping[str, Any]) -> str: ...
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    headers = event.get("headers") or {}
+    lname = name.lower()
+    for k, v in headers.items():
+        if k.lower() == lname:
+            return str(v) if v is not None else None
+    return None
+
+
+class ApiKeyAuth:
+    """Local bearer keys. Every key is compared in constant time (no early exit on a prefix)."""
+
+    def __init__(self, api_keys: Mapping[str, str]) -> None:
+        self._keys = [(k.encode(), owner) for k, owner in api_keys.items()]
+
+    def owner(self, event: Mapping[str, Any]) -> str:
+        value = _header(event, "authorization")
+        if not value:
+            raise Unauthorized("missing credentials: send 'Authorization: Bearer <api key>'")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+        presented = token.strip().encode()
+        found: str | None = None
+        for key, owner in self._keys:
+            if hmac.compare_digest(key, presented):
+                found = owner
+        if found is None:
+            raise Unauthorized("unknown API key")
+        return found
+
+
+class NoAuth:
+    """Local runtime with auth off: one owner for everybody. Refused on AWS (bootstrap)."""
+
+    def owner(self, event: Mapping[str, Any]) -> str:
+        return "local"
+
+
+class IamAuth:
+    """AWS: the identity API Gateway put in the request context (JWT `sub`, the authorizer's
+    principal, or the SigV4 caller's ARN), in that order."""
+
+    def owner(self, event: Mapping[str, Any]) -> str:
+        ctx = event.get("requestContext") or {}
+        authorizer = ctx.get("authorizer") or {}
+        claims = authorizer.get("claims") or {}
+        jwt = (authorizer.get("jwt") or {}).get("claims") or {}
+        identity = ctx.get("identity") or {}
+        for candidate in (claims.get("sub"), jwt.get("sub"), authorizer.get("principalId"), identity.get("userArn"), identity.get("caller")):
+            if candidate:
+                return str(candidate)
+        raise Unauthorized("the request carries no caller identity (is IAM auth enabled on the API?)")

@@ -1,0 +1,158 @@
+"""Wires the service for one runtime: "aws" (Lambda: S3, DynamoDB, SageMaker, Lambda worker) or
+"local" (`router serve`: file system, SQLite, local SageMaker emulator, a worker thread pool).
+
+The only module that knows which runtime it is in. Adapters are imported here, lazily, so a
+handler's import graph holds only what its runtime uses (no boto3 on the local inline path).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from router.auth import ApiKeyAuth, Authenticator, IamAuth, NoAuth
+from router.config import RouterConfig, load_config, parse_config, uri_to_path
+from router.errors import ConfigError
+from router.ports import EndpointClient, ObjectStore
+from router.service import RouterService
+
+RuntimeKind = Literal["aws", "local"]
+
+
+@dataclass
+class Runtime:
+    kind: RuntimeKind
+    config: RouterConfig
+    service: RouterService
+    auth: Authenticator
+    objects: ObjectStore
+    jobs: Any | None = None  # router.jobs_service.JobsService once jobs are wired
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    starters: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start background work (worker pool, sweeper, emulator): after the server is bound."""
+        for start in self.starters:
+            start()
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()
+
+
+def _signing_key(state_dir: Path) -> bytes:
+    """A per-installation key for local presigned URLs, kept so URLs survive a restart."""
+    path = state_dir / "signing.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        path.write_text(key.hex())
+        path.chmod(0o600)
+        return key
+
+
+def build_local(
+    config: RouterConfig,
+    *,
+    public_base_url: str | None = None,
+    state_dir: Path | None = None,
+    endpoints: EndpointClient | None = None,
+    with_jobs: bool = True,
+) -> Runtime:
+    """The embedded runtime: the same service on local adapters."""
+    from router.adapters.file_store import FileObjectStore
+    from router.adapters.inline import InlineRunner
+    from router.adapters.objects import CompositeObjectStore
+
+    if state_dir is None:
+        jobs_loc = config.storage.jobs
+        state_dir = uri_to_path(jobs_loc).parent if jobs_loc.startswith("file://") else Path(tempfile.gettempdir()) / "router"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    files = FileObjectStore(_signing_key(state_dir), public_base_url)
+    objects = CompositeObjectStore(files, _s3_factory)
+    runner = InlineRunner(objects, state_dir / "model-cache")
+    auth: Authenticator = ApiKeyAuth(config.auth.api_keys) if config.auth.enabled else NoAuth()
+    service = RouterService(config, runner=runner, endpoints=endpoints)
+    rt = Runtime("local", config, service, auth, objects)
+    if with_jobs:
+        _local_jobs(rt, config, objects)
+    return rt
+
+
+def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
+    from router.adapters.sqlite_jobs import SqliteJobStore
+    from router.handlers.worker import make_worker
+    from router.jobs import UtcClock
+    from router.jobs_service import JobsService
+    from router.local.workers import LocalSweeper, LocalWorkerQueue
+
+    if not config.storage.job_table.startswith("sqlite:///"):
+        raise ConfigError("config", ["storage.job_table: `router serve` needs sqlite:///PATH (dynamodb:// is for AWS)"])
+    db_path = Path(config.storage.job_table[len("sqlite:///"):])
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
+    queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
+    rt.jobs = JobsService(config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue)
+    queue.handler = make_worker(rt)
+    sweeper = LocalSweeper(rt.jobs, interval_s=min(30.0, config.jobs.stale_after_s))
+    rt.closers += [store.close, queue.close, sweeper.close]
+    rt.starters.append(sweeper.start)
+
+
+def build_aws(config: RouterConfig) -> Runtime:
+    """The Lambda runtime. Refuses to start with auth off (API.md)."""
+    if not config.auth.enabled:
+        raise ConfigError("config", ["auth.enabled: false is only allowed under `router serve`; on AWS the caller's IAM identity is the owner"])
+    from router.adapters.file_store import FileObjectStore
+    from router.adapters.inline import InlineRunner
+    from router.adapters.objects import CompositeObjectStore
+    from router.adapters.sagemaker_endpoint import SageMakerEndpointClient, make_runtime_client
+
+    files = FileObjectStore(secrets.token_bytes(32), None)
+    objects = CompositeObjectStore(files, _s3_factory)
+    runner = InlineRunner(objects, Path(tempfile.gettempdir()) / "models")
+    endpoints: EndpointClient | None = None
+    if any(m.endpoint is not None for m in config.models):
+        import boto3
+
+        endpoints = SageMakerEndpointClient(
+            make_runtime_client(config.runtime.sync_timeout_s, region=config.sagemaker.region),
+            boto3.client("sagemaker", region_name=config.sagemaker.region),
+            status_ttl_s=config.routing.endpoint_status_ttl_s,
+        )
+    service = RouterService(config, runner=runner, endpoints=endpoints)
+    return Runtime("aws", config, service, IamAuth(), objects)
+
+
+def _s3_factory() -> ObjectStore:
+    import boto3
+
+    from router.adapters.s3_store import S3ObjectStore
+
+    return S3ObjectStore(boto3.client("s3"))
+
+
+def load_config_uri(uri: str) -> RouterConfig:
+    """A config from a path, file:// or s3:// location (ROUTER_CONFIG)."""
+    if uri.startswith("s3://"):
+        store = _s3_factory()
+        return parse_config(store.get_bytes(uri).decode("utf-8"), source=uri, check_artifacts=False)
+    return load_config(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
+def runtime_from_env() -> Runtime:
+    """Cold start: ROUTER_CONFIG (path or s3:// URI) and ROUTER_RUNTIME (aws | local, default aws)."""
+    uri = os.environ.get("ROUTER_CONFIG")
+    if not uri:
+        raise ConfigError("environment", ["ROUTER_CONFIG is not set: point it at the operator config (a path or s3:// URI)"])
+    config = load_config_uri(uri)
+    kind = os.environ.get("ROUTER_RUNTIME", "aws")
+    return build_local(config) if kind == "local" else build_aws(config)

@@ -1,0 +1,221 @@
+"""`router plan FILE`: where each model's requests would run, for a grid of sizes, and when a
+persistent endpoint beats inline Lambda on price. Offline: the same routing.decide as the API,
+with declared endpoints assumed InService (it previews the designed system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from router.cli.route_cmd import (
+    BYTES_PER_FEATURE,
+    BYTES_PER_RECORD_NO_FEATURES,
+    EXIT_USAGE,
+    CliError,
+    backend_state,
+    default_payload_bytes,
+    find_model,
+    read_config,
+    table,
+)
+from router.config import ModelSpec, RouterConfig
+from router.domain import BackendState, Mode, RequestShape, Route
+from router.routing import decide, fmt_cost, fmt_count, fmt_duration, lambda_request_cost, max_records
+
+GRID = (1, 1_000, 100_000, 10_000_000)
+# A persistent endpoint bills every hour of the month: AWS prices a month as 730 hours.
+HOURS_PER_MONTH = 730
+# Lambda bills duration rounded up to the next millisecond (1 ms minimum).
+LAMBDA_BILLING_MS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEven:
+    """Monthly request volume above which a persistent endpoint costs less than inline Lambda."""
+
+    requests_per_month: float | None
+    lambda_request_usd: float | None
+    endpoint_month_usd: float | None
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests_per_month": None if self.requests_per_month is None else round(self.requests_per_month),
+            "lambda_request_usd": self.lambda_request_usd,
+            "endpoint_month_usd": self.endpoint_month_usd,
+            "text": self.text,
+        }
+
+
+def fmt_volume(n: float) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f}"
+
+
+def break_even(model: ModelSpec, cfg: RouterConfig) -> BreakEven:
+    """Endpoint instance price x count x 730 h divided by the Lambda cost of one warm 1-record
+    inline request (billed duration rounded up to 1 ms). Warm, because at volumes where the
+    question matters almost every invocation finds the model loaded."""
+    if model.endpoint is None:
+        return BreakEven(None, None, None, "break-even: n/a (no endpoint declared)")
+    ep = model.endpoint
+    inline_limit = max_records(model, cfg, Route.INLINE, BackendState(warm=True))
+    if inline_limit is not None and inline_limit < 1:
+        return BreakEven(None, None, None, "break-even: n/a (inline is not possible for this model)")
+    price = cfg.prices.instance_hour.get(ep.instance_type)
+    if price is None:
+        return BreakEven(None, None, None, f"break-even: n/a (no price for {ep.instance_type} in prices.instance_hour)")
+    prof = model.profile or cfg.routing.default_profile
+    billed_s = max(1, math.ceil(prof.per_record_ms / LAMBDA_BILLING_MS)) * LAMBDA_BILLING_MS / 1000
+    per_request = lambda_request_cost(cfg, billed_s)
+    month = price * ep.instance_count * HOURS_PER_MONTH
+    volume = month / per_request if per_request > 0 else math.inf
+    what = f"{ep.instance_count} x {ep.instance_type}" if ep.instance_count > 1 else ep.instance_type
+    text = (
+        f"break-even: {fmt_volume(volume)} requests/month (above that a persistent {what} endpoint, "
+        f"{fmt_cost(month)}/month, is cheaper than inline Lambda at {fmt_cost(per_request)} per request)"
+    )
+    return BreakEven(volume, per_request, month, text)
+
+
+def _short_reason(reason: str) -> str:
+    # routing.decide appends assumptions as " [note]" suffixes; the plan prints them once per model.
+    return reason.split(" [", 1)[0]
+
+
+def _model_notes(model: ModelSpec, cfg: RouterConfig) -> list[str]:
+    notes = []
+    if model.profile is None:
+        p = cfg.routing.default_profile
+        notes.append(
+            f"no profile: default assumed (load {fmt_duration(p.load_s)}, {fmt_duration(p.per_record_ms / 1000)}/record); "
+            "measure with `router profile`"
+        )
+    return notes
+
+
+def _limits(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> str:
+    parts = []
+    for route in (Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB):
+        n = max_records(model, cfg, route, state)
+        if route is Route.ENDPOINT and model.endpoint is None:
+            continue
+        parts.append(f"{route.value} {'never' if n is not None and n < 0 else fmt_count(math.inf if n is None else n)}")
+    return "largest request by time budget: " + ", ".join(parts) + " records"
+
+
+def plan_model(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> dict[str, Any]:
+    rows = []
+    for mode in (Mode.SYNC, Mode.JOB):
+        for records in GRID:
+            request = RequestShape(mode=mode, records=records, payload_bytes=default_payload_bytes(model, records))
+            rows.append({"records": records, "mode": mode.value, "payload_bytes": request.payload_bytes,
+                         "decision": decide(model, request, cfg, state)})
+    return {"model": model, "rows": rows, "break_even": break_even(model, cfg)}
+
+
+def render_text(plans: list[dict[str, Any]], cfg: RouterConfig, state_note: str) -> str:
+    out = [f"routing plan (prefer {cfg.routing.prefer}; {state_note})", ""]
+    for plan in plans:
+        model: ModelSpec = plan["model"]
+        bt = cfg.batch_settings(model)
+        facts = [
+            model.framework,
+            "in-process" if model.in_process else "SageMaker only",
+            f"endpoint {model.endpoint.name} ({model.endpoint.instance_count} x {model.endpoint.instance_type})"
+            if model.endpoint else "no endpoint",
+            f"batch-transform {bt.instance_count} x {bt.instance_type}" if bt else "no batch-transform",
+        ]
+        out.append(f"{model.name}: " + ", ".join(facts))
+        rows = []
+        for row in plan["rows"]:
+            d = row["decision"]
+            rows.append([
+                fmt_count(row["records"]),
+                row["mode"],
+                d.route.value if d.route else ("none (413)" if d.payload_limited else "none"),
+                fmt_duration(d.estimates.duration_s) if d.estimates else "-",
+                fmt_cost(d.estimates.cost_usd) if d.estimates else "-",
+                _short_reason(d.reason),
+            ])
+        out += table(["records", "mode", "route", "est.", "cost", "why"], rows)
+        out.append("  " + plan["break_even"].text)
+        out += [f"  note: {n}" for n in _model_notes(model, cfg)]
+        out.append("")
+    return "\n".join(out)
+
+
+def to_json(plans: list[dict[str, Any]], cfg: RouterConfig, state: BackendState) -> dict[str, Any]:
+    return {
+        "prefer": cfg.routing.prefer,
+        "assumed_state": {"warm": state.warm, "endpoints_in_service": bool(state.endpoint_in_service)},
+        "models": [
+            {
+                "model": p["model"].name,
+                "rows": [
+                    {"records": r["records"], "mode": r["mode"], "payload_bytes": r["payload_bytes"],
+                     "payload_limited": r["decision"].payload_limited, "decision": r["decision"].to_dict()}
+                    for r in p["rows"]
+                ],
+                "break_even": p["break_even"].to_dict(),
+            }
+            for p in plans
+        ],
+    }
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        cfg = read_config(args.file)
+        models = [find_model(cfg, args.model, args.file)] if args.model else list(cfg.models)
+    except CliError as e:
+        print("\n".join(e.lines), file=sys.stderr)
+        return EXIT_USAGE
+    if not models:
+        print(f"{args.file} declares no models: nothing to plan", file=sys.stderr)
+        return EXIT_USAGE
+    plans = [plan_model(m, cfg, backend_state(m, warm=args.warm, endpoint_down=args.endpoint_down)) for m in models]
+    if args.json:
+        any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down)
+        sys.stdout.write(json.dumps(to_json(plans, cfg, any_state), indent=2) + "\n")
+    else:
+        note = ("warm" if args.warm else "cold models") + ", " + (
+            "endpoints down" if args.endpoint_down else "declared endpoints InService"
+        ) + f", payload {default_payload_note()}"
+        sys.stdout.write(render_text(plans, cfg, note))
+    return 0
+
+
+def default_payload_note() -> str:
+    return f"{BYTES_PER_FEATURE} B per feature per record ({BYTES_PER_RECORD_NO_FEATURES} B/record without features)"
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="preview where every model's requests would run, for 1 to 10M records, and the endpoint break-even",
+        description=(
+            "For each model in FILE, print the routing decision for sync and job requests of 1, 1k, 100k and 10M "
+            "records (route, estimated duration and cost, and why), then the monthly request volume above which "
+            "a persistent SageMaker endpoint is cheaper than inline Lambda (endpoint price x instances x 730 h / "
+            "Lambda cost of one warm 1-record request, billed to the next 1 ms). Offline and side-effect free: "
+            "the same routing function as the API, with declared endpoints assumed InService (a plan previews "
+            "the designed system) and models cold, unless told otherwise. Payloads are estimated at 20 bytes "
+            "per feature per record. Exit status: 0, or 2 for a bad config or model name."
+        ),
+        epilog="examples:\n  router plan router.yaml\n  router plan router.yaml --model iris --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="the operator config file (YAML)")
+    parser.add_argument("--model", metavar="NAME", help="plan only this model (default: every model)")
+    parser.add_argument("--warm", action="store_true", help="assume models already loaded in the Lambda (no load time)")
+    parser.add_argument("--endpoint-down", action="store_true", help="assume declared endpoints are not InService")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON (each row carries the full Decision)")
+    parser.set_defaults(func=cmd_plan)

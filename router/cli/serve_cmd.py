@@ -1,0 +1,103 @@
+"""`router serve` and `router demo`: run the router on this machine, no cloud needed."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from router.config import load_config
+from router.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a config on this machine (SQLite jobs, file storage, local SageMaker emulator)",
+        description=(
+            "Serve the HTTP API of API.md for one operator config on this machine: the same Lambda "
+            "handlers behind a local HTTP server, an embedded SQLite job table, the file system for S3 "
+            "and a local SageMaker emulator for models that declare an endpoint or batch transform. "
+            "Ctrl-C stops it cleanly."
+        ),
+    )
+    p.add_argument("--config", "-c", required=True, metavar="FILE", help="operator config (YAML)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
+    p.set_defaults(func=_serve)
+
+    d = sub.add_parser(
+        "demo",
+        help="build example models on first run and serve them",
+        description=(
+            "Build example models from scikit-learn's bundled datasets (first run only), write their "
+            "config with real digests, and serve it like `router serve`. Try the printed curl commands."
+        ),
+    )
+    d.add_argument("--dir", default="examples/demo", type=Path, help="where the demo models and config live (default: examples/demo)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--rebuild", action="store_true", help="rebuild the models even if they exist")
+    d.add_argument("--build-only", action="store_true", help="build the models and config, do not serve")
+    d.set_defaults(func=_demo)
+
+
+def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
+    from router.local.app import create_app
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        app = create_app(config, host, port)
+    except OSError as e:
+        print(f"cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def _term(signum: int, frame: Any) -> None:
+        stop.set()
+        threading.Thread(target=app.server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _term)
+    print(f"router serving {config_path} on {app.url}  ({len(config.models)} models; Ctrl-C to stop)", flush=True)
+    if banner:
+        print(banner.replace("{url}", app.url), flush=True)
+    try:
+        app.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("shutting down...", flush=True)
+        app.runtime.close()
+        app.server.server_close()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return _run(Path(args.config), args.host, args.port)
+
+
+DEMO_BANNER = """
+Try it (another terminal):
+  curl -s {url}/v1/models -H 'Authorization: Bearer demo-key-alice-0001'
+  curl -s {url}/v1/models/iris/predict -H 'Authorization: Bearer demo-key-alice-0001' \\
+       -H 'Content-Type: application/json' -d '{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'
+  curl -s {url}/v1/models/forest-xl/route -H 'Authorization: Bearer demo-key-alice-0001' \\
+       -H 'Content-Type: application/json' -d '{"mode": "sync", "records": 10}'
+"""
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from router.cli.demo_build import build_demo
+
+    config_path = build_demo(Path(args.dir), force=args.rebuild, progress=lambda msg: print(msg, flush=True))
+    if args.build_only:
+        print(f"demo config: {config_path}")
+        return 0
+    return _run(config_path, args.host, args.port, DEMO_BANNER)

@@ -1,0 +1,42 @@
+"""The lambda-job worker Lambda: runs one job in chunks and, when its deadline nears, re-invokes
+itself to continue from the checkpoint (so no job is restarted from zero or half-written).
+
+Invoked asynchronously (Lambda Event invoke, with an on-failure destination in infra) with
+`{"job_id": "..."}`; under `router serve` by the local worker pool with the same event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from router.errors import InvalidRequest
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def make_worker(runtime: Any) -> Handler:
+    jobs = runtime.jobs
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        job_id = event.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise InvalidRequest("worker event needs a job_id")
+        again = jobs.run_lambda_job(job_id, lambda: context.get_remaining_time_in_millis() / 1000.0)
+        if again:
+            jobs.queue.enqueue(job_id)
+        return {"job_id": job_id, "continued": again}
+
+    return handle
+
+
+_worker: Handler | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _worker
+    if _worker is None:
+        from router.bootstrap import runtime_from_env
+
+        _worker = make_worker(runtime_from_env())
+    return _worker(event, context)

@@ -1,0 +1,458 @@
+"""Job use cases: submit (idempotent), get, list, cancel, upload slots, the lambda-job worker,
+backend (SageMaker) events and the sweeper.
+
+Safety rules, in one place: the input is staged before the job row exists (a crash leaves an
+orphan file, never a job without input); every status change is a conditional write through
+JobStore.transition (a stale or repeated event is a no-op); the worker writes deterministic output
+parts and a checkpoint, so a re-run resumes instead of starting over or writing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO, cast
+
+from router.config import ModelSpec, RouterConfig
+from router.domain import Job, JobStatus, Mode, OutputKind, Route
+from router.errors import (
+    IdempotencyKeyReuse,
+    InvalidInput,
+    InvalidRequest,
+    JobNotCancellable,
+    JobNotFound,
+    NoFeasibleRoute,
+    RouterError,
+    Throttled,
+    TooManyJobs,
+)
+from router.jobs import format_time, new_job_id, request_digest
+from router.ports import BatchClient, BatchJobState, Clock, JobStore, ObjectStore, Page, WorkerQueue
+from router.service import RouterService
+
+log = logging.getLogger("router.jobs")
+
+S = JobStatus
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (API.md)
+CSV_SNIFF = 64 * 1024
+
+
+class JobsService:
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        service: RouterService,
+        store: JobStore,
+        objects: ObjectStore,
+        clock: Clock,
+        queue: WorkerQueue | None = None,
+        batch: BatchClient | None = None,
+        transform_name: Callable[[str], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.store = store
+        self.objects = objects
+        self.clock = clock
+        self.queue = queue
+        self.batch = batch
+        self.transform_name = transform_name
+        self.jobs_root = config.storage.jobs.rstrip("/")
+
+    # ------------------------------------------------------------------ locations
+
+    def _job_uri(self, job_id: str, name: str) -> str:
+        return f"{self.jobs_root}/{job_id}/{name}"
+
+    def _uploads_prefix(self, owner: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", owner)[:100]
+        return f"{self.jobs_root}/uploads/{safe}/"
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(
+        self,
+        owner: str,
+        model: ModelSpec,
+        *,
+        instances: Sequence[Any] | None,
+        input_uri: str | None,
+        input_format: str,
+        output: OutputKind,
+        idempotency_key: str | None,
+        decision_hint: Any = None,
+    ) -> tuple[Job, bool]:
+        """Create a job (or return the one this owner's idempotency key already made)."""
+        if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+            raise InvalidRequest("Idempotency-Key must be 1-255 printable characters without spaces")
+        digest = request_digest(
+            {"model": model.name, "version": model.version, "instances": instances, "input": input_uri, "format": input_format, "output": output.value}
+        )
+        if instances is not None:
+            records = len(instances)
+            data = _jsonl(instances)
+            payload = len(data)
+        else:
+            assert input_uri is not None
+            self._check_input_uri(owner, input_uri)
+            records, payload = self._count_records(input_uri, input_format)
+            data = b""
+        decision = self.service.decide(model, Mode.JOB, records, payload)
+        if decision.route is None:
+            raise NoFeasibleRoute(decision.reason, details={"decision": decision.to_dict()})
+        cap = self.config.jobs.max_active_per_owner
+        if self.store.count_active(owner) >= cap:
+            raise TooManyJobs(f"you have {cap} active jobs, the most allowed; wait for one to finish or cancel one", details={"limit": cap})
+
+        now = self.clock.now()
+        job_id = new_job_id(now)
+        if instances is not None:
+            staged = self._job_uri(job_id, "input.jsonl")
+            self.objects.put_bytes(staged, data, "application/jsonlines")
+            input_uri, input_format = staged, "jsonl"
+        job = Job(
+            job_id=job_id,
+            owner=owner,
+            model=model.name,
+            status=S.QUEUED,
+            route=decision.route,
+            reason=decision.reason,
+            created_at=now,
+            updated_at=now,
+            input_uri=input_uri,
+            input_format=input_format,
+            output_uri=self._job_uri(job_id, "output.jsonl"),
+            output_kind=output,
+            records_total=records,
+            records_done=0,
+            idempotency_key=idempotency_key,
+            request_digest=digest,
+        )
+        stored, created = self.store.create(job)
+        if not created:
+            if stored.request_digest != digest:
+                raise IdempotencyKeyReuse(
+                    "this Idempotency-Key was already used with a different request body", details={"job_id": stored.job_id}
+                )
+            return stored, False
+        return self._dispatch(stored), True
+
+    def _check_input_uri(self, owner: str, uri: str) -> None:
+        # Inputs inside the router's own job store must be this owner's uploads (no reading other
+        # owners' inputs or outputs through a crafted URI).
+        if uri.startswith(self.jobs_root + "/") and not uri.startswith(self._uploads_prefix(owner)):
+            raise InvalidInput("input.uri points into the router's job storage outside your uploads")
+        if not uri.startswith(("s3://", "file://")) or (uri.startswith("file://") and not uri.startswith(self.jobs_root + "/")):
+            if uri.startswith("file://"):
+                raise InvalidInput("file:// inputs must come from POST /v1/uploads")
+        if not self.objects.exists(uri):
+            raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
+
+    def _count_records(self, uri: str, fmt: str) -> tuple[int, int]:
+        """Exact record and byte counts, streaming (memory stays flat)."""
+        records = 0
+        size = 0
+        last = b"\n"
+        with self.objects.open_read(uri) as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                size += len(chunk)
+                records += chunk.count(b"\n")
+                last = chunk[-1:]
+        if last != b"\n":
+            records += 1
+        if records == 0:
+            raise InvalidInput("the input is empty")
+        return records, size
+
+    def _dispatch(self, job: Job) -> Job:
+        """Hand a queued job to its backend. Failures leave it queued for the sweeper."""
+        try:
+            if job.route is Route.LAMBDA_JOB and self.queue is not None:
+                self.queue.enqueue(job.job_id)
+            elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
+                return self._submit_batch(job)
+        except RouterError as e:
+            log.warning("dispatch of %s deferred to the sweeper: %s", job.job_id, e.message)
+        return job
+
+    def _submit_batch(self, job: Job) -> Job:
+        assert self.batch is not None
+        model = self.service.model(job.model)
+        settings = self.config.batch_settings(model)
+        if settings is None:
+            return self.store.transition(job.job_id, frozenset({S.QUEUED}), S.FAILED, error={"code": "no_feasible_route", "message": "batch transform is no longer configured for this model"}) or job
+        try:
+            name = self.batch.submit(job, model, settings, job.input_uri, self._job_uri(job.job_id, "transform/"))
+        except Throttled:
+            return job  # stays queued; the sweeper retries
+        moved = self.store.transition(job.job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=name, attempts=job.attempts + 1)
+        if moved is None:  # cancelled meanwhile: stop what we just started
+            current = self.store.get(job.job_id)
+            if current is not None and current.status in (S.CANCELLING, S.CANCELLED):
+                self.batch.stop(name)
+            return current or job
+        return moved
+
+    # ------------------------------------------------------------------ read
+
+    def get(self, owner: str, job_id: str) -> Job:
+        job = self.store.get(job_id) if re.match(r"^job_[0-9A-Za-z]{1,64}$", job_id) else None
+        if job is None or job.owner != owner:
+            # Another owner's job is indistinguishable from a missing one (API.md: 404, never 403).
+            raise JobNotFound(f"no job {job_id!r}", details={"job_id": job_id})
+        return job
+
+    def list(self, owner: str, *, status: str | None, model: str | None, limit: int, cursor: str | None) -> Page:
+        st: JobStatus | None = None
+        if status is not None:
+            try:
+                st = JobStatus(status)
+            except ValueError:
+                raise InvalidRequest(f"status must be one of {', '.join(s.value for s in JobStatus)}") from None
+        return self.store.list_by_owner(owner, status=st, model=model, limit=limit, cursor=cursor)
+
+    def to_dict(self, job: Job, *, with_download: bool = False) -> dict[str, Any]:
+        output: dict[str, Any] | None = None
+        if job.status is S.SUCCEEDED and job.output_uri:
+            output = {"uri": job.output_uri}
+            if with_download:
+                expiry = self.config.jobs.url_expiry_s
+                output["download_url"] = self.objects.presign_get(job.output_uri, expiry)
+                output["expires_at"] = format_time(self.clock.now() + timedelta(seconds=expiry))
+        return {
+            "job_id": job.job_id,
+            "model": job.model,
+            "status": job.status.value,
+            "route": job.route.value,
+            "reason": job.reason,
+            "created_at": _t(job.created_at),
+            "updated_at": _t(job.updated_at),
+            "started_at": _t(job.started_at),
+            "finished_at": _t(job.finished_at),
+            "records": {"total": job.records_total, "done": job.records_done},
+            "input": {"uri": job.input_uri, "format": job.input_format},
+            "output": output,
+            "error": job.error,
+            "backend": {"name": job.backend_name} if job.backend_name else None,
+        }
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel(self, owner: str, job_id: str) -> Job:
+        for _ in range(5):  # a few rounds: the job may move while we look at it
+            job = self.get(owner, job_id)
+            if job.status in (S.CANCELLED, S.CANCELLING):
+                return job  # repeating a cancel is harmless
+            if job.status.finished:
+                raise JobNotCancellable(f"job {job_id} already {job.status.value}", details={"status": job.status.value})
+            if job.status is S.QUEUED and job.backend_name is None:
+                moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.CANCELLED)
+            else:
+                moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
+                if moved is not None and moved.backend_name and self.batch is not None and moved.route is Route.BATCH_TRANSFORM:
+                    try:
+                        self.batch.stop(moved.backend_name)
+                    except RouterError as e:  # the sweeper repeats the stop
+                        log.warning("stop of %s failed, will retry: %s", moved.backend_name, e.message)
+            if moved is not None:
+                return moved
+        return self.get(owner, job_id)
+
+    # ------------------------------------------------------------------ uploads
+
+    def upload_slot(self, owner: str) -> dict[str, Any]:
+        uri = f"{self._uploads_prefix(owner)}{uuid.uuid4().hex}/input.jsonl"
+        expiry = self.config.jobs.url_expiry_s
+        return {
+            "upload_url": self.objects.presign_put(uri, expiry, "application/octet-stream"),
+            "method": "PUT",
+            "headers": {"Content-Type": "application/octet-stream"},
+            "input_uri": uri,
+            "expires_at": format_time(self.clock.now() + timedelta(seconds=expiry)),
+        }
+
+    # ------------------------------------------------------------------ the lambda-job worker
+
+    def run_lambda_job(self, job_id: str, remaining_s: Callable[[], float]) -> bool:
+        """Run (or resume) a lambda-job. Returns True when it must be continued by a new invocation
+        (the deadline came first); False when the job is finished or not ours to run."""
+        job = self.store.get(job_id)
+        if job is None or job.status.finished:
+            return False
+        if job.status is S.CANCELLING:
+            self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+            return False
+        if job.status is S.QUEUED:
+            moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, attempts=job.attempts + 1)
+            if moved is None:
+                return self.run_lambda_job(job_id, remaining_s)
+            job = moved
+        model = self.service.model(job.model)
+        cp = job.checkpoint or {"offset": 0, "parts": 0}
+        offset, parts = int(cp["offset"]), int(cp["parts"])
+        chunk = self.config.jobs.chunk_records
+        # Keep a margin for writing the last part and the checkpoint before Lambda kills us.
+        reserve_s = max(5.0, 0.05 * self.config.runtime.lambda_timeout_s)
+        try:
+            for rows in _read_chunks(self.objects.open_read(job.input_uri), job.input_format, chunk, offset):
+                preds = self.service.runner.predict(model, rows, job.output_kind)
+                self.objects.put_bytes(self._job_uri(job_id, f"parts/part-{parts:06d}.jsonl"), _jsonl(preds), "application/jsonlines")
+                offset += len(rows)
+                parts += 1
+                updated = self.store.update(job_id, job.version, checkpoint={"offset": offset, "parts": parts}, records_done=offset)
+                if updated is None:
+                    # Someone else moved the job (a cancel, or another worker): look again.
+                    current = self.store.get(job_id)
+                    if current is not None and current.status is S.CANCELLING:
+                        self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+                    return False
+                job = updated
+                if remaining_s() < reserve_s:
+                    return True
+            self._assemble(job_id, parts, cast(str, job.output_uri))
+            self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset)
+            return False
+        except InvalidInput as e:
+            # The input itself is bad: retrying cannot help.
+            self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message, **({"details": e.details} if e.details else {})})
+            return False
+        except RouterError as e:
+            return self._failed_attempt(job_id, e.code, e.message)
+        except Exception as e:  # the model or storage broke unexpectedly
+            log.exception("job %s failed", job_id)
+            return self._failed_attempt(job_id, "internal_error", f"{type(e).__name__}")
+
+    def _failed_attempt(self, job_id: str, code: str, message: str) -> bool:
+        job = self.store.get(job_id)
+        if job is None or job.status.finished:
+            return False
+        if job.attempts >= self.config.jobs.max_attempts:
+            self.store.transition(job_id, frozenset({S.RUNNING, S.QUEUED}), S.FAILED, error={"code": code, "message": f"{message} (after {job.attempts} attempts)"})
+            return False
+        self.store.update(job_id, job.version, attempts=job.attempts + 1)
+        return True
+
+    def _assemble(self, job_id: str, parts: int, output_uri: str) -> None:
+        writer = getattr(self.objects, "open_write", None)
+        if writer is None:
+            self.objects.put_bytes(output_uri, b"".join(self.objects.get_bytes(self._job_uri(job_id, f"parts/part-{i:06d}.jsonl")) for i in range(parts)))
+            return
+        with writer(output_uri, "application/jsonlines") as out:
+            for i in range(parts):
+                with self.objects.open_read(self._job_uri(job_id, f"parts/part-{i:06d}.jsonl")) as f:
+                    while block := f.read(1 << 20):
+                        out.write(block)
+
+    # ------------------------------------------------------------------ SageMaker events + sweeper
+
+    def on_batch_state(self, job_id: str, state: BatchJobState) -> Job | None:
+        """Apply what SageMaker says about a job's transform job. Duplicates and stale events are no-ops."""
+        job = self.store.get(job_id)
+        if job is None or job.status.finished or job.route is not Route.BATCH_TRANSFORM:
+            return job
+        if job.backend_name and job.backend_name != state.name:
+            return job  # an event about some other transform job
+        if job.status is S.CANCELLING:
+            if state.status in ("Stopped", "Completed", "Failed"):
+                return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+            return job
+        if state.status == "InProgress":
+            if job.status is S.QUEUED:
+                return self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name)
+            return job
+        if state.status == "Completed":
+            lines = self._collect_transform_output(job)
+            return self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
+        if state.status == "Failed":
+            return self.store.transition(
+                job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": "backend_error", "message": state.failure_reason or "the transform job failed"}
+            )
+        if state.status == "Stopped":
+            moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
+            if moved is not None:
+                return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+        return job
+
+    def _collect_transform_output(self, job: Job) -> int:
+        from router.adapters.sagemaker_batch import assemble_output
+
+        name = job.input_uri.rsplit("/", 1)[-1]
+        return int(assemble_output(self.objects, self._job_uri(job.job_id, "transform/"), [name], cast(str, job.output_uri)))
+
+    def sweep(self, limit: int = 100, stale_after_s: float | None = None) -> dict[str, int]:
+        """Repair what an event or a crash left behind, bounded to `limit` jobs a run."""
+        now = self.clock.now()
+        age = self.config.jobs.stale_after_s if stale_after_s is None else stale_after_s
+        stale = self.store.list_active(updated_before=now - timedelta(seconds=age), limit=limit)
+        counts = {"seen": len(stale), "redispatched": 0, "described": 0, "failed": 0}
+        for job in stale:
+            try:
+                if job.route is Route.LAMBDA_JOB:
+                    if job.status is S.CANCELLING:
+                        self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+                    elif job.attempts >= self.config.jobs.max_attempts and job.status is S.RUNNING:
+                        self.store.transition(job.job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": "internal_error", "message": f"the worker stopped reporting after {job.attempts} attempts"})
+                        counts["failed"] += 1
+                    elif self.queue is not None:
+                        self.store.update(job.job_id, job.version, attempts=job.attempts)  # touch: not stale again at once
+                        self.queue.enqueue(job.job_id)
+                        counts["redispatched"] += 1
+                elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
+                    name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
+                    state = self.batch.describe(name) if name else None
+                    if state is None:
+                        if job.status is S.QUEUED:
+                            self._submit_batch(job)
+                            counts["redispatched"] += 1
+                        elif job.status is S.CANCELLING:
+                            self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+                    else:
+                        if job.status is S.CANCELLING and state.status == "InProgress":
+                            self.batch.stop(state.name)
+                        self.on_batch_state(job.job_id, state)
+                        counts["described"] += 1
+            except RouterError as e:
+                log.warning("sweep of %s: %s", job.job_id, e.message)
+        return counts
+
+
+def _t(dt: datetime | None) -> str | None:
+    return None if dt is None else format_time(dt)
+
+
+def _jsonl(items: Sequence[Any]) -> bytes:
+    return b"".join(json.dumps(x, separators=(",", ":"), allow_nan=False).encode() + b"\n" for x in items)
+
+
+def _read_chunks(f: BinaryIO, fmt: str, chunk: int, skip: int) -> Iterator[list[Any]]:
+    """Records from a JSON Lines or CSV stream, `chunk` at a time, after skipping `skip` records."""
+    with f:
+        rows: list[Any] = []
+        n = 0
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            n += 1
+            if n <= skip:
+                continue
+            try:
+                if fmt == "csv":
+                    rows.append([float(x) for x in line.decode("utf-8").split(",")])
+                else:
+                    rows.append(json.loads(line))
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput(f"input line {lineno} is not valid {'CSV numbers' if fmt == 'csv' else 'JSON'}", details={"line": lineno}) from None
+            if len(rows) >= chunk:
+                yield rows
+                rows = []
+        if rows:
+            yield rows

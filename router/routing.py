@@ -1,0 +1,556 @@
+"""The routing decision (ROUTING.md, docs/routing.md): a pure, deterministic function of model,
+request shape, config and backend state that picks inline, endpoint, lambda-job or batch-transform,
+with estimates and a one-line reason. No I/O, no AWS imports: requests, `/route` and `router plan` share it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from router.config import BatchTransformDefaults, ModelSpec, Profile, RouterConfig
+from router.domain import BackendState, Candidate, Decision, Estimates, Mode, RequestShape, Route
+from router.errors import InvalidRequest
+
+# Every "MB" limit in the config is read as MiB (1,048,576 bytes). AWS documents the Lambda
+# 6 MB payload and the SageMaker 6 MB endpoint payload in binary megabytes; using one unit
+# everywhere keeps "payload_limited" and the limits shown to users consistent.
+MIB = 1_048_576
+
+# Memory footprint of a loaded model when only its artifact size is known: deserialised
+# scikit-learn/ONNX models typically take 2-3x their file size (numpy arrays, tree nodes).
+MEMORY_PER_ARTIFACT_BYTE = 3
+
+SYNC_ROUTES = (Route.INLINE, Route.ENDPOINT)
+JOB_ROUTES = (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM)
+
+_COLD = BackendState()
+
+# Failure kinds: only "payload" matters to callers (413 vs 422); the others document the rule.
+_PAYLOAD = "payload"
+_TIME = "time"
+_OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Eval:
+    """One candidate route being evaluated: failures (empty when feasible), estimates, and a
+    human summary of the estimate ("est. 250 ms (cold load 200 ms + 1,000 x 0.05 ms) <= ...")."""
+
+    route: Route
+    failures: tuple[_Failure, ...]
+    estimates: Estimates
+    summary: str
+
+    @property
+    def feasible(self) -> bool:
+        return not self.failures
+
+    def candidate(self) -> Candidate:
+        return Candidate(self.route, self.feasible, tuple(f.text for f in self.failures), self.estimates)
+
+    def why_not(self) -> str:
+        return f"{self.route.value}: " + ", ".join(f.text for f in self.failures)
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What routing knows about a model, independent of the request."""
+
+    profile: Profile
+    profile_assumed: bool
+    memory_mb: float | None
+    memory_source: str
+    # Reasons the model cannot run inside a Lambda at all (framework, operator, memory, /tmp).
+    in_process_failures: tuple[_Failure, ...]
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _sig(x: float) -> str:
+    """Three significant digits, no exponent for everyday magnitudes."""
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.3g}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration for humans: '50 µs', '250 ms', '1.5 s', '41 min', '2.5 h', '3.2 d'."""
+    if math.isnan(seconds):
+        return "unknown"
+    if math.isinf(seconds):
+        return "forever" if seconds > 0 else "-forever"
+    sign = "-" if seconds < 0 else ""
+    s = abs(seconds)
+    if s == 0:
+        return "0 s"
+    if s < 1e-3:
+        return f"{sign}{_sig(s * 1e6)} µs"
+    if s < 1:
+        return f"{sign}{_sig(s * 1e3)} ms"
+    if s < 60:
+        return f"{sign}{_sig(s)} s"
+    if s < 3600:
+        return f"{sign}{_sig(s / 60)} min"
+    if s < 2 * 86400:
+        return f"{sign}{_sig(s / 3600)} h"
+    return f"{sign}{_sig(s / 86400)} d"
+
+
+def fmt_cost(usd: float | None) -> str:
+    """A price with two significant digits, without exponent: '$0.0000032', '$0.03', '$12.50'."""
+    if usd is None:
+        return "n/a"
+    if math.isinf(usd):
+        return "$inf"
+    if usd == 0:
+        return "$0"
+    if usd >= 0.01:
+        return f"${usd:,.2f}"
+    rounded = float(f"{usd:.2g}")
+    decimals = min(12, -math.floor(math.log10(rounded)) + 1)
+    return f"${rounded:.{decimals}f}"
+
+
+def fmt_bytes(n: float) -> str:
+    """A size in binary units: '512 B', '12.5 KiB', '6 MiB', '1.2 GiB'."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit, scale in (("KiB", 1024), ("MiB", MIB), ("GiB", 1024 * MIB)):
+        if n < scale * 1024 or unit == "GiB":
+            return f"{_sig(n / scale)} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fmt_count(n: float) -> str:
+    """A record count with thousands separators ('1,000'); 'unbounded' for infinity."""
+    if math.isinf(n):
+        return "unbounded"
+    return f"{int(n):,}"
+
+
+def _num(x: float) -> str:
+    """A config value as the operator wrote it: 29, 0.8, 900."""
+    return f"{x:g}"
+
+
+def _per_record(ms: float) -> str:
+    return fmt_duration(ms / 1000)
+
+
+# ---------------------------------------------------------------------------- model facts
+
+
+def _facts(model: ModelSpec, config: RouterConfig) -> _Facts:
+    profile = model.profile or config.routing.default_profile
+    assumed = model.profile is None
+    memory: float | None
+    if model.profile is not None and model.profile.memory_mb is not None:
+        memory, source = model.profile.memory_mb, "measured"
+    elif model.size_bytes is not None:
+        memory, source = MEMORY_PER_ARTIFACT_BYTE * model.size_bytes / MIB, f"{MEMORY_PER_ARTIFACT_BYTE} x artifact size"
+    elif config.routing.default_profile.memory_mb is not None:
+        memory, source = config.routing.default_profile.memory_mb, "default profile"
+    else:
+        memory, source = None, "unknown"
+
+    rt = config.runtime
+    failures: list[_Failure] = []
+    if not model.inline:
+        failures.append(_Failure(_OTHER, "in-process runs disabled for this model (inline: false)"))
+    elif not model.in_process:
+        failures.append(_Failure(_OTHER, f"framework {model.framework} does not run in-process (only sklearn and onnx do)"))
+    else:
+        # Lambda memory: 128-10,240 MB; keep the safety margin for the runtime and the request.
+        if memory is not None and memory > rt.safety_margin * rt.lambda_memory_mb:
+            failures.append(
+                _Failure(
+                    _OTHER,
+                    f"model needs ~{_sig(memory)} MB ({source}), over {_num(rt.safety_margin)} x "
+                    f"{rt.lambda_memory_mb} MB Lambda memory",
+                )
+            )
+        # The artifact is cached in Lambda /tmp (ephemeral storage, 512-10,240 MB).
+        if model.size_bytes is not None and model.size_bytes > rt.lambda_ephemeral_mb * MIB:
+            failures.append(
+                _Failure(
+                    _OTHER,
+                    f"artifact {fmt_bytes(model.size_bytes)} does not fit the {rt.lambda_ephemeral_mb} MiB Lambda /tmp",
+                )
+            )
+    return _Facts(profile, assumed, memory, source, tuple(failures))
+
+
+# ---------------------------------------------------------------------------- estimates
+
+
+def _run_time(fixed_s: float, records: int, per_record_ms: float, parallelism: int = 1) -> float:
+    """fixed + records x per-record / parallelism. The single formula behind every estimate, so the
+    feasibility check and `max_records` agree to the last bit (floating point ops are monotone)."""
+    return fixed_s + records * per_record_ms / 1000 / parallelism
+
+
+def _lambda_cost(config: RouterConfig, duration_s: float) -> float:
+    """Lambda price of one invocation: GB-seconds at the configured memory + the request fee."""
+    p = config.prices
+    return p.lambda_gb_s * (config.runtime.lambda_memory_mb / 1024) * duration_s + p.lambda_request
+
+
+def _largest_fitting(duration: Callable[[int], float], budget_s: float, per_record_ms: float, fixed_s: float) -> float:
+    """The largest record count n with duration(n) <= budget: -1 when not even 0 fits, inf when
+    records cost nothing. Starts from the closed form and corrects it with the very same predicate."""
+    if not duration(0) <= budget_s:
+        return -1
+    if per_record_ms <= 0:
+        return math.inf
+    guess = (budget_s - fixed_s) / (per_record_ms / 1000)
+    n = int(min(max(guess, 0), 2**62))
+    for _ in range(64):
+        if n > 0 and not duration(n) <= budget_s:
+            n -= 1
+        else:
+            break
+    for _ in range(64):
+        if duration(n + 1) <= budget_s:
+            n += 1
+        else:
+            break
+    return n
+
+
+# ---------------------------------------------------------------------------- candidates
+
+
+def _payload_failure(payload_bytes: int, limits: list[tuple[float, str]]) -> _Failure | None:
+    mb, name = min(limits, key=lambda limit: limit[0])  # the first listed wins a tie
+    if payload_bytes > mb * MIB:
+        return _Failure(_PAYLOAD, f"payload {fmt_bytes(payload_bytes)} exceeds the {_num(mb)} MiB {name} limit")
+    return None
+
+
+def _inline(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
+    rt = config.runtime
+    prof = facts.profile
+    load = 0.0 if state.warm else prof.load_s
+    duration = _run_time(load, req.records, prof.per_record_ms)
+    estimates = Estimates(duration, _lambda_cost(config, duration))
+    start = "warm, no load" if state.warm else f"cold load {fmt_duration(prof.load_s)}"
+    est = f"est. {fmt_duration(duration)} ({start} + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    budget = f"{_num(rt.safety_margin)} x {_num(rt.sync_timeout_s)} s sync budget"
+    if not model.in_process:
+        return _Eval(Route.INLINE, facts.in_process_failures, estimates, est)
+    failures = list(facts.in_process_failures)
+    # Lambda synchronous invocation: 6 MB request; API Gateway REST: 10 MB.
+    pf = _payload_failure(req.payload_bytes, [(rt.sync_payload_mb, "Lambda sync payload"), (rt.api_payload_mb, "API Gateway payload")])
+    if pf is not None:
+        failures.append(pf)
+    if not duration <= rt.safety_margin * rt.sync_timeout_s:
+        failures.append(_Failure(_TIME, f"{est} exceeds {budget}"))
+    return _Eval(Route.INLINE, tuple(failures), estimates, f"{est} <= {budget}")
+
+
+def _endpoint(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
+    rt = config.runtime
+    prof = facts.profile
+    overhead = config.routing.endpoint_overhead_ms / 1000
+    duration = _run_time(overhead, req.records, prof.per_record_ms)
+    ep = model.endpoint
+    price = None if ep is None else config.prices.instance_hour.get(ep.instance_type)
+    # Marginal cost: the share of one instance-hour this request occupies (the endpoint runs anyway).
+    estimates = Estimates(duration, None if price is None else price * duration / 3600)
+    est = f"est. {fmt_duration(duration)} ({fmt_duration(overhead)} overhead + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    limit_s = min(rt.endpoint_timeout_s, rt.sync_timeout_s)
+    budget = f"{_num(rt.safety_margin)} x {_num(limit_s)} s " + (
+        "endpoint timeout" if rt.endpoint_timeout_s <= rt.sync_timeout_s else "sync budget"
+    )
+    if ep is None:
+        return _Eval(Route.ENDPOINT, (_Failure(_OTHER, "no endpoint configured for this model"),), estimates, est)
+    failures: list[_Failure] = []
+    if state.endpoint_in_service is None:
+        failures.append(_Failure(_OTHER, f"endpoint {ep.name} status unknown (not checked), treated as not in service"))
+    elif not state.endpoint_in_service:
+        failures.append(_Failure(_OTHER, f"endpoint {ep.name} is not InService"))
+    # SageMaker real-time InvokeEndpoint: 6 MB; the request also passes the router Lambda (6 MB)
+    # and API Gateway (10 MB).
+    pf = _payload_failure(
+        req.payload_bytes,
+        [
+            (rt.endpoint_payload_mb, "SageMaker endpoint payload"),
+            (rt.sync_payload_mb, "Lambda sync payload"),
+            (rt.api_payload_mb, "API Gateway payload"),
+        ],
+    )
+    if pf is not None:
+        failures.append(pf)
+    if not duration <= rt.safety_margin * limit_s:
+        failures.append(_Failure(_TIME, f"{est} exceeds {budget}"))
+    return _Eval(Route.ENDPOINT, tuple(failures), estimates, f"{est} on {ep.name} <= {budget}")
+
+
+def _lambda_job(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Facts) -> _Eval:
+    rt = config.runtime
+    prof = facts.profile
+    duration = _run_time(prof.load_s, req.records, prof.per_record_ms)
+    estimates = Estimates(duration, _lambda_cost(config, duration))
+    est = f"est. {fmt_duration(duration)} (load {fmt_duration(prof.load_s)} + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    budget = f"{_num(rt.safety_margin)} x {_num(rt.lambda_timeout_s)} s Lambda timeout"
+    failures = list(facts.in_process_failures)
+    # Lambda timeout: at most 900 s (15 minutes).
+    if model.in_process and not duration <= rt.safety_margin * rt.lambda_timeout_s:
+        failures.append(_Failure(_TIME, f"{est} exceeds {budget}"))
+    return _Eval(Route.LAMBDA_JOB, tuple(failures), estimates, f"{est} <= {budget}")
+
+
+def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Facts) -> _Eval:
+    prof = facts.profile
+    bt = config.batch_settings(model)
+    startup = config.routing.batch_startup_s
+    count = 1 if bt is None else bt.instance_count
+    parallel = count * (1 if bt is None else bt.max_concurrent_transforms)
+    duration = _run_time(startup + prof.load_s, req.records, prof.per_record_ms, parallel)
+    price = None if bt is None else config.prices.instance_hour.get(bt.instance_type)
+    # Batch transform bills every instance for the whole job, start-up included.
+    cost = None if price is None else price * count * duration / 3600
+    estimates = Estimates(duration, cost)
+    spread = "" if parallel == 1 else f" / {parallel} in parallel"
+    est = (
+        f"est. {fmt_duration(duration)} (start-up {fmt_duration(startup)} + load {fmt_duration(prof.load_s)} + "
+        f"{fmt_count(req.records)} x {_per_record(prof.per_record_ms)}{spread})"
+    )
+    if bt is None:
+        override = model.batch_transform
+        why = (
+            "batch transform disabled for this model"
+            if override is not None and not override.enabled
+            else "batch transform not configured (no sagemaker.batch_transform and no model batch_transform)"
+        )
+        return _Eval(Route.BATCH_TRANSFORM, (_Failure(_OTHER, why),), estimates, est)
+    # No time limit applies: a transform job runs for hours (each invocation <= 3,600 s).
+    return _Eval(Route.BATCH_TRANSFORM, (), estimates, f"{est} on {count} x {bt.instance_type}")
+
+
+# ---------------------------------------------------------------------------- job threshold
+
+
+def _lambda_job_limit(model: ModelSpec, config: RouterConfig, facts: _Facts) -> float:
+    """Largest record count lambda-job takes (-1: none, inf: unbounded)."""
+    if facts.in_process_failures:
+        return -1
+    prof = facts.profile
+    budget = config.runtime.safety_margin * config.runtime.lambda_timeout_s
+    return _largest_fitting(lambda n: _run_time(prof.load_s, n, prof.per_record_ms), budget, prof.per_record_ms, prof.load_s)
+
+
+def _batch_threshold(config: RouterConfig, facts: _Facts, bt: BatchTransformDefaults, lambda_limit: float) -> float:
+    """The record count from which batch-transform wins over a *feasible* lambda-job (inf: never).
+
+    Both routes' durations and costs are linear in records, f(n) = a + b*n. Batch is strictly
+    better at n iff d*n > e with d = b_lambda - b_batch, e = a_batch - a_lambda. When d > 0 that is
+    a suffix of sizes: switch from its start. When d < 0 batch is better only *below* a size, which
+    would move larger jobs back to lambda-job; then batch is taken only if it is still better at
+    lambda-job's largest feasible size (so it is better on all of [0, limit]), never otherwise.
+    Returning one threshold makes the decision monotone in records by construction.
+    """
+    prof = facts.profile
+    per = prof.per_record_ms / 1000
+    parallel = bt.instance_count * bt.max_concurrent_transforms
+    startup = config.routing.batch_startup_s
+    if config.routing.prefer == "latency":
+        a_l, b_l = prof.load_s, per
+        a_b, b_b = startup + prof.load_s, per / parallel
+    else:
+        price = config.prices.instance_hour.get(bt.instance_type)
+        if price is None:
+            return math.inf  # unknown batch cost counts as +inf: never cheaper
+        gb_s = config.prices.lambda_gb_s * config.runtime.lambda_memory_mb / 1024
+        a_l, b_l = config.prices.lambda_request + gb_s * prof.load_s, gb_s * per
+        rate = price * bt.instance_count / 3600
+        a_b, b_b = rate * (startup + prof.load_s), rate * per / parallel
+    d = b_l - b_b
+    e = a_b - a_l
+    if d > 0:
+        if e < 0:
+            return 0.0
+        x = e / d
+        return float(math.floor(x) + 1) if x < 2.0**62 else math.inf
+    if d == 0:
+        return 0.0 if e < 0 else math.inf
+    return 0.0 if math.isfinite(lambda_limit) and lambda_limit >= 0 and d * lambda_limit > e else math.inf
+
+
+# ---------------------------------------------------------------------------- choice
+
+
+def _notes(model: ModelSpec, facts: _Facts, chosen: _Eval | None) -> str:
+    """Assumptions a reader should know about, appended to the reason in brackets."""
+    notes: list[str] = []
+    if facts.profile_assumed:
+        p = facts.profile
+        notes.append(
+            f"default profile assumed: load {fmt_duration(p.load_s)}, {_per_record(p.per_record_ms)}/record; measure with `router profile`"
+        )
+    if chosen is not None and chosen.route in (Route.INLINE, Route.LAMBDA_JOB) and facts.memory_mb is None:
+        notes.append("memory footprint unknown (no profile.memory_mb or size_bytes), assumed to fit")
+    if (
+        chosen is not None
+        and chosen.route.mode is Mode.SYNC
+        and model.latency_ms is not None
+        and chosen.estimates.duration_s > model.latency_ms / 1000
+    ):
+        notes.append(f"above the {_num(model.latency_ms)} ms latency objective")
+    return "".join(f" [{n}]" for n in notes)
+
+
+def _better(prefer: str, a: _Eval, b: _Eval) -> bool:
+    """Is a strictly better than b under the preference? Unknown cost counts as +inf."""
+    if prefer == "cost":
+        ca = math.inf if a.estimates.cost_usd is None else a.estimates.cost_usd
+        cb = math.inf if b.estimates.cost_usd is None else b.estimates.cost_usd
+        return ca < cb
+    return a.estimates.duration_s < b.estimates.duration_s
+
+
+def _comparison(prefer: str, chosen: _Eval, other: _Eval) -> str:
+    if prefer == "cost":
+        return f"cheaper than {other.route.value} ({fmt_cost(chosen.estimates.cost_usd)} vs {fmt_cost(other.estimates.cost_usd)})"
+    return f"faster than {other.route.value} (est. {fmt_duration(other.estimates.duration_s)})"
+
+
+def _tie(prefer: str, chosen: _Eval, other: _Eval) -> str:
+    word = "cheap" if prefer == "cost" else "fast"
+    return f"{other.route.value} as {word}, {chosen.route.value} first on ties"
+
+
+def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: tuple[_Eval, _Eval]) -> Decision:
+    prefer = config.routing.prefer
+    candidates = tuple(e.candidate() for e in evals)
+    feasible = [e for e in evals if e.feasible]
+    if not feasible:
+        payload_limited = any(all(f.kind == _PAYLOAD for f in e.failures) for e in evals)
+        reason = "no synchronous route: " + "; ".join(e.why_not() for e in evals)
+        if payload_limited:
+            reason += " (only the payload size is in the way: send it as a job)"
+        return Decision(None, Mode.SYNC, reason + _notes(model, facts, None), None, candidates, payload_limited)
+    # Candidate order (inline, endpoint) breaks ties: only a strictly better one replaces the first.
+    chosen = feasible[0]
+    for e in feasible[1:]:
+        if _better(prefer, e, chosen):
+            chosen = e
+    parts = [f"{chosen.route.value}: {chosen.summary}"]
+    for other in evals:
+        if other is chosen:
+            continue
+        if not other.feasible:
+            if other.route is Route.INLINE:  # an endpoint answer needs "why not in the Lambda"
+                parts.append(f"not {other.why_not()}")
+        elif _better(prefer, chosen, other):
+            parts.append(_comparison(prefer, chosen, other))
+        else:
+            parts.append(_tie(prefer, chosen, other))
+    reason = "; ".join(parts) + _notes(model, facts, chosen)
+    return Decision(chosen.route, Mode.SYNC, reason, chosen.estimates, candidates)
+
+
+def _decide_job(
+    model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Facts, lam: _Eval, bat: _Eval
+) -> Decision:
+    prefer = config.routing.prefer
+    candidates = (lam.candidate(), bat.candidate())
+    if not lam.feasible and not bat.feasible:
+        reason = "no feasible route: " + "; ".join(e.why_not() for e in (lam, bat))
+        return Decision(None, Mode.JOB, reason + _notes(model, facts, None), None, candidates)
+    if not bat.feasible:
+        chosen, reason = lam, f"lambda-job: {lam.summary}"
+    elif not lam.feasible:
+        chosen, reason = bat, f"batch-transform: {bat.summary}; not {lam.why_not()}"
+    else:
+        bt = config.batch_settings(model)
+        assert bt is not None  # batch is feasible
+        limit = _lambda_job_limit(model, config, facts)
+        threshold = _batch_threshold(config, facts, bt, limit)
+        if req.records >= threshold:
+            chosen = bat
+            basis = "cheaper" if prefer == "cost" else "faster"
+            reason = (
+                f"batch-transform: {bat.summary}; {_comparison(prefer, bat, lam)}, "
+                f"as it is {basis} from {fmt_count(threshold)} records up"
+            )
+        else:
+            chosen = lam
+            reason = f"lambda-job: {lam.summary}"
+            if _better(prefer, bat, lam):
+                # Only reachable when batch wins small jobs but loses at lambda-job's limit.
+                reason += (
+                    f"; batch-transform would be cheaper here ({fmt_cost(bat.estimates.cost_usd)} vs "
+                    f"{fmt_cost(lam.estimates.cost_usd)}) but not at lambda-job's limit of {fmt_count(limit)} records, "
+                    "so lambda-job keeps every size it can take (routing stays monotone in records)"
+                )
+            elif _better(prefer, lam, bat):
+                reason += "; " + _comparison(prefer, lam, bat)
+            else:
+                reason += "; " + _tie(prefer, lam, bat)
+    reason += _notes(model, facts, chosen)
+    return Decision(chosen.route, Mode.JOB, reason, chosen.estimates, candidates)
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state: BackendState = _COLD) -> Decision:
+    """Route one request (ROUTING.md). Pure and deterministic.
+
+    Sync candidates are inline then endpoint, job candidates lambda-job then batch-transform;
+    every candidate is returned with estimates and, when infeasible, its reasons. Raises
+    InvalidRequest for a negative record count or payload size.
+    """
+    if request.records < 0:
+        raise InvalidRequest(f"records must be >= 0, got {request.records}")
+    if request.payload_bytes < 0:
+        raise InvalidRequest(f"payload_bytes must be >= 0, got {request.payload_bytes}")
+    facts = _facts(model, config)
+    if request.mode is Mode.SYNC:
+        evals = (_inline(model, request, config, state, facts), _endpoint(model, request, config, state, facts))
+        return _decide_sync(model, config, facts, evals)
+    lam = _lambda_job(model, request, config, facts)
+    bat = _batch(model, request, config, facts)
+    return _decide_job(model, request, config, facts, lam, bat)
+
+
+def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: BackendState = _COLD) -> int | None:
+    """The largest record count whose estimate fits `route`'s time budget, ignoring payload size
+    and availability (endpoint state, batch settings). None when unbounded (batch-transform, or
+    no per-record time); -1 when the route can never take the model (or not even 0 records fit)."""
+    facts = _facts(model, config)
+    prof = facts.profile
+    rt = config.runtime
+    if route is Route.BATCH_TRANSFORM:
+        return None
+    if route is Route.ENDPOINT:
+        fixed = config.routing.endpoint_overhead_ms / 1000
+        budget = rt.safety_margin * min(rt.endpoint_timeout_s, rt.sync_timeout_s)
+    elif facts.in_process_failures:
+        return -1
+    elif route is Route.INLINE:
+        fixed = 0.0 if state.warm else prof.load_s
+        budget = rt.safety_margin * rt.sync_timeout_s
+    elif route is Route.LAMBDA_JOB:
+        fixed = prof.load_s
+        budget = rt.safety_margin * rt.lambda_timeout_s
+    else:
+        raise InvalidRequest(f"route {route.value} is not modelled by routing")
+    n = _largest_fitting(lambda k: _run_time(fixed, k, prof.per_record_ms), budget, prof.per_record_ms, fixed)
+    return None if math.isinf(n) else int(n)
+
+
+def lambda_request_cost(config: RouterConfig, duration_s: float) -> float:
+    """The Lambda price of one invocation of `duration_s` at the configured memory (linear, not
+    rounded to Lambda's 1 ms billing granularity)."""
+    return _lambda_cost(config, duration_s)

@@ -1,0 +1,186 @@
+"""Use cases: list and describe models, route dry runs, synchronous predictions (and, through
+`router.jobs_service`, asynchronous jobs). The handlers are thin: they parse HTTP and call these.
+
+Everything outside the process is reached through a port (router/ports.py), so the same service
+runs on AWS and under `router serve`, and tests pass fakes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router.config import RouterConfig, ModelSpec
+from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
+from router.errors import (
+    BackendError,
+    ModelNotFound,
+    PayloadTooLarge,
+    SyncNotPossible,
+)
+from router.ports import EndpointClient, ModelRunner
+from router.routing import decide
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    model: ModelSpec
+    route: Route
+    decision: Decision
+    predictions: list[Any]
+    model_ms: float
+
+    def to_dict(self, total_ms: float) -> dict[str, Any]:
+        return {
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "route": self.route.value,
+            "predictions": self.predictions,
+            "decision": {"route": self.route.value, "reason": self.decision.reason},
+            "timing_ms": {"total": round(total_ms, 3), "model": round(self.model_ms, 3)},
+        }
+
+
+class RouterService:
+    def __init__(self, config: RouterConfig, *, runner: ModelRunner, endpoints: EndpointClient | None = None) -> None:
+        self.config = config
+        self.runner = runner
+        self.endpoints = endpoints
+
+    # ------------------------------------------------------------------ models
+
+    def model(self, name: str) -> ModelSpec:
+        spec = self.config.model(name)
+        if spec is None:
+            known = ", ".join(m.name for m in self.config.models) or "none"
+            raise ModelNotFound(f"no model named {name!r} (known: {known})", details={"model": name})
+        return spec
+
+    def possible_routes(self, model: ModelSpec) -> list[str]:
+        routes: list[str] = []
+        if model.in_process:
+            routes.append(Route.INLINE.value)
+        if model.endpoint is not None:
+            routes.append(Route.ENDPOINT.value)
+        if model.in_process:
+            routes.append(Route.LAMBDA_JOB.value)
+        if self.config.batch_settings(model) is not None:
+            routes.append(Route.BATCH_TRANSFORM.value)
+        return routes
+
+    def describe_model(self, model: ModelSpec, *, detail: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": model.name,
+            "framework": model.framework,
+            "version": model.version,
+            "features": model.features,
+            "feature_count": len(model.features) if model.features else None,
+            "routes": self.possible_routes(model),
+        }
+        if model.description:
+            out["description"] = model.description
+        if detail:
+            out["latency_ms"] = model.latency_ms
+            out["size_bytes"] = model.size_bytes
+            prof = model.profile or self.config.routing.default_profile
+            out["profile"] = {**prof.model_dump(), "measured": model.profile is not None}
+            out["endpoint"] = model.endpoint.model_dump() if model.endpoint else None
+            bt = self.config.batch_settings(model)
+            out["batch_transform"] = bt.model_dump() if bt else None
+            out["envelope"] = self.envelope(model)
+        return out
+
+    def envelope(self, model: ModelSpec) -> dict[str, Any]:
+        """The largest request (in records) each route takes, found with the routing function itself,
+        so what /v1/models/{model} shows is exactly what /predict and /jobs will do."""
+        state = self._state(model)
+        out: dict[str, Any] = {}
+        for mode, routes in ((Mode.SYNC, (Route.INLINE, Route.ENDPOINT)), (Mode.JOB, (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM))):
+            for route in routes:
+                out[route.value] = {"max_records": _max_records(model, self.config, state, mode, route)}
+        return out
+
+    # ------------------------------------------------------------------ routing
+
+    def _state(self, model: ModelSpec) -> BackendState:
+        warm = model.in_process and self.runner.is_warm(model)
+        in_service: bool | None = None
+        if model.endpoint is not None and self.endpoints is not None:
+            in_service = self.endpoints.in_service(model.endpoint.name)
+        return BackendState(warm=warm, endpoint_in_service=in_service)
+
+    def decide(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int) -> Decision:
+        return decide(model, RequestShape(mode=mode, records=records, payload_bytes=payload_bytes), self.config, self._state(model))
+
+    # ------------------------------------------------------------------ predict
+
+    def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind, payload_bytes: int) -> Prediction | Decision:
+        """Run a synchronous prediction, or return the Decision when no sync route is feasible
+        (the caller turns it into a job or a 422/413)."""
+        decision = self.decide(model, Mode.SYNC, len(instances), payload_bytes)
+        if decision.route is None:
+            return decision
+        start = time.perf_counter()
+        if decision.route is Route.INLINE:
+            preds = self.runner.predict(model, instances, output)
+        else:
+            preds = self._invoke_endpoint(model, instances, output)
+        return Prediction(model, decision.route, decision, preds, (time.perf_counter() - start) * 1000)
+
+    def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
+        assert model.endpoint is not None and self.endpoints is not None
+        body = json.dumps({"instances": list(instances), "output": output.value}, allow_nan=False).encode()
+        raw = self.endpoints.invoke(model.endpoint.name, body, "application/json")
+        try:
+            parsed = json.loads(raw)
+            preds = parsed["predictions"] if isinstance(parsed, dict) else parsed
+        except (ValueError, KeyError, TypeError):
+            raise BackendError("the endpoint returned a response that is not {\"predictions\": [...]}") from None
+        if not isinstance(preds, list) or len(preds) != len(instances):
+            raise BackendError(
+                f"the endpoint returned {len(preds) if isinstance(preds, list) else 'no'} predictions for {len(instances)} instances"
+            )
+        return preds
+
+    def not_syncable_error(self, decision: Decision) -> SyncNotPossible | PayloadTooLarge:
+        details = {"decision": decision.to_dict()}
+        if decision.payload_limited:
+            return PayloadTooLarge(
+                f"{decision.reason}. Send large inputs as a job: POST /v1/uploads for an upload slot, "
+                "then POST /v1/models/{model}/jobs with {\"input\": {\"uri\": ...}}",
+                details=details,
+            )
+        return SyncNotPossible(
+            f"{decision.reason}. Retry with the header 'Prefer: respond-async' to get a job, or POST /v1/models/{{model}}/jobs",
+            details=details,
+        )
+
+
+def _max_records(model: ModelSpec, config: RouterConfig, state: BackendState, mode: Mode, route: Route) -> int | None:
+    """Largest record count for which `route` is feasible (payload assumed small), by doubling then
+    bisection over the monotone routing function. None when the route is never feasible; capped."""
+    cap = 10**12
+
+    def ok(n: int) -> bool:
+        d = decide(model, RequestShape(mode=mode, records=n, payload_bytes=0), config, state)
+        return any(c.route is route and c.feasible for c in d.candidates)
+
+    if not ok(1):
+        return None
+    lo, hi = 1, 2
+    while hi <= cap and ok(hi):
+        lo, hi = hi, hi * 2
+    if hi > cap:
+        return None if route is Route.BATCH_TRANSFORM and False else cap
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -1,0 +1,280 @@
+"""Deploys a configured model to SageMaker: Model, EndpointConfig, then Endpoint (create or update).
+
+A pure planner returns the exact API calls as frozen dataclasses; `execute` runs them with an
+injected boto3 client and `describe_plan` prints them (`--dry-run`). Official container images
+come from the optional `sagemaker` SDK (extra `deploy`), imported only when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.adapters.sagemaker_batch import (
+    SAGEMAKER_NAME_MAX,
+    aws_error_code,
+    aws_error_message,
+    is_already_exists,
+    is_not_found,
+    sagemaker_model_name,
+)
+from router.config import ModelSpec, RouterConfig
+from router.errors import ConfigError
+
+VARIANT_NAME = "AllTraffic"
+# Framework containers load code/inference.py from inside model.tar.gz (sagemaker_jobs/package.py).
+CODE_DIR = "/opt/ml/model/code"
+# The SDK's framework name and a default framework version for each router framework. ONNX has
+# no official image: it runs in the scikit-learn container with onnxruntime from
+# code/requirements.txt.
+SDK_FRAMEWORK = {"sklearn": "sklearn", "onnx": "sklearn", "pytorch": "pytorch"}
+DEFAULT_FRAMEWORK_VERSION = {"sklearn": "1.2-1", "onnx": "1.2-1", "pytorch": "2.1"}
+# Endpoint statuses that accept UpdateEndpoint; others are mid-change or failed.
+UPDATABLE_STATUSES = frozenset({"InService", "OutOfService"})
+TAG_MODEL = "router:model"
+TAG_VERSION = "router:model-sha256"
+
+
+class DeployError(Exception):
+    """A deployment cannot proceed: missing SDK, endpoint in the wrong state, or an AWS error."""
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One AWS API call, exactly as it will be made."""
+
+    service: str
+    operation: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def method(self) -> str:
+        """The boto3 method name: CreateEndpointConfig -> create_endpoint_config."""
+        return "".join(f"_{c.lower()}" if c.isupper() else c for c in self.operation).lstrip("_")
+
+
+# ---------------------------------------------------------------- names
+
+
+def endpoint_config_name(endpoint_name: str, model_name: str, container: dict[str, Any], variant: dict[str, Any]) -> str:
+    """`<endpoint>-<hash>`: a new name whenever the model version, image, environment or
+    instances change, because an EndpointConfig is immutable and UpdateEndpoint needs a new one."""
+    digest = hashlib.sha256(
+        json.dumps({"model": model_name, "container": container, "variant": variant}, sort_keys=True).encode()
+    ).hexdigest()[:10]
+    head = endpoint_name[: SAGEMAKER_NAME_MAX - len(digest) - 1].rstrip("-")
+    return f"{head}-{digest}"
+
+
+# ---------------------------------------------------------------- images
+
+
+def resolve_image_uri(framework: str, region: str, version: str | None = None, *, instance_type: str | None = None) -> str:
+    """The official SageMaker inference image for a router framework, via the optional SDK.
+
+    Raises DeployError when the SDK is not installed (it is 900+ MB and never part of the Lambda):
+    install `lambda-sagemaker-router[deploy]`, or pass --image-uri / set the model's image_uri.
+    """
+    sdk_framework = SDK_FRAMEWORK.get(framework)
+    if sdk_framework is None:
+        raise DeployError(f"framework {framework!r} has no official SageMaker image: set the model's image_uri or pass --image-uri")
+    retrieve = _sdk_retrieve()
+    try:
+        uri = retrieve(
+            framework=sdk_framework,
+            region=region,
+            version=version or DEFAULT_FRAMEWORK_VERSION[framework],
+            py_version="py3",
+            image_scope="inference",
+            instance_type=instance_type,
+        )
+    except (ValueError, KeyError) as e:
+        raise DeployError(f"no {sdk_framework} image for version {version!r} in {region}: {e}") from None
+    return str(uri)
+
+
+def _sdk_retrieve() -> Any:
+    try:  # sagemaker SDK v3 moved image_uris under sagemaker.core
+        from sagemaker.core.image_uris import retrieve
+
+        return retrieve
+    except ImportError:
+        pass
+    try:
+        from sagemaker.image_uris import retrieve
+
+        return retrieve
+    except ImportError:
+        raise DeployError(
+            "resolving an official SageMaker image needs the sagemaker SDK: "
+            "pip install 'lambda-sagemaker-router[deploy]', or pass --image-uri (or set the model's image_uri)"
+        ) from None
+
+
+def choose_image_uri(model_spec: ModelSpec, image_uri: str | None) -> str | None:
+    """The model's configured image_uri wins; an explicit different --image-uri is a conflict."""
+    if model_spec.image_uri and image_uri and image_uri != model_spec.image_uri:
+        raise DeployError(
+            f"model {model_spec.name} sets image_uri {model_spec.image_uri} in the config but {image_uri} was passed: remove one"
+        )
+    return model_spec.image_uri or image_uri
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_deployment(
+    config: RouterConfig, model_spec: ModelSpec, *, image_uri: str, model_data_url: str, existing: dict[str, Any] | None
+) -> list[ApiCall]:
+    """The API calls that bring SageMaker to this model version. Pure: no I/O.
+
+    `existing` is DescribeEndpoint's answer for the model's endpoint, or None when there is
+    none. A model without an `endpoint` still gets its SageMaker Model (batch transform uses it).
+    When the endpoint already runs the planned config, the plan is empty.
+    """
+    role = config.sagemaker.execution_role_arn
+    if not role:
+        raise ConfigError(
+            "<config>",
+            ["sagemaker.execution_role_arn: required to deploy: the IAM role SageMaker assumes to read the model artifact"],
+        )
+    if not image_uri:
+        raise DeployError(f"model {model_spec.name}: no container image (set image_uri or install the deploy extra)")
+    if not model_data_url.startswith(("s3://", "https://")):
+        raise DeployError(f"model_data_url must be an s3:// location of model.tar.gz, got {model_data_url!r}")
+    model_name = sagemaker_model_name(model_spec)
+    tags = [{"Key": TAG_MODEL, "Value": model_spec.name}, {"Key": TAG_VERSION, "Value": model_spec.sha256}]
+    container: dict[str, Any] = {"Image": image_uri, "ModelDataUrl": model_data_url}
+    if model_spec.framework != "container":
+        # The framework containers' contract for user code shipped inside model.tar.gz.
+        container["Environment"] = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": CODE_DIR}
+    create_model = ApiCall(
+        "sagemaker",
+        "CreateModel",
+        {"ModelName": model_name, "ExecutionRoleArn": role, "PrimaryContainer": container, "Tags": tags},
+    )
+    spec = model_spec.endpoint
+    if spec is None:
+        return [create_model]
+
+    variant = {
+        "VariantName": VARIANT_NAME,
+        "ModelName": model_name,
+        "InstanceType": spec.instance_type,
+        "InitialInstanceCount": spec.instance_count,
+        "InitialVariantWeight": 1.0,
+    }
+    config_name = endpoint_config_name(spec.name, model_name, container, variant)
+    if existing is not None:
+        if existing.get("EndpointConfigName") == config_name:
+            return []
+        status = str(existing.get("EndpointStatus", ""))
+        if status not in UPDATABLE_STATUSES:
+            hint = "delete it and deploy again" if status in ("Failed", "UpdateRollbackFailed") else "wait until it is InService"
+            raise DeployError(f"endpoint {spec.name} is {status or 'in an unknown state'}: {hint}")
+    plan = [
+        create_model,
+        ApiCall(
+            "sagemaker",
+            "CreateEndpointConfig",
+            {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": tags},
+        ),
+    ]
+    if existing is None:
+        plan.append(
+            ApiCall("sagemaker", "CreateEndpoint", {"EndpointName": spec.name, "EndpointConfigName": config_name, "Tags": tags})
+        )
+    else:
+        # A rolling update: the old variant keeps serving until the new one is InService.
+        plan.append(ApiCall("sagemaker", "UpdateEndpoint", {"EndpointName": spec.name, "EndpointConfigName": config_name}))
+    return plan
+
+
+def describe_plan(plan: list[ApiCall]) -> str:
+    """The plan as text: every API call with its exact parameters (for --dry-run)."""
+    if not plan:
+        return "Nothing to do: SageMaker already runs this model version.\n"
+    lines = [f"{len(plan)} API call(s):"]
+    for i, call in enumerate(plan, 1):
+        lines.append(f"{i}. {call.service} {call.operation}")
+        lines.extend("   " + line for line in json.dumps(call.params, indent=2, sort_keys=True).splitlines())
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- execution
+
+# Content-addressed names: an existing Model or EndpointConfig of that name is this very version.
+_IDEMPOTENT_CREATES = frozenset({"CreateModel", "CreateEndpointConfig"})
+
+
+def execute(plan: list[ApiCall], sagemaker_client: Any) -> list[dict[str, Any]]:
+    """Run the plan in order with the injected client; returns each call's response."""
+    from botocore.exceptions import ClientError
+
+    results: list[dict[str, Any]] = []
+    for call in plan:
+        try:
+            results.append(dict(getattr(sagemaker_client, call.method)(**call.params)))
+        except ClientError as e:
+            if call.operation in _IDEMPOTENT_CREATES and is_already_exists(e):
+                results.append({})
+                continue
+            raise DeployError(f"{call.operation} failed ({aws_error_code(e)}): {aws_error_message(e)}") from None
+    return results
+
+
+def describe_existing_endpoint(sagemaker_client: Any, endpoint_name: str) -> dict[str, Any] | None:
+    """DescribeEndpoint, or None when the endpoint does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return dict(sagemaker_client.describe_endpoint(EndpointName=endpoint_name))
+    except ClientError as e:
+        if is_not_found(e):
+            return None
+        raise DeployError(f"DescribeEndpoint {endpoint_name} failed ({aws_error_code(e)}): {aws_error_message(e)}") from None
+
+
+def deploy(
+    config: RouterConfig,
+    model_spec: ModelSpec,
+    sagemaker_client: Any,
+    *,
+    image_uri: str | None = None,
+    model_data_url: str,
+    dry_run: bool = False,
+) -> str:
+    """Plan and (unless `dry_run`) execute the deployment of one model; returns the plan as text.
+
+    Reads the endpoint's current state with DescribeEndpoint (also in a dry run) so the plan is
+    what would really happen: CreateEndpoint the first time, UpdateEndpoint afterwards.
+    """
+    region = config.sagemaker.region or str(getattr(getattr(sagemaker_client, "meta", None), "region_name", "") or "")
+    image = choose_image_uri(model_spec, image_uri)
+    if image is None:
+        instance_type = model_spec.endpoint.instance_type if model_spec.endpoint else None
+        image = resolve_image_uri(model_spec.framework, region, instance_type=instance_type)
+    existing = describe_existing_endpoint(sagemaker_client, model_spec.endpoint.name) if model_spec.endpoint else None
+    plan = plan_deployment(config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing)
+    text = describe_plan(plan)
+    if dry_run:
+        return "Dry run, nothing changed. " + text
+    execute(plan, sagemaker_client)
+    return text
+
+
+__all__ = [
+    "ApiCall",
+    "DeployError",
+    "choose_image_uri",
+    "deploy",
+    "describe_existing_endpoint",
+    "describe_plan",
+    "endpoint_config_name",
+    "execute",
+    "plan_deployment",
+    "resolve_image_uri",
+    "sagemaker_model_name",
+]

@@ -1,0 +1,434 @@
+"""SageMaker's framework-container inference contract (model_fn / input_fn / predict_fn / output_fn)
+for scikit-learn, ONNX and PyTorch TorchScript models; `package.py` copies this very file into every
+model.tar.gz as code/inference.py, so it must stay self-contained (stdlib + numpy + the framework).
+
+Model directory layout (the unpacked model.tar.gz, /opt/ml/model on SageMaker):
+
+    model.joblib | model.onnx | model.pt   exactly one model file, named by framework
+    code/inference.py                      optional: may define any of model_fn, input_fn,
+                                           predict_fn, output_fn (or transform_fn instead of the
+                                           last three); the missing ones fall back to this module's
+    code/requirements.txt                  installed by SageMaker's framework containers
+
+Requests (Content-Type; parameters after ';' are allowed, e.g. charset):
+
+    application/json        {"instances": [r1, r2, ...], "output": "predict"|"proba"} or a bare [r1, r2, ...]
+    application/jsonlines   one record per line
+    text/csv                one record per line, numbers only, no header
+
+A record is a list of numbers in feature order, or (JSON / JSON Lines) an object keyed by feature
+name when the model knows its feature names (scikit-learn's `feature_names_in_`). TorchScript models
+take any nested lists of numbers.
+
+Responses (Accept; missing or */* -> $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else application/json):
+
+    application/json        {"predictions": [p1, p2, ...]}
+    application/jsonlines   one prediction per line, in input order
+    text/csv                one prediction per line; a list prediction becomes comma-separated values
+
+Output kind: "predict" (default) or "proba" (class probabilities, a list per record in class order).
+Chosen, first match wins, by: the JSON body's "output" field; an `output=` parameter of the
+Content-Type (`text/csv; output=proba`: for endpoint calls with line formats); the environment
+variable SAGEMAKER_ROUTER_OUTPUT (how the router asks for probabilities in a batch-transform job,
+whose Environment is set per job). PyTorch: "predict" returns the module's output as is, "proba"
+applies softmax over the last axis.
+
+Bad input raises InputError (a ValueError), which the model server maps to HTTP 400 (415 for an
+unsupported media type). The four functions keep SageMaker's exact arity: the toolkit passes an
+extra context argument to any function that declares one more parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FILES: dict[str, str] = {"sklearn": "model.joblib", "onnx": "model.onnx", "pytorch": "model.pt"}
+OUTPUT_ENV = "SAGEMAKER_ROUTER_OUTPUT"
+DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+CSV = "text/csv"
+# Other spellings of JSON Lines seen in the wild; answered as application/jsonlines.
+_JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
+OUTPUT_KINDS = ("predict", "proba")
+
+
+class InputError(ValueError):
+    """The request cannot be served as sent (HTTP 400 unless a subclass says otherwise)."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class UnsupportedMediaType(InputError):
+    """Content-Type or Accept names a format this contract does not speak."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class OutputNotSupported(InputError):
+    """The requested output kind (e.g. proba) does not exist for this model."""
+
+    code = "output_not_supported"
+
+
+@dataclass(frozen=True, slots=True)
+class Instances:
+    """What input_fn hands to predict_fn: the records as decoded, and the output kind asked for."""
+
+    records: list[Any]
+    output: str = "predict"
+
+
+# ---------------------------------------------------------------- model_fn
+
+
+class LoadedModel:
+    """A model behind one interface, whatever its framework: predict / predict_proba on a 2-D array."""
+
+    def __init__(
+        self,
+        framework: str,
+        model: Any,
+        *,
+        feature_names: list[str] | None = None,
+        n_features: int | None = None,
+        has_proba: bool = False,
+    ) -> None:
+        self.framework = framework
+        self.model = model
+        self.feature_names = feature_names
+        self.n_features = n_features
+        self.has_proba = has_proba
+
+    def predict(self, x: Any) -> Any:
+        if self.framework == "sklearn":
+            with self._quiet():
+                return self.model.predict(x)
+        if self.framework == "onnx":
+            return _onnx_outputs(self.model, x)[0]
+        return _torch_forward(self.model, x)
+
+    def predict_proba(self, x: Any) -> Any:
+        if self.framework == "sklearn":
+            with self._quiet():
+                return self.model.predict_proba(x)
+        if self.framework == "onnx":
+            return _onnx_outputs(self.model, x)[1]
+        out = np.asarray(_torch_forward(self.model, x), dtype=np.float64)
+        shifted = np.exp(out - out.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def _quiet(self) -> Any:
+        """A model fitted on a DataFrame warns on every array; to_matrix already put the columns in
+        its feature order, so that warning says nothing. (catch_warnings is process-wide: at worst
+        a concurrent request's warning is shown or hidden.)"""
+        if self.feature_names is None:
+            return contextlib.nullcontext()
+        return _ignoring_feature_name_warning()
+
+
+@contextlib.contextmanager
+def _ignoring_feature_name_warning() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        yield
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    """Load the one model file in `model_dir` (model.joblib, model.onnx or model.pt)."""
+    root = Path(model_dir)
+    found = [(fw, root / name) for fw, name in MODEL_FILES.items() if (root / name).is_file()]
+    if len(found) != 1:
+        names = ", ".join(MODEL_FILES.values())
+        what = "none" if not found else " and ".join(p.name for _, p in found)
+        raise FileNotFoundError(f"{root}: expected exactly one model file ({names}), found {what}")
+    framework, path = found[0]
+    if framework == "sklearn":
+        return _load_sklearn(path)
+    if framework == "onnx":
+        return _load_onnx(path)
+    return _load_torch(path)
+
+
+def _load_sklearn(path: Path) -> LoadedModel:
+    import joblib
+
+    model = joblib.load(path)
+    names = getattr(model, "feature_names_in_", None)
+    n = getattr(model, "n_features_in_", None)
+    return LoadedModel(
+        "sklearn",
+        model,
+        feature_names=[str(f) for f in names] if names is not None else None,
+        n_features=int(n) if n is not None else None,
+        has_proba=hasattr(model, "predict_proba"),
+    )
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: ONNX models with {len(inputs)} inputs are not supported (expected one 2-D tensor)")
+    shape = inputs[0].shape
+    n = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+    # skl2onnx classifiers: (label, probabilities), the latter a tensor or (zipmap) a list of dicts.
+    return LoadedModel("onnx", session, n_features=n, has_proba=len(session.get_outputs()) >= 2)
+
+
+def _load_torch(path: Path) -> LoadedModel:
+    # torch is optional: only a TorchScript model needs it, and only when one is loaded.
+    import torch
+
+    module = torch.jit.load(str(path), map_location="cpu")
+    module.eval()
+    return LoadedModel("pytorch", module, has_proba=True)
+
+
+def _onnx_outputs(session: Any, x: Any) -> tuple[Any, Any]:
+    name = session.get_inputs()[0].name
+    outputs = session.run(None, {name: np.asarray(x, dtype=np.float32)})
+    label = np.asarray(outputs[0])
+    if label.ndim == 2 and label.shape[1] == 1:
+        label = label[:, 0]  # regressors answer [N, 1]; sklearn answers [N]
+    proba: Any = outputs[1] if len(outputs) > 1 else None
+    if isinstance(proba, list):  # zipmap: one {class: probability} per row, in class order
+        proba = np.asarray([list(row.values()) for row in proba], dtype=np.float64)
+    return label, proba
+
+
+def _torch_forward(module: Any, x: Any) -> Any:
+    import torch
+
+    with torch.no_grad():
+        out = module(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    return out.detach().cpu().numpy()
+
+
+# ---------------------------------------------------------------- input_fn
+
+
+def input_fn(body: bytes | str, content_type: str) -> Instances:
+    """Decode a request body into Instances (records + output kind)."""
+    return decode(body, content_type, default_output=os.environ.get(OUTPUT_ENV) or "predict")
+
+
+def decode(body: bytes | str, content_type: str, *, default_output: str = "predict") -> Instances:
+    """input_fn with the environment's default output kind made explicit (for tests and callers)."""
+    media, params = parse_media_type(content_type or JSON)
+    output = params.get("output") or default_output
+    if isinstance(body, bytes | bytearray):
+        try:
+            text = bytes(body).decode(params.get("charset", "utf-8"))
+        except (UnicodeDecodeError, LookupError) as e:
+            raise InputError(f"the body is not valid {params.get('charset', 'utf-8')} text: {e}") from None
+    else:
+        text = body
+    if media == JSON:
+        records, output = _decode_json(text, output)
+    elif media in _JSONLINES_ALIASES:
+        records = [_json_value(line, f"line {i}") for i, line in _lines(text)]
+    elif media == CSV:
+        records = _decode_csv(text)
+    else:
+        raise UnsupportedMediaType(f"unsupported Content-Type {media!r}: use {JSON}, {JSONLINES} or {CSV}")
+    if not records:
+        raise InputError("no records: send at least one")
+    if output not in OUTPUT_KINDS:
+        raise InputError(f"output must be one of {', '.join(OUTPUT_KINDS)}, got {output!r}")
+    return Instances(records, output)
+
+
+def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
+    """'text/csv; charset=utf-8; output=proba' -> ('text/csv', {'charset': 'utf-8', 'output': 'proba'})."""
+    media, *rest = value.split(";")
+    params: dict[str, str] = {}
+    for part in rest:
+        key, sep, val = part.partition("=")
+        if sep:
+            params[key.strip().lower()] = val.strip().strip('"')
+    return media.strip().lower(), params
+
+
+def _decode_json(text: str, output: str) -> tuple[list[Any], str]:
+    doc = _json_value(text, "the body")
+    if isinstance(doc, dict):
+        unknown = sorted(set(doc) - {"instances", "output"})
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(map(repr, unknown))}: expected 'instances' and optionally 'output'")
+        if "instances" not in doc:
+            raise InputError("missing 'instances': send {\"instances\": [...]} or a bare list")
+        if "output" in doc:
+            output = doc["output"]
+            if not isinstance(output, str):
+                raise InputError(f"output must be a string, got {type(output).__name__}")
+        doc = doc["instances"]
+    if not isinstance(doc, list):
+        raise InputError(f"instances must be a list, got {type(doc).__name__}")
+    return doc, output
+
+
+def _json_value(text: str, where: str) -> Any:
+    try:
+        # Python's json accepts NaN/Infinity, which JSON does not: refuse them at the source.
+        return json.loads(text, parse_constant=_reject_constant)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where} is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise InputError(f"{name} is not a finite number")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """Numbered records of a line format; one trailing newline is fine, an empty record is not."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = []
+    for i, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            raise InputError(f"line {i} is empty: one record per line")
+        out.append((i, line))
+    return out
+
+
+def _decode_csv(text: str) -> list[Any]:
+    records: list[Any] = []
+    for i, line in _lines(text):
+        row = next(csv.reader([line]))
+        values = []
+        for j, cell in enumerate(row, start=1):
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise InputError(f"line {i}, column {j}: {cell.strip()!r} is not a number (text/csv takes numbers only, no header)") from None
+        records.append(values)
+    return records
+
+
+# ---------------------------------------------------------------- predict_fn
+
+
+def predict_fn(data: Instances, model: LoadedModel) -> list[Any]:
+    """Run the model on decoded Instances; one JSON-ready prediction per record, in order."""
+    if not isinstance(data, Instances):
+        # A custom input_fn may hand over plain rows; serve them as "predict".
+        data = Instances(list(data))
+    x = to_matrix(data.records, model)
+    if data.output == "proba":
+        if not model.has_proba:
+            raise OutputNotSupported(f"this {model.framework} model has no class probabilities: use output=predict")
+        result = model.predict_proba(x)
+    else:
+        result = model.predict(x)
+    return np.asarray(result).tolist() if not isinstance(result, list) else result
+
+
+def to_matrix(records: list[Any], model: LoadedModel) -> Any:
+    """Records (lists in feature order, or objects keyed by feature name) -> a float array."""
+    rows: list[Any] = []
+    for i, rec in enumerate(records):
+        if isinstance(rec, dict):
+            rows.append(_row_from_object(rec, i, model.feature_names))
+        elif isinstance(rec, list):
+            rows.append(rec)
+        else:
+            raise InputError(f"record {i}: expected a list of numbers or an object, got {type(rec).__name__}")
+    try:
+        x = np.asarray(rows)
+    except (ValueError, TypeError):
+        raise InputError(_ragged_message(rows)) from None
+    # Strings ("1.5") or booleans would be coerced silently by numpy: refuse them instead.
+    if x.dtype.kind not in "iuf":
+        raise InputError(_ragged_message(rows))
+    x = x.astype(np.float64, copy=False)
+    if x.ndim == 2 and any(isinstance(v, bool) for row in rows for v in row):
+        # numpy reads true as 1.0; JSON booleans are not features.
+        raise InputError(_ragged_message(rows))
+    if model.framework != "pytorch":
+        if x.ndim != 2:
+            raise InputError(f"records must be flat lists of numbers (got {x.ndim - 1}-D records)")
+        if model.n_features is not None and x.shape[1] != model.n_features:
+            raise InputError(f"expected {model.n_features} features per record, got {x.shape[1]}")
+    if not np.isfinite(x).all():
+        bad = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise InputError(f"record {bad}: values must be finite numbers (no NaN or Infinity)")
+    return x
+
+
+def _row_from_object(rec: dict[str, Any], i: int, names: list[str] | None) -> list[Any]:
+    if names is None:
+        raise InputError(f"record {i} is keyed by feature name, but this model has no feature names: send lists in feature order")
+    missing = [n for n in names if n not in rec]
+    extra = sorted(set(rec) - set(names))
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(extra)}"] if extra else [])
+        raise InputError(f"record {i}: {'; '.join(parts)}")
+    return [rec[n] for n in names]
+
+
+def _ragged_message(rows: list[Any]) -> str:
+    for i, row in enumerate(rows):
+        for v in row if isinstance(row, list) else [row]:
+            if isinstance(v, bool) or not isinstance(v, int | float | list):
+                return f"record {i}: {v!r} is not a number"
+    lengths = sorted({len(r) for r in rows if isinstance(r, list)})
+    return f"records have different lengths ({', '.join(map(str, lengths))}): every record needs the same features"
+
+
+# ---------------------------------------------------------------- output_fn
+
+
+def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    """Encode predictions as `accept` asks; returns (body, content type), as the toolkit allows."""
+    media, _ = parse_media_type(accept or "*/*")
+    if media in ("", "*/*"):
+        media, _ = parse_media_type(os.environ.get(DEFAULT_ACCEPT_ENV) or JSON)
+    preds = np.asarray(prediction).tolist() if isinstance(prediction, np.ndarray) else list(prediction)
+    if media == JSON:
+        return json.dumps({"predictions": preds}, separators=(",", ":")).encode(), JSON
+    if media in _JSONLINES_ALIASES:
+        return "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in preds).encode(), JSONLINES
+    if media == CSV:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for p in preds:
+            writer.writerow(_csv_row(p))
+        return buf.getvalue().encode(), CSV
+    raise UnsupportedMediaType(f"unsupported Accept {media!r}: use {JSON}, {JSONLINES} or {CSV}")
+
+
+def _csv_row(p: Any) -> list[Any]:
+    if isinstance(p, list):
+        if any(isinstance(v, list | dict) for v in p):
+            raise InputError("nested predictions cannot be written as text/csv: ask for application/jsonlines")
+        return [_csv_cell(v) for v in p]
+    if isinstance(p, dict):
+        raise InputError("object predictions cannot be written as text/csv: ask for application/jsonlines")
+    return [_csv_cell(p)]
+
+
+def _csv_cell(v: Any) -> Any:
+    # repr-exact floats; integral class labels stay integers.
+    return repr(v) if isinstance(v, float) and math.isfinite(v) else v
