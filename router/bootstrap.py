@@ -80,14 +80,24 @@ def build_local(
     objects = CompositeObjectStore(files, _s3_factory)
     runner = InlineRunner(objects, state_dir / "model-cache")
     auth: Authenticator = ApiKeyAuth(config.auth.api_keys) if config.auth.enabled else NoAuth()
+    emulator_dir = state_dir / "sagemaker"
+    local_endpoints = None
+    if endpoints is None and any(m.endpoint is not None for m in config.models):
+        from router.local.sagemaker_emulator import LocalEndpoints
+
+        timeout = config.runtime.safety_margin * min(config.runtime.endpoint_timeout_s, config.runtime.sync_timeout_s)
+        endpoints = local_endpoints = LocalEndpoints(config, objects, emulator_dir, invoke_timeout_s=timeout)
     service = RouterService(config, runner=runner, endpoints=endpoints)
     rt = Runtime("local", config, service, auth, objects)
+    if local_endpoints is not None:
+        rt.starters.append(local_endpoints.start)
+        rt.closers.append(local_endpoints.close)
     if with_jobs:
-        _local_jobs(rt, config, objects)
+        _local_jobs(rt, config, objects, emulator_dir)
     return rt
 
 
-def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
+def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulator_dir: Path) -> None:
     from router.adapters.sqlite_jobs import SqliteJobStore
     from router.handlers.worker import make_worker
     from router.jobs import UtcClock
@@ -100,10 +110,27 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None
     db_path.parent.mkdir(parents=True, exist_ok=True)
     store = SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
     queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
-    rt.jobs = JobsService(config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue)
+    batch = None
+    if any(config.batch_settings(m) is not None for m in config.models):
+        from router.adapters.sagemaker_batch import transform_job_name
+        from router.handlers.events import make_events_handler
+        from router.local.sagemaker_emulator import LocalBatch
+        from router.local.server import LocalContext
+
+        batch = LocalBatch(config, objects, emulator_dir)
+        events = make_events_handler(rt)
+        batch.on_event = lambda event: None if events(event, LocalContext("event-" + str(event.get("id")), 60.0)) else None
+    rt.jobs = JobsService(
+        config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
+        transform_name=transform_job_name if batch is not None else None,
+    )
     queue.handler = make_worker(rt)
     sweeper = LocalSweeper(rt.jobs, interval_s=min(30.0, config.jobs.stale_after_s))
-    rt.closers += [store.close, queue.close, sweeper.close]
+    rt.closers += [store.close, queue.close]
+    if batch is not None:
+        rt.closers.append(batch.close)
+        rt.starters.append(batch.resume)
+    rt.closers.append(sweeper.close)
     rt.starters.append(sweeper.start)
 
 
@@ -129,7 +156,34 @@ def build_aws(config: RouterConfig) -> Runtime:
             status_ttl_s=config.routing.endpoint_status_ttl_s,
         )
     service = RouterService(config, runner=runner, endpoints=endpoints)
-    return Runtime("aws", config, service, IamAuth(), objects)
+    rt = Runtime("aws", config, service, IamAuth(), objects)
+    _aws_jobs(rt, config, objects)
+    return rt
+
+
+def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
+    """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION) and SageMaker batch transform."""
+    import boto3
+
+    from router.adapters.dynamodb_jobs import DynamoDBJobStore
+    from router.adapters.lambda_worker import LambdaWorkerQueue
+    from router.adapters.sagemaker_batch import SageMakerBatchClient, transform_job_name
+    from router.jobs import UtcClock
+    from router.jobs_service import JobsService
+
+    table = config.storage.job_table
+    if not table.startswith("dynamodb://"):
+        raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
+    store = DynamoDBJobStore(boto3.client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
+    worker = os.environ.get("ROUTER_WORKER_FUNCTION")
+    queue = LambdaWorkerQueue(boto3.client("lambda"), worker) if worker else None
+    batch = None
+    if any(config.batch_settings(m) is not None for m in config.models):
+        batch = SageMakerBatchClient(boto3.client("sagemaker", region_name=config.sagemaker.region))
+    rt.jobs = JobsService(
+        config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
+        transform_name=transform_job_name,
+    )
 
 
 def _s3_factory() -> ObjectStore:

@@ -352,9 +352,12 @@ def _resolve_locations(data: dict[str, Any], base: Path) -> dict[str, Any]:
         return v
 
     out = dict(data)
-    storage = out.get("storage")
+    storage = out.get("storage", {})
     if isinstance(storage, dict):
-        out["storage"] = {k: fix(v) for k, v in storage.items()}
+        # Omitted locations take their (relative) defaults, which must resolve against the
+        # file's folder too: otherwise they would follow whatever the current directory is.
+        defaults = {k: f.default for k, f in Storage.model_fields.items() if isinstance(f.default, str)}
+        out["storage"] = {k: fix(v) for k, v in {**defaults, **storage}.items()}
     models = out.get("models")
     if isinstance(models, list):
         out["models"] = [_resolve_model(m, fix) if isinstance(m, dict) and "artifact" in m else m for m in models]
@@ -442,6 +445,9 @@ def _format_error(err: Mapping[str, Any], root: yaml.Node | None) -> str:
         msg = msg[:1].lower() + msg[1:]
         if "input" in err and not isinstance(err["input"], dict | list):
             msg += f", got {err['input']!r}"
+        if typ == "string_type" and isinstance(err.get("input"), bool):
+            # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
+            msg += " (quote the value: YAML reads unquoted yes/no/on/off as booleans)"
     # pydantic appends the class name for model-level validators: loc is the parent.
     return _with_line(f"{_format_loc(loc)}: {msg}", root, loc)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 
-class Route(str, enum.Enum):
+class Route(enum.StrEnum):
     """Where a request can run (API.md "Route names")."""
 
     INLINE = "inline"
@@ -26,12 +26,12 @@ class Route(str, enum.Enum):
         return Mode.SYNC if self in (Route.INLINE, Route.ENDPOINT) else Mode.JOB
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     SYNC = "sync"
     JOB = "job"
 
 
-class OutputKind(str, enum.Enum):
+class OutputKind(enum.StrEnum):
     PREDICT = "predict"
     PROBA = "proba"
 
@@ -112,7 +112,7 @@ class Decision:
         }
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Job lifecycle (API.md): queued -> running -> succeeded | failed; cancelling -> cancelled."""
 
     QUEUED = "queued"

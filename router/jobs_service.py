@@ -115,6 +115,7 @@ class JobsService:
             staged = self._job_uri(job_id, "input.jsonl")
             self.objects.put_bytes(staged, data, "application/jsonlines")
             input_uri, input_format = staged, "jsonl"
+        assert input_uri is not None
         job = Job(
             job_id=job_id,
             owner=owner,
@@ -147,9 +148,9 @@ class JobsService:
         # owners' inputs or outputs through a crafted URI).
         if uri.startswith(self.jobs_root + "/") and not uri.startswith(self._uploads_prefix(owner)):
             raise InvalidInput("input.uri points into the router's job storage outside your uploads")
-        if not uri.startswith(("s3://", "file://")) or (uri.startswith("file://") and not uri.startswith(self.jobs_root + "/")):
-            if uri.startswith("file://"):
-                raise InvalidInput("file:// inputs must come from POST /v1/uploads")
+        if uri.startswith("file://") and not uri.startswith(self.jobs_root + "/"):
+            # Local files are readable by the router process: only uploads may be named.
+            raise InvalidInput("file:// inputs must come from POST /v1/uploads")
         if not self.objects.exists(uri):
             raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
 
@@ -200,6 +201,17 @@ class JobsService:
                 self.batch.stop(name)
             return current or job
         return moved
+
+    def _resubmit_batch(self, job: Job) -> None:
+        if job.status is S.QUEUED:
+            self._submit_batch(job)
+            return
+        assert self.batch is not None
+        model = self.service.model(job.model)
+        settings = self.config.batch_settings(model)
+        if settings is not None:
+            name = self.batch.submit(job, model, settings, job.input_uri, self._job_uri(job.job_id, "transform/"))
+            self.store.update(job.job_id, job.version, backend_name=name)
 
     # ------------------------------------------------------------------ read
 
@@ -341,11 +353,7 @@ class JobsService:
         return True
 
     def _assemble(self, job_id: str, parts: int, output_uri: str) -> None:
-        writer = getattr(self.objects, "open_write", None)
-        if writer is None:
-            self.objects.put_bytes(output_uri, b"".join(self.objects.get_bytes(self._job_uri(job_id, f"parts/part-{i:06d}.jsonl")) for i in range(parts)))
-            return
-        with writer(output_uri, "application/jsonlines") as out:
+        with self.objects.open_write(output_uri, "application/jsonlines") as out:
             for i in range(parts):
                 with self.objects.open_read(self._job_uri(job_id, f"parts/part-{i:06d}.jsonl")) as f:
                     while block := f.read(1 << 20):
@@ -409,8 +417,11 @@ class JobsService:
                     name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
                     state = self.batch.describe(name) if name else None
                     if state is None:
-                        if job.status is S.QUEUED:
-                            self._submit_batch(job)
+                        if job.status in (S.QUEUED, S.RUNNING):
+                            # Never reached SageMaker (crash before CreateTransformJob), or the
+                            # backend forgot it: submit again; the deterministic name adopts any
+                            # transform job that does exist, so it never runs twice.
+                            self._resubmit_batch(job)
                             counts["redispatched"] += 1
                         elif job.status is S.CANCELLING:
                             self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)

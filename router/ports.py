@@ -8,6 +8,7 @@ wrapper can sit in front of any adapter (ROADMAP.md).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
@@ -100,6 +101,12 @@ class ObjectStore(Protocol):
     def get_bytes(self, uri: str) -> bytes: ...
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    def open_write(self, uri: str, content_type: str = "application/octet-stream") -> AbstractContextManager[BinaryIO]:
+        """A streaming writer; the object appears whole when the context exits (atomic)."""
+        ...
+
+    def delete(self, uri: str) -> None: ...
 
     def open_read(self, uri: str) -> BinaryIO: ...
 

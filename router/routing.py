@@ -27,6 +27,10 @@ JOB_ROUTES = (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM)
 
 _COLD = BackendState()
 
+# Record counts beyond 2**53 are not exactly representable as floats; a limit that high is
+# no limit for any real request, so it counts as unbounded.
+_UNBOUNDED = 2.0**53
+
 # Failure kinds: only "payload" matters to callers (413 vs 422); the others document the rule.
 _PAYLOAD = "payload"
 _TIME = "time"
@@ -212,7 +216,9 @@ def _largest_fitting(duration: Callable[[int], float], budget_s: float, per_reco
     if per_record_ms <= 0:
         return math.inf
     guess = (budget_s - fixed_s) / (per_record_ms / 1000)
-    n = int(min(max(guess, 0), 2**62))
+    if guess >= _UNBOUNDED:
+        return math.inf
+    n = int(max(guess, 0))
     for _ in range(64):
         if n > 0 and not duration(n) <= budget_s:
             n -= 1
@@ -380,7 +386,7 @@ def _batch_threshold(config: RouterConfig, facts: _Facts, bt: BatchTransformDefa
         if e < 0:
             return 0.0
         x = e / d
-        return float(math.floor(x) + 1) if x < 2.0**62 else math.inf
+        return float(math.floor(x) + 1) if x < _UNBOUNDED else math.inf
     if d == 0:
         return 0.0 if e < 0 else math.inf
     return 0.0 if math.isfinite(lambda_limit) and lambda_limit >= 0 and d * lambda_limit > e else math.inf
@@ -526,8 +532,8 @@ def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state:
 
 def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: BackendState = _COLD) -> int | None:
     """The largest record count whose estimate fits `route`'s time budget, ignoring payload size
-    and availability (endpoint state, batch settings). None when unbounded (batch-transform, or
-    no per-record time); -1 when the route can never take the model (or not even 0 records fit)."""
+    and availability (endpoint state, batch settings). None when unbounded (batch-transform, no
+    per-record time, or a limit beyond 2**53 records); -1 when the route can never take the model (or not even 0 records fit)."""
     facts = _facts(model, config)
     prof = facts.profile
     rt = config.runtime

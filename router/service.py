@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from router.config import RouterConfig, ModelSpec
+from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
 from router.errors import (
     BackendError,
+    InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
     SyncNotPossible,
@@ -102,7 +103,10 @@ class RouterService:
         out: dict[str, Any] = {}
         for mode, routes in ((Mode.SYNC, (Route.INLINE, Route.ENDPOINT)), (Mode.JOB, (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM))):
             for route in routes:
-                out[route.value] = {"max_records": _max_records(model, self.config, state, mode, route)}
+                if not _feasible_at(model, self.config, state, mode, route, 1):
+                    out[route.value] = {"feasible": False, "max_records": 0}
+                else:
+                    out[route.value] = {"feasible": True, "max_records": _max_records(model, self.config, state, mode, route)}
         return out
 
     # ------------------------------------------------------------------ routing
@@ -134,7 +138,17 @@ class RouterService:
 
     def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         assert model.endpoint is not None and self.endpoints is not None
-        body = json.dumps({"instances": list(instances), "output": output.value}, allow_nan=False).encode()
+        rows: list[Any] = list(instances)
+        if model.features and model.framework in ("sklearn", "onnx"):
+            # Validate tabular input here, as inline does, so a bad row is a 422 before it costs an
+            # endpoint call; named-feature objects become rows in the declared order.
+            from router.adapters.inline import FeatureSchema
+
+            rows = FeatureSchema(names=tuple(model.features), n_features=None).to_matrix(instances).tolist()
+        try:
+            body = json.dumps({"instances": rows, "output": output.value}, allow_nan=False).encode()
+        except ValueError:
+            raise InvalidInput("instances contain NaN or Infinity, which the endpoint cannot receive") from None
         raw = self.endpoints.invoke(model.endpoint.name, body, "application/json")
         try:
             parsed = json.loads(raw)
@@ -161,22 +175,23 @@ class RouterService:
         )
 
 
+def _feasible_at(model: ModelSpec, config: RouterConfig, state: BackendState, mode: Mode, route: Route, n: int) -> bool:
+    d = decide(model, RequestShape(mode=mode, records=n, payload_bytes=0), config, state)
+    return any(c.route is route and c.feasible for c in d.candidates)
+
+
 def _max_records(model: ModelSpec, config: RouterConfig, state: BackendState, mode: Mode, route: Route) -> int | None:
-    """Largest record count for which `route` is feasible (payload assumed small), by doubling then
-    bisection over the monotone routing function. None when the route is never feasible; capped."""
+    """Largest record count for which `route` is feasible (payload assumed small; feasible at 1),
+    by doubling then bisection over the monotone routing function. None: no limit below 10^12."""
     cap = 10**12
 
     def ok(n: int) -> bool:
-        d = decide(model, RequestShape(mode=mode, records=n, payload_bytes=0), config, state)
-        return any(c.route is route and c.feasible for c in d.candidates)
-
-    if not ok(1):
-        return None
+        return _feasible_at(model, config, state, mode, route, n)
     lo, hi = 1, 2
     while hi <= cap and ok(hi):
         lo, hi = hi, hi * 2
     if hi > cap:
-        return None if route is Route.BATCH_TRANSFORM and False else cap
+        return None  # no record limit (batch transform runs for hours)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if ok(mid):

@@ -62,7 +62,7 @@ JSON = "application/json"
 JSONLINES = "application/jsonlines"
 CSV = "text/csv"
 # Other spellings of JSON Lines seen in the wild; answered as application/jsonlines.
-_JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
+JSONLINES_TYPES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
 OUTPUT_KINDS = ("predict", "proba")
 
 
@@ -243,7 +243,7 @@ def decode(body: bytes | str, content_type: str, *, default_output: str = "predi
         text = body
     if media == JSON:
         records, output = _decode_json(text, output)
-    elif media in _JSONLINES_ALIASES:
+    elif media in JSONLINES_TYPES:
         records = [_json_value(line, f"line {i}") for i, line in _lines(text)]
     elif media == CSV:
         records = _decode_csv(text)
@@ -408,7 +408,7 @@ def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     preds = np.asarray(prediction).tolist() if isinstance(prediction, np.ndarray) else list(prediction)
     if media == JSON:
         return json.dumps({"predictions": preds}, separators=(",", ":")).encode(), JSON
-    if media in _JSONLINES_ALIASES:
+    if media in JSONLINES_TYPES:
         return "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in preds).encode(), JSONLINES
     if media == CSV:
         buf = io.StringIO()

@@ -70,13 +70,29 @@ class ModelService:
                     data = self.input_fn(body, content_type)
                 except ValueError as e:
                     # input_fn's job is to judge the input: its ValueErrors are the client's.
-                    raise e if isinstance(e, inference.InputError) else inference.InputError(str(e)) from e
+                    raise _as_input_error(e) or inference.InputError(str(e)) from e
                 result = self.output_fn(self.predict_fn(data, self.model), accept)
         except inference.InputError:
             raise
         except Exception as e:
+            client = _as_input_error(e)
+            if client is not None:
+                raise client from e
             raise ModelError(f"{type(e).__name__}: {e}") from e
         return _as_response(result, accept)
+
+
+def _as_input_error(e: Exception) -> inference.InputError | None:
+    """The client's fault? A packaged code/inference.py is a *copy* of inference.py, loaded as its
+    own module: its InputError is another class. Recognise any copy's by shape, not identity."""
+    if isinstance(e, inference.InputError):
+        return e
+    status, code = getattr(e, "status", None), getattr(e, "code", None)
+    if isinstance(e, ValueError) and isinstance(status, int) and 400 <= status < 500 and isinstance(code, str):
+        err = inference.InputError(str(e))
+        err.status, err.code = status, code
+        return err
+    return None
 
 
 def _resolve_accept(accept: str | None) -> str:
@@ -309,7 +325,7 @@ def transform_file(
         raise ValueError(f"batch_records must be >= 1, got {batch_records}")
     for name, value in (("content_type", content_type), ("accept", accept)):
         media = inference.parse_media_type(value)[0]
-        if media not in (*LINE_FORMATS, *inference._JSONLINES_ALIASES):
+        if media not in (*LINE_FORMATS, *inference.JSONLINES_TYPES):
             raise ValueError(f"{name} {media!r} is not a line format: transform_file needs {' or '.join(LINE_FORMATS)}")
     service = model_dir_or_model if isinstance(model_dir_or_model, ModelService) else load_service(model_dir_or_model)
     src = Path(in_path)
@@ -384,12 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    thread = threading.Thread(target=server.serve_forever, name="model-server", daemon=True)
+    # A short poll interval: shutdown() waits for serve_forever's next poll.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="model-server", daemon=True)
     thread.start()
     print(f"serving {server.service.model_dir} on {server.url}", flush=True)
     # The main thread only waits, so a signal never lands inside serve_forever (shutdown() from
     # the serving thread itself would deadlock).
-    while not stop.wait(0.5):
+    while not stop.wait(0.2):
         pass
     server.shutdown()
     server.server_close()

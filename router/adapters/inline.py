@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -51,6 +52,10 @@ class _SklearnModel:
         self.n_features: int | None = int(n) if n is not None else None
         names = getattr(estimator, "feature_names_in_", None)
         self.feature_names: tuple[str, ...] | None = tuple(str(s) for s in names) if names is not None else None
+        if names is not None:
+            # Fitted on a DataFrame: sklearn would warn on every ndarray call. The runner maps
+            # names to columns itself (FeatureSchema), so silence exactly that warning, once.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         # Pipelines expose predict_proba only when their last step has it (available_if).
         self.has_proba = hasattr(estimator, "predict_proba")
 

@@ -124,7 +124,10 @@ def _print_summary(cfg: RouterConfig, source: str) -> None:
         print(f"  {key:<9}  {value}")
     for m in cfg.models:
         if not possible_routes(cfg, m).routes:
-            print(f"warning: model {m.name!r} can take no route; every request for it will fail", file=sys.stderr)
+            print(
+                f"warning: model {m.name!r} can take no route; every request for it will fail",
+                file=sys.stderr,
+            )
 
 
 def _route_label(model: ModelSpec, route: Route) -> str:
@@ -184,7 +187,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     validate.add_argument("file", metavar="FILE", type=Path, help="the operator config (YAML)")
-    validate.add_argument("--json", action="store_true", help="print the summary or the problems as JSON on stdout")
+    validate.add_argument(
+        "--json", action="store_true", help="print the summary or the problems as JSON on stdout"
+    )
     validate.add_argument(
         "--skip-artifact-check",
         action="store_true",

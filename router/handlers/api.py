@@ -324,7 +324,9 @@ def _responses(ok: Any, *statuses: int, ok_status: int = 200) -> dict[int, Any]:
     return out
 
 
-def _register_job_routes(route: Any, runtime: Any, owner: Any, header: Any, job_response: Any) -> None:
+def _register_job_routes(
+    route: Any, runtime: Any, owner: Callable[[], str], header: Callable[[str], str | None], job_response: Callable[..., Response[Any]]
+) -> None:
     """Job endpoints (issue 4): submit, get, list, cancel, uploads."""
     jobs = runtime.jobs
 

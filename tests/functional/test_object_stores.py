@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,9 @@ def _requests_put(url: str, data: bytes, content_type: str) -> int:
     return requests.put(url, data=data, headers={"Content-Type": content_type}, timeout=10).status_code
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def s3_client() -> Iterator[Any]:
+    # One moto S3 per module (fast); each test writes under its own random prefix.
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
@@ -92,7 +94,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     client = request.getfixturevalue("s3_client")
     s3 = S3ObjectStore(client)
     store = s3 if kind == "s3" else CompositeObjectStore(FileObjectStore(KEY), lambda: s3)
-    return Case(store, f"s3://{BUCKET}/objects", _requests_get, _requests_put)
+    return Case(store, f"s3://{BUCKET}/{uuid.uuid4().hex}", _requests_get, _requests_put)
 
 
 # ---------------------------------------------------------------- the contract
@@ -285,10 +287,10 @@ def test_s3_head_404_means_absent_and_other_errors_raise() -> None:
 
 def test_s3_presigned_put_signs_the_content_type(s3_client: Any) -> None:
     store = S3ObjectStore(s3_client)
-    url = store.presign_put(f"s3://{BUCKET}/in.csv", 60, "text/csv")
-    assert "content-type" in url.lower() or "Signature" in url
+    key = f"{uuid.uuid4().hex}/in.csv"
+    url = store.presign_put(f"s3://{BUCKET}/{key}", 60, "text/csv")
     assert _requests_put(url, b"1,2\n", "text/csv") == 200
-    assert s3_client.head_object(Bucket=BUCKET, Key="in.csv")["ContentType"] == "text/csv"
+    assert s3_client.head_object(Bucket=BUCKET, Key=key)["ContentType"] == "text/csv"
 
 
 # ---------------------------------------------------------------- composite
@@ -305,8 +307,9 @@ def test_composite_builds_the_s3_store_once_and_only_for_s3(tmp_path: Path, s3_c
     store.put_bytes(f"file://{tmp_path}/f", b"1")
     assert store.get_bytes(f"file://{tmp_path}/f") == b"1"
     assert built == []
-    store.put_bytes(f"s3://{BUCKET}/k", b"2")
-    assert store.get_bytes(f"s3://{BUCKET}/k") == b"2"
+    key = uuid.uuid4().hex
+    store.put_bytes(f"s3://{BUCKET}/{key}", b"2")
+    assert store.get_bytes(f"s3://{BUCKET}/{key}") == b"2"
     assert len(built) == 1
     with pytest.raises(InvalidRequest):
         store.get_bytes("gs://bucket/key")

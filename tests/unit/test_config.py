@@ -20,7 +20,9 @@ SHA = "a" * 64
 
 def problems_of(text: str, *, check_artifacts: bool = False, base_dir: Path | None = None) -> list[str]:
     with pytest.raises(ConfigError) as exc:
-        parse_config(textwrap.dedent(text), source="t.yaml", base_dir=base_dir, check_artifacts=check_artifacts)
+        parse_config(
+            textwrap.dedent(text), source="t.yaml", base_dir=base_dir, check_artifacts=check_artifacts
+        )
     return exc.value.problems
 
 
@@ -31,7 +33,13 @@ def one_problem(text: str, **kw: object) -> str:
 
 
 def model(name: str = "iris", **extra: str) -> str:
-    fields = {"name": name, "framework": "sklearn", "artifact": "s3://bkt/iris.joblib", "sha256": SHA, **extra}
+    fields = {
+        "name": name,
+        "framework": "sklearn",
+        "artifact": "s3://bkt/iris.joblib",
+        "sha256": SHA,
+        **extra,
+    }
     return "  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}\n"
 
 
@@ -66,18 +74,14 @@ def test_unknown_top_level_key_names_the_key_and_its_line() -> None:
 
 
 def test_unknown_nested_key_gives_its_full_path_and_line() -> None:
-    text = """\
-        runtime:
-          sync_timeout_s: 29
-          lambda_timout_s: 100
-        models:
-        """ + model() + """\
-          - name: b
-            framework: onnx
-            artifact: s3://bkt/b.onnx
-            sha256: %s
-            endpoint: {name: b-prod, instanse_type: ml.m5.large}
-        """ % SHA
+    block_model = (
+        "  - name: b\n"
+        "    framework: onnx\n"
+        "    artifact: s3://bkt/b.onnx\n"
+        f"    sha256: {SHA}\n"
+        "    endpoint: {name: b-prod, instanse_type: ml.m5.large}\n"
+    )
+    text = "runtime:\n  sync_timeout_s: 29\n  lambda_timout_s: 100\nmodels:\n" + model() + block_model
     assert problems_of(text) == [
         "runtime.lambda_timout_s: unknown key (line 3)",
         "models[1].endpoint.instanse_type: unknown key (line 10)",
@@ -177,6 +181,14 @@ def test_storage_location_with_an_unknown_scheme_is_refused() -> None:
     )
 
 
+def test_a_yaml_boolean_where_a_string_belongs_says_to_quote_it() -> None:
+    # `name: off` is the boolean False in YAML 1.1, a classic surprise.
+    assert one_problem("models:\n" + model("off")) == (
+        "models[0].name: input should be a valid string, got False "
+        "(quote the value: YAML reads unquoted yes/no/on/off as booleans) (line 2)"
+    )
+
+
 def test_repeated_yaml_keys_are_refused_instead_of_silently_dropped() -> None:
     text = "runtime: {sync_timeout_s: 10}\nmodels:\n  - name: a\n    name: b\nruntime: {}\n"
     assert sorted(problems_of(text)) == [
@@ -195,7 +207,9 @@ def test_yaml_syntax_error_gives_its_line_and_column() -> None:
 
 
 def test_several_yaml_documents_are_refused() -> None:
-    assert one_problem("version: 1\n---\nversion: 1\n").startswith("not valid YAML: expected a single document")
+    assert one_problem("version: 1\n---\nversion: 1\n").startswith(
+        "not valid YAML: expected a single document"
+    )
 
 
 @pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just words\n", "str"), ("42\n", "int")])
@@ -229,7 +243,9 @@ yaml_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=10,
 )
-section_names = st.sampled_from(["runtime", "routing", "prices", "storage", "auth", "jobs", "sagemaker", "models", "version"])
+section_names = st.sampled_from(
+    ["runtime", "routing", "prices", "storage", "auth", "jobs", "sagemaker", "models", "version"]
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -283,6 +299,24 @@ def test_relative_locations_resolve_against_the_files_folder_not_the_cwd(tmp_pat
     assert cfg.models[0].size_bytes == 5  # filled from the file
 
 
+def test_omitted_storage_defaults_resolve_against_the_files_folder_too(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "router.yaml"
+    cfg_path.write_text("storage: {jobs: 's3://bkt/jobs'}\n")
+    storage = load_config(cfg_path).storage
+    assert storage.artifacts == f"file://{tmp_path.resolve()}/models"
+    assert storage.jobs == "s3://bkt/jobs"
+    assert storage.job_table == f"sqlite:///{tmp_path.resolve()}/.router/jobs.db"
+    assert load_config(write_empty(tmp_path / "sub" / "r.yaml")).storage.artifacts == (
+        f"file://{tmp_path.resolve()}/sub/models"
+    )
+
+
+def write_empty(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
 def test_absolute_locations_are_kept(tmp_path: Path) -> None:
     text = "storage: {artifacts: 'file:///srv/models', job_table: 'sqlite:////var/lib/jobs.db'}\n"
     cfg = parse_config(text, base_dir=tmp_path)
@@ -299,7 +333,9 @@ def test_missing_file_artifact_gives_the_resolved_path_and_line(tmp_path: Path) 
     )
     with pytest.raises(ConfigError) as exc:
         load_config(cfg_path)
-    assert exc.value.problems == [f"models[1].artifact: file not found: {tmp_path.resolve()}/models/b.onnx (line 5)"]
+    assert exc.value.problems == [
+        f"models[1].artifact: file not found: {tmp_path.resolve()}/models/b.onnx (line 5)"
+    ]
     # Offline tooling may skip the check; s3:// artifacts are never checked offline.
     assert load_config(cfg_path, check_artifacts=False).models[1].name == "b"
 
@@ -383,10 +419,17 @@ BT_BASE = "sagemaker:\n  batch_transform: {instance_type: ml.m5.xlarge, max_payl
 
 
 def test_batch_settings_merge_the_models_overrides_over_the_defaults() -> None:
-    cfg = parse_config(BT_BASE + "models:\n" + model(batch_transform="{instance_type: ml.g4dn.xlarge, instance_count: 2}"))
+    cfg = parse_config(
+        BT_BASE + "models:\n" + model(batch_transform="{instance_type: ml.g4dn.xlarge, instance_count: 2}")
+    )
     bt = cfg.batch_settings(cfg.models[0])
     assert bt is not None
-    assert (bt.instance_type, bt.instance_count, bt.max_payload_mb, bt.max_retries) == ("ml.g4dn.xlarge", 2, 10, 2)
+    assert (bt.instance_type, bt.instance_count, bt.max_payload_mb, bt.max_retries) == (
+        "ml.g4dn.xlarge",
+        2,
+        10,
+        2,
+    )
 
 
 def test_batch_settings_without_override_are_the_defaults() -> None:

@@ -165,4 +165,6 @@ def test_the_example_shows_every_key_of_every_section() -> None:
     shown |= set(re.findall(r"[{,]\s*([a-z_0-9]+):", text))  # flow mappings: {load_s: 1, ...}
     for section, model in SECTIONS.items():
         missing = set(model.model_fields) - shown
-        assert not missing, f"examples/operator.yaml does not show {section or 'top-level'} keys {sorted(missing)}"
+        assert not missing, (
+            f"examples/operator.yaml does not show {section or 'top-level'} keys {sorted(missing)}"
+        )

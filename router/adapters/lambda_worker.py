@@ -1,0 +1,33 @@
+"""WorkerQueue on AWS: an asynchronous (Event) invoke of the worker Lambda with `{"job_id": ...}`.
+
+The payload is tiny on purpose: Lambda's async invoke payload limit is 1 MB (ROUTING.md), so the
+job's input always travels through the job store, never through the invocation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from router.errors import BackendUnavailable, Throttled
+
+
+class LambdaWorkerQueue:
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._client = lambda_client
+        self._function = function_name
+
+    def enqueue(self, job_id: str) -> None:
+        try:
+            resp = self._client.invoke(
+                FunctionName=self._function,
+                InvocationType="Event",
+                Payload=json.dumps({"job_id": job_id}).encode(),
+            )
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("TooManyRequestsException", "ThrottlingException"):
+                raise Throttled(f"the worker Lambda is throttled: {code}") from None
+            raise BackendUnavailable(f"could not start the worker for {job_id}: {code or type(e).__name__}") from None
+        if int(resp.get("StatusCode", 0)) != 202:
+            raise BackendUnavailable(f"the worker invoke for {job_id} returned status {resp.get('StatusCode')}")

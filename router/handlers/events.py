@@ -1,0 +1,47 @@
+"""The EventBridge Lambda: "SageMaker Transform Job State Change" events move router jobs.
+
+Duplicated, reordered and unrelated events are harmless: the job is found from the transform job
+name, and every move is a conditional transition (a stale event changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from router.adapters.sagemaker_batch import job_id_from_transform_job_name, parse_state_change_event
+from router.errors import InvalidRequest
+
+log = logging.getLogger("router.events")
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def make_events_handler(runtime: Any) -> Handler:
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            state = parse_state_change_event(event)
+        except InvalidRequest as e:
+            # Not ours or malformed: acknowledge (a retry would not make it valid).
+            log.warning("ignored event: %s", e.message)
+            return {"ignored": e.message}
+        job_id = job_id_from_transform_job_name(state.name)
+        if job_id is None:
+            return {"ignored": f"transform job {state.name} is not a router job"}
+        job = runtime.jobs.on_batch_state(job_id, state)
+        return {"job_id": job_id, "status": None if job is None else job.status.value}
+
+    return handle
+
+
+_events: Handler | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _events
+    if _events is None:
+        from router.bootstrap import runtime_from_env
+
+        _events = make_events_handler(runtime_from_env())
+    return _events(event, context)

@@ -1,0 +1,116 @@
+"""End-to-end fixtures: the demo models (built once per session, as the README's main command
+builds them) and `router serve` started as a real subprocess on a free port, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from router.client import RouterClient
+
+ALICE = "demo-key-alice-0001"
+BOB = "demo-key-bob-00001"
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from router.cli.demo_build import build_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    build_demo(out, progress=lambda msg: None)
+    return out
+
+
+def write_variant(demo_dir: Path, name: str, **changes: Any) -> Path:
+    """A copy of the demo config next to it (so relative artifact paths hold) with its own job
+    storage and any section changes, e.g. jobs={"chunk_records": 1000}."""
+    data = yaml.safe_load((demo_dir / "operator.yaml").read_text())
+    data["storage"] = {
+        "artifacts": "file://./models",
+        "jobs": f"file://./.{name}/jobs",
+        "job_table": f"sqlite:///./.{name}/jobs.db",
+    }
+    for section, values in changes.items():
+        data.setdefault(section, {}).update(values)
+    path = demo_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class Server:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.log: list[str] = []
+
+    def start(self, timeout_s: float = 60.0) -> Server:
+        env = {**os.environ, "POWERTOOLS_METRICS_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "--config", str(self.config), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("router serve exited:\n" + "".join(self.log))
+            self.log.append(line)
+            m = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        else:
+            raise RuntimeError("router serve did not start in time")
+        import threading
+
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    def client(self, key: str | None = ALICE) -> RouterClient:
+        return RouterClient(self.url, key, timeout_s=120)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        return int(self.proc.returncode)
+
+
+@pytest.fixture(scope="module")
+def server(demo_dir: Path) -> Iterator[Server]:
+    srv = Server(demo_dir / "operator.yaml").start()
+    yield srv
+    srv.stop()
+
+
+def wait_for(predicate: Any, timeout_s: float = 60.0, interval_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval_s)

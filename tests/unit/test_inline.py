@@ -1,0 +1,147 @@
+"""Input validation of the inline runner (FeatureSchema): what a request may contain before the
+model sees it, and how precisely a bad request is explained. Pure: no model, no files."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from router.adapters.inline import FeatureSchema
+from router.errors import InvalidInput
+
+IRIS = FeatureSchema(names=("sepal_length", "sepal_width", "petal_length", "petal_width"), n_features=None)
+UNNAMED = FeatureSchema(names=None, n_features=3)
+UNKNOWN_WIDTH = FeatureSchema(names=None, n_features=None)
+
+
+def reject(schema: FeatureSchema, instances: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as info:
+        schema.to_matrix(instances)
+    return info.value
+
+
+def test_list_rows_become_a_float64_matrix() -> None:
+    x = IRIS.to_matrix([[5.1, 3.5, 1.4, 0.2], [6, 3, 4, 1]])
+    assert x.dtype == np.float64
+    assert x.tolist() == [[5.1, 3.5, 1.4, 0.2], [6.0, 3.0, 4.0, 1.0]]
+
+
+def test_object_rows_follow_feature_order_and_mix_with_list_rows() -> None:
+    x = IRIS.to_matrix(
+        [
+            [5.1, 3.5, 1.4, 0.2],
+            {"petal_width": 1.5, "sepal_length": 6.0, "petal_length": 4.5, "sepal_width": 2.9},
+        ]
+    )
+    assert x.tolist() == [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5]]
+
+
+def test_names_define_the_feature_count() -> None:
+    assert IRIS.n_features == 4
+    assert reject(IRIS, [[1, 2, 3]]).details == {"index": 0, "expected": 4, "got": 3}
+
+
+@pytest.mark.parametrize("instances", [[], {}, "1,2,3", None, 5, {"instances": [[1, 2, 3]]}])
+def test_instances_must_be_a_non_empty_list(instances: Any) -> None:
+    err = reject(UNNAMED, instances)
+    assert "non-empty list" in err.message
+
+
+def test_wrong_feature_count_names_the_first_bad_record() -> None:
+    err = reject(UNNAMED, [[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2]])
+    assert err.details == {"index": 3, "expected": 3, "got": 2}
+    assert err.message == "instances[3] has 2 features, expected 3"
+
+
+def test_all_rows_the_wrong_width_is_rejected_too() -> None:
+    assert reject(UNNAMED, [[1, 2, 3, 4], [1, 2, 3, 4]]).details == {"index": 0, "expected": 3, "got": 4}
+
+
+def test_ragged_rows_are_rejected_when_the_width_is_unknown() -> None:
+    assert UNKNOWN_WIDTH.to_matrix([[1, 2], [3, 4]]).shape == (2, 2)
+    assert reject(UNKNOWN_WIDTH, [[1, 2], [3, 4], [5]]).details == {"index": 2, "expected": 2, "got": 1}
+
+
+def test_empty_records_are_rejected() -> None:
+    assert reject(UNKNOWN_WIDTH, [[], []]).details["index"] == 0
+
+
+def test_unknown_and_missing_feature_names_are_listed() -> None:
+    err = reject(IRIS, [[1, 2, 3, 4], {"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_wdth": 4}])
+    assert err.details["index"] == 1
+    assert err.details["unknown"] == ["petal_wdth"]
+    assert err.details["missing"] == ["petal_width"]
+    assert "petal_wdth" in err.message and "petal_width" in err.message
+
+    err = reject(IRIS, [{"sepal_length": 1, "sepal_width": 2, "petal_length": 3}])
+    assert err.details["missing"] == ["petal_width"] and err.details["unknown"] == []
+
+    extra = {"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4, "colour": 5}
+    assert reject(IRIS, [extra]).details["unknown"] == ["colour"]
+
+
+def test_object_rows_need_feature_names() -> None:
+    err = reject(UNNAMED, [{"a": 1, "b": 2, "c": 3}])
+    assert "no feature names" in err.message and err.details == {"index": 0}
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [("1.5", "string"), (None, "null"), (True, "boolean"), (False, "boolean"), ([1.0], "array"), ({"v": 1}, "object")],
+)
+def test_non_numbers_are_rejected_with_their_position(value: Any, got: str) -> None:
+    err = reject(IRIS, [[1, 2, 3, 4], [1, 2, value, 4]])
+    assert err.details == {"index": 1, "feature": "petal_length", "got": got}
+    assert err.message == f"instances[1][2] (petal_length) must be a number, got {got}"
+
+
+def test_non_numbers_in_object_rows_name_the_feature() -> None:
+    err = reject(IRIS, [{"sepal_length": 1, "sepal_width": "wide", "petal_length": 3, "petal_width": 4}])
+    assert err.details == {"index": 0, "feature": "sepal_width", "got": "string"}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_rejected(bad: float) -> None:
+    err = reject(UNNAMED, [[1.0, 2.0, 3.0], [1.0, bad, 3.0]])
+    assert err.details["index"] == 1 and err.details["feature"] == 1
+    assert "NaN and infinity are not accepted" in err.message
+
+
+def test_integers_too_large_for_a_float_are_rejected() -> None:
+    err = reject(UNNAMED, [[1, 2, 3], [1, 2, 10**400]])
+    assert err.details == {"index": 1, "feature": 2}
+
+
+def test_numpy_numbers_from_in_process_callers_are_accepted() -> None:
+    x = UNNAMED.to_matrix([[np.float64(1.5), np.int64(2), 3.0]])
+    assert x.tolist() == [[1.5, 2.0, 3.0]]
+
+
+def test_numpy_booleans_are_not_numbers() -> None:
+    assert reject(UNNAMED, [[np.bool_(True), 2, 3]]).details["got"] == "bool"
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(2**53), 2**53)
+
+
+@given(st.lists(st.lists(finite, min_size=3, max_size=3), min_size=1, max_size=20))
+def test_any_finite_rows_pass_through_unchanged(rows: list[list[float]]) -> None:
+    assert UNNAMED.to_matrix(rows).tolist() == [[float(v) for v in r] for r in rows]
+
+
+@given(
+    st.lists(st.lists(finite, min_size=3, max_size=3), min_size=1, max_size=20),
+    st.data(),
+    st.sampled_from([math.nan, math.inf, -math.inf]),
+)
+def test_any_single_non_finite_value_is_found(rows: list[list[float]], data: st.DataObject, bad: float) -> None:
+    i = data.draw(st.integers(0, len(rows) - 1))
+    j = data.draw(st.integers(0, 2))
+    rows[i][j] = bad
+    err = reject(UNNAMED, rows)
+    assert (err.details["index"], err.details["feature"]) == (i, j)
