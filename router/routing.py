@@ -248,8 +248,9 @@ def _inline(model: ModelSpec, req: RequestShape, config: RouterConfig, state: Ba
     load = 0.0 if state.warm else prof.load_s
     duration = _run_time(load, req.records, prof.per_record_ms)
     estimates = Estimates(duration, _lambda_cost(config, duration))
-    start = "warm, no load" if state.warm else f"cold load {fmt_duration(prof.load_s)}"
-    est = f"est. {fmt_duration(duration)} ({start} + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    work = f"{fmt_count(req.records)} x {_per_record(prof.per_record_ms)}"
+    breakdown = f"warm: {work}" if state.warm else f"cold load {fmt_duration(prof.load_s)} + {work}"
+    est = f"est. {fmt_duration(duration)} ({breakdown})"
     budget = f"{_num(rt.safety_margin)} x {_num(rt.sync_timeout_s)} s sync budget"
     if not model.in_process:
         return _Eval(Route.INLINE, facts.in_process_failures, estimates, est)

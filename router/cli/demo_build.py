@@ -175,8 +175,8 @@ def _profile(name: str, framework: str, path: Path, digest: str, features: list[
     from router.adapters.inline import InlineRunner
     from router.domain import OutputKind
 
-    spec = ModelSpec(
-        name=name, framework=framework, artifact=f"file://{path}", sha256=digest, features=features  # type: ignore[arg-type]
+    spec = ModelSpec.model_validate(
+        {"name": name, "framework": framework, "artifact": f"file://{path}", "sha256": digest, "features": features}
     )
     store = FileObjectStore(secrets.token_bytes(16))
     with tempfile.TemporaryDirectory(prefix="router-profile-") as cache:

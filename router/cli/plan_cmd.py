@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +119,7 @@ def plan_model(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> dict
             request = RequestShape(mode=mode, records=records, payload_bytes=default_payload_bytes(model, records))
             rows.append({"records": records, "mode": mode.value, "payload_bytes": request.payload_bytes,
                          "decision": decide(model, request, cfg, state)})
-    return {"model": model, "rows": rows, "break_even": break_even(model, cfg)}
+    return {"model": model, "state": state, "rows": rows, "break_even": break_even(model, cfg)}
 
 
 def render_text(plans: list[dict[str, Any]], cfg: RouterConfig, state_note: str) -> str:
@@ -146,6 +147,7 @@ def render_text(plans: list[dict[str, Any]], cfg: RouterConfig, state_note: str)
                 _short_reason(d.reason),
             ])
         out += table(["records", "mode", "route", "est.", "cost", "why"], rows)
+        out.append("  " + _limits(model, cfg, plan["state"]))
         out.append("  " + plan["break_even"].text)
         out += [f"  note: {n}" for n in _model_notes(model, cfg)]
         out.append("")
@@ -197,14 +199,19 @@ def default_payload_note() -> str:
     return f"{BYTES_PER_FEATURE} B per feature per record ({BYTES_PER_RECORD_NO_FEATURES} B/record without features)"
 
 
+def _wrap(text: str) -> str:
+    # RawDescriptionHelpFormatter keeps the examples' line breaks; wrap the prose ourselves.
+    return textwrap.fill(text, width=100)
+
+
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="preview where every model's requests would run, for 1 to 10M records, and the endpoint break-even",
-        description=(
+        description=_wrap(
             "For each model in FILE, print the routing decision for sync and job requests of 1, 1k, 100k and 10M "
-            "records (route, estimated duration and cost, and why), then the monthly request volume above which "
-            "a persistent SageMaker endpoint is cheaper than inline Lambda (endpoint price x instances x 730 h / "
+            "records (route, estimated duration and cost, and why), then the break-even: the monthly request volume "
+            "above which a persistent SageMaker endpoint is cheaper than inline Lambda (endpoint price x instances x 730 h / "
             "Lambda cost of one warm 1-record request, billed to the next 1 ms). Offline and side-effect free: "
             "the same routing function as the API, with declared endpoints assumed InService (a plan previews "
             "the designed system) and models cold, unless told otherwise. Payloads are estimated at 20 bytes "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from router.config import ModelSpec, RouterConfig, load_config
@@ -133,7 +134,7 @@ def render_decision(model: ModelSpec, request: RequestShape, state: BackendState
     if model.endpoint is not None:
         endpoint = f", endpoint {model.endpoint.name} " + ("InService" if state.endpoint_in_service else "down")
     lines = [
-        f"{model.name} ({model.framework}), {request.mode.value} request: {fmt_count(request.records)} records, "
+        f"{model.name} ({model.framework}), {request.mode.value} request: {fmt_count(request.records)} record{'' if request.records == 1 else 's'}, "
         f"{fmt_bytes(request.payload_bytes)} payload{payload_note}; {warm}{endpoint}",
         f"route:  {decision.route.value if decision.route else 'none'}"
         + (" (payload too large: the API answers 413)" if decision.payload_limited else ""),
@@ -176,11 +177,16 @@ def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_ROUTED if decision.route is not None else EXIT_NO_ROUTE
 
 
+def _wrap(text: str) -> str:
+    # RawDescriptionHelpFormatter keeps the examples' line breaks; wrap the prose ourselves.
+    return textwrap.fill(text, width=100)
+
+
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "route",
         help="show where one request would run and why (a dry run of the routing decision)",
-        description=(
+        description=_wrap(
             "Print the routing decision for one described request: the route, a one-line reason, and "
             "every candidate route with its estimated duration and cost and why it is or is not feasible. "
             "Nothing runs and no AWS call is made. Endpoints declared in the config are assumed InService "

@@ -86,6 +86,7 @@ class _EndpointProcess:
         self.status = "Creating"
         self.url: str | None = None
         self.proc: subprocess.Popen[str] | None = None
+        self.drain: threading.Thread | None = None
         self.failure: str | None = None
 
 
@@ -128,7 +129,8 @@ class LocalEndpoints:
             if " on http" not in line:
                 raise BackendUnavailable(f"model server for {ep.name} did not start: {line.strip() or 'no output'}")
             ep.url = line.strip().rsplit(" on ", 1)[1]
-            threading.Thread(target=ep.proc.stdout.read, daemon=True).start()  # drain
+            ep.drain = threading.Thread(target=ep.proc.stdout.read, daemon=True)  # keep the pipe from filling
+            ep.drain.start()
             for _ in range(600):
                 try:
                     with urllib.request.urlopen(ep.url + "/ping", timeout=2) as r:
@@ -180,6 +182,11 @@ class LocalEndpoints:
                     ep.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     ep.proc.kill()
+                    ep.proc.wait()
+            if ep.drain is not None:
+                ep.drain.join(timeout=5)
+            if ep.proc is not None and ep.proc.stdout is not None:
+                ep.proc.stdout.close()
             ep.status = "Deleted"
 
 

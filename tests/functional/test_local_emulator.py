@@ -1,0 +1,163 @@
+"""The local SageMaker emulator: transform-job lifecycle (InProgress -> Completed | Failed |
+Stopped) with SageMaker's events, adoption of a repeated submission, resume after a restart, and
+endpoints as local model-server processes. It runs the real model code (sagemaker_jobs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from router.adapters.file_store import FileObjectStore
+from router.adapters.sagemaker_batch import parse_state_change_event, transform_job_name
+from router.config import RouterConfig
+from router.domain import Job, JobStatus, OutputKind, Route
+from router.errors import InvalidInput
+from router.jobs import new_job_id
+from router.local.sagemaker_emulator import LocalBatch, LocalEndpoints
+from tests.fakes import FakeClock
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Any]:
+    d = tmp_path_factory.mktemp("model")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    est = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    path = d / "clf.joblib"
+    joblib.dump(est, path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest(), est
+
+
+def config(model_file: tuple[Path, str, Any], **extra: Any) -> RouterConfig:
+    path, sha, _ = model_file
+    return RouterConfig.model_validate({
+        "sagemaker": {"batch_transform": {"max_retries": 1}},
+        "models": [{"name": "clf", "framework": "sklearn", "artifact": f"file://{path}", "sha256": sha,
+                    "inline": False, "endpoint": {"name": "clf-local"}, **extra}],
+    })
+
+
+def job_for(input_uri: str, output: OutputKind = OutputKind.PREDICT) -> Job:
+    now = FakeClock().now()
+    return Job(job_id=new_job_id(now), owner="a", model="clf", status=JobStatus.QUEUED, route=Route.BATCH_TRANSFORM,
+               reason="r", created_at=now, updated_at=now, input_uri=input_uri, output_kind=output)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def statuses(self) -> list[str]:
+        return [e["detail"]["TransformJobStatus"] for e in self.events]
+
+    def wait_for(self, status: str, timeout: float = 30) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: status in self.statuses(), timeout), self.statuses()
+
+
+def write_input(tmp_path: Path, rows: np.ndarray) -> str:
+    p = tmp_path / "in" / "input.jsonl"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows.tolist()))
+    return f"file://{p}"
+
+
+def test_transform_job_lifecycle_and_output_in_order(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    cfg = config(model_file)
+    events = Events()
+    batch = LocalBatch(cfg, FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", on_event=events, startup_s=0.0, batch_records=7)
+    rows = np.random.default_rng(1).normal(size=(103, 3)).round(3)
+    job = job_for(write_input(tmp_path, rows))
+    out = f"file://{tmp_path}/out/"
+    name = batch.submit(job, cfg.models[0], cfg.batch_settings(cfg.models[0]), job.input_uri, out)  # type: ignore[arg-type]
+    assert name == transform_job_name(job.job_id)
+    events.wait_for("Completed")
+    assert events.statuses() == ["InProgress", "Completed"]
+    for e in events.events:  # AWS's EventBridge shape, parseable by the events handler
+        assert parse_state_change_event(e).name == name
+    got = [json.loads(x) for x in (tmp_path / "out" / "input.jsonl.out").read_text().splitlines()]
+    assert got == model_file[2].predict(rows).tolist()
+    assert batch.describe(name).status == "Completed"  # type: ignore[union-attr]
+    # A repeated submission adopts the finished job instead of running a second one.
+    assert batch.submit(job, cfg.models[0], cfg.batch_settings(cfg.models[0]), job.input_uri, out) == name  # type: ignore[arg-type]
+    assert events.statuses() == ["InProgress", "Completed"]
+    batch.close()
+
+
+def test_bad_input_fails_with_a_reason(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    cfg = config(model_file)
+    events = Events()
+    batch = LocalBatch(cfg, FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", on_event=events, startup_s=0.0)
+    p = tmp_path / "bad.jsonl"
+    p.write_text("[1, 2]\n")  # 2 features, the model wants 3
+    job = job_for(f"file://{p}")
+    name = batch.submit(job, cfg.models[0], cfg.batch_settings(cfg.models[0]), job.input_uri, f"file://{tmp_path}/out/")  # type: ignore[arg-type]
+    events.wait_for("Failed")
+    state = batch.describe(name)
+    assert state is not None and state.status == "Failed" and state.failure_reason
+    batch.close()
+
+
+def test_stop_during_startup_and_unknown_stop(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    cfg = config(model_file)
+    events = Events()
+    batch = LocalBatch(cfg, FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", on_event=events, startup_s=30.0)
+    job = job_for(write_input(tmp_path, np.zeros((5, 3))))
+    name = batch.submit(job, cfg.models[0], cfg.batch_settings(cfg.models[0]), job.input_uri, f"file://{tmp_path}/out/")  # type: ignore[arg-type]
+    batch.stop(name)
+    events.wait_for("Stopped")
+    assert batch.describe(name).status == "Stopped"  # type: ignore[union-attr]
+    batch.stop(name)  # stopping a stopped job is harmless
+    batch.stop("router-job-unknown")
+    batch.close()
+
+
+def test_resume_after_restart(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    cfg = config(model_file)
+    store = FileObjectStore(secrets.token_bytes(16))
+    first = LocalBatch(cfg, store, tmp_path / "emu", on_event=Events(), startup_s=30.0)
+    job = job_for(write_input(tmp_path, np.ones((4, 3))))
+    name = first.submit(job, cfg.models[0], cfg.batch_settings(cfg.models[0]), job.input_uri, f"file://{tmp_path}/out/")  # type: ignore[arg-type]
+    first.close()  # "router serve" stops while the job is provisioning
+    assert first.describe(name).status == "InProgress"  # type: ignore[union-attr]
+    events = Events()
+    second = LocalBatch(cfg, store, tmp_path / "emu", on_event=events, startup_s=0.0)
+    second.resume()
+    events.wait_for("Completed")
+    assert (tmp_path / "out" / "input.jsonl.out").read_text().count("\n") == 4
+    second.close()
+
+
+def test_endpoint_process_serves_the_model(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    cfg = config(model_file)
+    eps = LocalEndpoints(cfg, FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", invoke_timeout_s=20)
+    assert not eps.in_service("clf-local")
+    eps.start()
+    try:
+        assert eps.wait_ready(60)
+        rows = [[0.5, 0.1, 0.2], [-1.0, 0.0, 0.0]]
+        body = json.dumps({"instances": rows}).encode()
+        got = json.loads(eps.invoke("clf-local", body))["predictions"]
+        assert got == model_file[2].predict(np.array(rows)).tolist()
+        with pytest.raises(InvalidInput):
+            eps.invoke("clf-local", json.dumps({"instances": [[1, 2]]}).encode())
+    finally:
+        eps.close()
+    assert not eps.in_service("clf-local")
+    time.sleep(0)

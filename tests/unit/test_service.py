@@ -1,0 +1,86 @@
+"""RouterService with fakes: which backend a prediction reaches, and how an unsyncable request is
+reported (422 with the Decision, or 413 when it is the payload)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from router.config import RouterConfig
+from router.domain import Decision, Mode, OutputKind, Route
+from router.errors import BackendError, InvalidInput, ModelNotFound, PayloadTooLarge, SyncNotPossible
+from router.service import Prediction, RouterService
+from tests.fakes import FakeEndpoints, FakeRunner
+
+SHA = "ab" * 32
+
+
+def config(**model: Any) -> RouterConfig:
+    base = {"name": "m", "framework": "sklearn", "artifact": "s3://b/m.joblib", "sha256": SHA, "size_bytes": 1000,
+            "features": ["a", "b"], "profile": {"load_s": 0.1, "per_record_ms": 1.0}}
+    return RouterConfig.model_validate({"models": [{**base, **model}]})
+
+
+def test_inline_model_runs_in_process() -> None:
+    runner = FakeRunner()
+    svc = RouterService(config(), runner=runner)
+    out = svc.predict(svc.model("m"), [[1, 2], [3, 4]], OutputKind.PREDICT, 100)
+    assert isinstance(out, Prediction) and out.route is Route.INLINE
+    assert out.predictions == [3, 7] and runner.calls == [("m", 2, OutputKind.PREDICT)]
+    body = out.to_dict(1.0)
+    assert body["model_version"] == "sha256:" + SHA and body["decision"]["reason"]
+
+
+def test_endpoint_model_validates_then_invokes_the_endpoint() -> None:
+    eps = FakeEndpoints()
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=eps)
+    out = svc.predict(svc.model("m"), [[1, 2], {"b": 4, "a": 3}], OutputKind.PREDICT, 100)
+    assert isinstance(out, Prediction) and out.route is Route.ENDPOINT
+    assert json.loads(eps.calls[0][1]) == {"instances": [[1.0, 2.0], [3.0, 4.0]], "output": "predict"}
+    with pytest.raises(InvalidInput):
+        svc.predict(svc.model("m"), [[1, 2, 3]], OutputKind.PREDICT, 100)
+    assert len(eps.calls) == 1  # the bad request never reached the endpoint
+
+
+def test_endpoint_answer_must_match_the_instances() -> None:
+    eps = FakeEndpoints(reply=lambda body: b'{"predictions": [1]}')
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=eps)
+    with pytest.raises(BackendError):
+        svc.predict(svc.model("m"), [[1, 2], [3, 4]], OutputKind.PREDICT, 100)
+
+
+def test_endpoint_out_of_service_is_not_syncable() -> None:
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=FakeEndpoints(in_service=False))
+    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
+    assert isinstance(out, Decision) and out.route is None
+    err = svc.not_syncable_error(out)
+    assert isinstance(err, SyncNotPossible) and err.details["decision"]["candidates"]
+
+
+def test_payload_over_the_limit_is_413() -> None:
+    svc = RouterService(config(), runner=FakeRunner())
+    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 7 * 1024 * 1024)
+    assert isinstance(out, Decision) and out.payload_limited
+    err = svc.not_syncable_error(out)
+    assert isinstance(err, PayloadTooLarge) and "/v1/uploads" in err.message
+
+
+def test_unknown_model() -> None:
+    svc = RouterService(config(), runner=FakeRunner())
+    with pytest.raises(ModelNotFound) as e:
+        svc.model("nope")
+    assert "m" in e.value.message
+
+
+def test_envelope_is_what_routing_decides() -> None:
+    svc = RouterService(config(), runner=FakeRunner())
+    env = svc.describe_model(svc.model("m"), detail=True)["envelope"]
+    inline_max = env["inline"]["max_records"]
+    # 0.1 s load + n x 1 ms <= 0.8 x 29 s  ->  n <= 23,100
+    assert inline_max == 23_100
+    assert env["endpoint"] == {"feasible": False, "max_records": 0}
+    assert env["lambda-job"]["max_records"] == 719_900
+    assert svc.decide(svc.model("m"), Mode.SYNC, inline_max, 0).route is Route.INLINE
+    assert svc.decide(svc.model("m"), Mode.SYNC, inline_max + 1, 0).route is None
