@@ -188,10 +188,12 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
 
 def _s3_factory() -> ObjectStore:
     import boto3
+    from botocore.config import Config
 
     from router.adapters.s3_store import S3ObjectStore
 
-    return S3ObjectStore(boto3.client("s3"))
+    # SigV4 presigned URLs: required by every region launched after 2014 and by KMS-encrypted objects.
+    return S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4")))
 
 
 def load_config_uri(uri: str) -> RouterConfig:

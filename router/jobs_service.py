@@ -376,9 +376,12 @@ class JobsService:
             if job.status is S.QUEUED:
                 return self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name)
             return job
+        if job.status is S.QUEUED and state.status in ("Completed", "Failed"):
+            # The InProgress event was missed: pass through running, as the job did.
+            job = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name) or job
         if state.status == "Completed":
             lines = self._collect_transform_output(job)
-            return self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
+            return self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
         if state.status == "Failed":
             return self.store.transition(
                 job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": "backend_error", "message": state.failure_reason or "the transform job failed"}

@@ -45,6 +45,10 @@ class TransformError(RuntimeError):
     """A batch transform of one input file failed; nothing was written for it."""
 
 
+class TransformStopped(Exception):
+    """transform_file's `should_stop` said stop (StopTransformJob); nothing was written."""
+
+
 @dataclass
 class ModelService:
     """A loaded model and the four contract functions that serve it (custom ones where the model
@@ -311,6 +315,7 @@ def transform_file(
     accept: str,
     batch_records: int,
     max_payload_bytes: int | None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TransformResult:
     """Batch-transform one input object as SageMaker does with SplitType=Line,
     BatchStrategy=MultiRecord and AssembleWith=Line.
@@ -320,6 +325,7 @@ def transform_file(
     Mini-batches hold at most `batch_records` lines and `max_payload_bytes` bytes (None: no byte
     limit); a single line over the byte limit fails the transform, as MaxPayloadInMB does.
     The output is written to a temporary file and renamed, so a failure leaves no partial .out.
+    `should_stop` is asked before each mini-batch; True raises TransformStopped (StopTransformJob).
     """
     if batch_records < 1:
         raise ValueError(f"batch_records must be >= 1, got {batch_records}")
@@ -337,6 +343,8 @@ def transform_file(
     try:
         with src.open("rb") as fin, tmp.open("wb") as fout:
             for first_line, lines in _mini_batches(fin, batch_records, max_payload_bytes):
+                if should_stop is not None and should_stop():
+                    raise TransformStopped(f"{src.name}: stopped before line {first_line}")
                 last_line = first_line + len(lines) - 1
                 where = f"{src.name} lines {first_line}-{last_line}"
                 try:

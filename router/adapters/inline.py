@@ -337,11 +337,8 @@ def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
         raise InvalidInput("instances must be a list of records (rows of numbers)", details={"got_ndim": x.ndim})
     # Vectorised isfinite for batches; for the few values of a typical sync request, a C-level
     # map over the Python floats is several times cheaper than numpy's per-call overhead.
-    if x.size > _SMALL_BATCH:
-        ok = bool(np.isfinite(x).all())
-    else:
-        ok = all(map(math.isfinite, x.ravel().tolist()))
-    if not ok:
+    small = x.size <= _SMALL_BATCH
+    if not (all(map(math.isfinite, x.ravel().tolist())) if small else bool(np.isfinite(x).all())):
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
         raise InvalidInput(
             f"{_where(i, j, schema)} is {x[i, j]!r}: NaN and infinity are not accepted",

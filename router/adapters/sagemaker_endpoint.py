@@ -23,7 +23,10 @@ SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating"})
 # body; the router must answer first, with its JSON error and X-Request-Id (API.md). So the
 # whole botocore retry sequence, not one attempt, must fit in the budget:
 #   attempts x (connect + read) + backoff + headroom <= sync budget.
-MAX_ATTEMPTS = 2  # one retry: enough for a throttle or a 5xx blip, which fail fast
+# One attempt: routing admits endpoint calls estimated up to safety_margin x min(60 s, budget)
+# (23.2 s by default), so a single attempt must be allowed that long; a retry would have to halve
+# it. A throttle or 5xx surfaces as 503 and the client retries.
+MAX_ATTEMPTS = 1
 CONNECT_TIMEOUT_S = 1.0  # a regional HTTPS connect takes tens of ms; a slow one is a network fault
 RETRY_BACKOFF_S = 1.0  # botocore "standard" mode: the first retry waits random() x 1 s
 HEADROOM_S = 1.0  # Lambda handler work, JSON encoding and API Gateway overhead
@@ -45,7 +48,7 @@ _UNAVAILABLE_CODES = frozenset(
 
 
 def endpoint_read_timeout(sync_timeout_s: float) -> float:
-    """The per-attempt read timeout for a sync budget: 12.5 s for API Gateway's 29 s.
+    """The per-attempt read timeout for a sync budget: 26 s for API Gateway's 29 s.
 
     Routing can use it as the longest endpoint call that can still succeed.
     """

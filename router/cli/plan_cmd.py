@@ -103,13 +103,19 @@ def _model_notes(model: ModelSpec, cfg: RouterConfig) -> list[str]:
 
 
 def _limits(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> str:
+    """Largest request each route takes by its time budget (payload and availability aside)."""
     parts = []
     for route in (Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB):
-        n = max_records(model, cfg, route, state)
         if route is Route.ENDPOINT and model.endpoint is None:
             continue
-        parts.append(f"{route.value} {'never' if n is not None and n < 0 else fmt_count(math.inf if n is None else n)}")
-    return "largest request by time budget: " + ", ".join(parts) + " records"
+        n = max_records(model, cfg, route, state)
+        if n is None:
+            parts.append(f"{route.value} unbounded")
+        elif n < 0:
+            parts.append(f"{route.value} not possible")
+        else:
+            parts.append(f"{route.value} {fmt_count(n)} records")
+    return "largest request by time budget: " + ", ".join(parts)
 
 
 def plan_model(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> dict[str, Any]:

@@ -146,6 +146,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         if length > self.server.max_body_bytes:
             # API Gateway refuses bodies over its limit before the Lambda runs (10 MB REST).
+            # Read (and drop) a moderately large body first, so the client sees the 413 instead
+            # of a reset connection; anything huge just gets the answer and a close.
+            if length <= 8 * self.server.max_body_bytes:
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
             mb = self.server.max_body_bytes / (1024 * 1024)
             self._reject(
                 413,

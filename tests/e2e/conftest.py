@@ -80,8 +80,11 @@ class Server:
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.log.append(line)
+        try:
+            for line in self.proc.stdout:
+                self.log.append(line)
+        except ValueError:  # closed by stop()
+            pass
 
     def client(self, key: str | None = ALICE) -> RouterClient:
         return RouterClient(self.url, key, timeout_s=120)
@@ -91,10 +94,12 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                return self.proc.wait(timeout=30)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                return self.proc.wait()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return int(self.proc.returncode)
 
 

@@ -278,3 +278,16 @@ def test_sweeper_requeues_a_stale_lambda_job(tmp_path: Path) -> None:
     assert svc.sweep()["redispatched"] == 0  # not stale yet
     p["clock"].advance(1000)
     assert svc.sweep()["redispatched"] == 1 and p["queue"].enqueued == [job.job_id]
+
+
+def test_completed_event_for_a_job_still_queued(tmp_path: Path) -> None:
+    """The InProgress event was lost (moto, too, jumps straight to Completed): the job still ends
+    succeeded, passing through running."""
+    svc, p = make(tmp_path, batch=True)
+    p["batch"].throttle_next = 1
+    job = big_batch_job(svc)  # throttled: stays queued with no backend name yet
+    assert job.status is JobStatus.QUEUED
+    name = transform_job_name(job.job_id)
+    transform_output(svc, job, 1_000_000)
+    done = svc.on_batch_state(job.job_id, BatchJobState(name, "Completed"))
+    assert done is not None and done.status is JobStatus.SUCCEEDED and done.started_at is not None

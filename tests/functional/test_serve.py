@@ -20,7 +20,14 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from sagemaker_jobs.serve import ModelServer, TransformError, load_service, make_server, transform_file
+from sagemaker_jobs.serve import (
+    ModelServer,
+    TransformError,
+    TransformStopped,
+    load_service,
+    make_server,
+    transform_file,
+)
 
 X = np.array([[0.0, 0.1], [0.1, 0.0], [0.9, 1.0], [1.0, 0.9]])
 Y = np.array([0, 0, 1, 1])
@@ -228,3 +235,19 @@ def test_transform_file_refuses_whole_document_formats(tmp_path: Path, model_dir
     src.write_text("[[0.1, 0.1]]\n")
     with pytest.raises(ValueError, match="accept 'application/json' is not a line format"):
         transform_file(model_dir, src, tmp_path, content_type="text/csv", accept="application/json", batch_records=5, max_payload_bytes=None)
+
+
+def test_transform_file_stops_between_mini_batches_when_asked(tmp_path: Path, model_dir: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("".join(f"{a},{b}\n" for a, b in _rows(9)))
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(True)
+        return len(asked) == 3  # let two mini-batches through, stop before the third
+
+    with pytest.raises(TransformStopped, match="stopped before line 7"):
+        transform_file(
+            model_dir, src, tmp_path / "out", content_type="text/csv", accept="text/csv", batch_records=3, max_payload_bytes=None, should_stop=should_stop
+        )
+    assert list((tmp_path / "out").iterdir()) == []

@@ -112,6 +112,13 @@ def test_nan_and_infinity_are_rejected(bad: float) -> None:
     assert "NaN and infinity are not accepted" in err.message
 
 
+@pytest.mark.parametrize("records", [1, 21, 1000])  # both the small-batch and the vectorised check
+def test_non_finite_values_are_found_in_batches_of_any_size(records: int) -> None:
+    rows = [[float(i), 1.0, 2.0] for i in range(records)]
+    rows[-1][2] = math.nan
+    assert reject(UNNAMED, rows).details == {"index": records - 1, "feature": 2, "got": "nan"}
+
+
 def test_integers_too_large_for_a_float_are_rejected() -> None:
     err = reject(UNNAMED, [[1, 2, 3], [1, 2, 10**400]])
     assert err.details == {"index": 1, "feature": 2}
