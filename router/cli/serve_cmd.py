@@ -46,6 +46,10 @@ def register(sub: Any) -> None:
 
 
 def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
+    import os
+
+    # CloudWatch EMF metric lines are for Lambda's log pipeline; locally they would be noise.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from router.local.app import create_app
 
     try:

@@ -384,9 +384,12 @@ def openapi_json(app: APIGatewayRestResolver) -> str:
 
 
 def make_handler(runtime: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A Lambda-style handler bound to one runtime (used by `router serve` and the tests)."""
+    """A Lambda-style handler bound to one runtime (used by the Lambda entry point, `router serve`
+    and the tests). Metrics are flushed after every event, as CloudWatch EMF lines on stdout
+    (POWERTOOLS_METRICS_DISABLED=true turns them off; `router serve` does by default)."""
     app = build_app(runtime)
 
+    @metrics.log_metrics
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ctx = event.get("requestContext") or {}
         rid = str(ctx.get("requestId") or ("local-" + uuid.uuid4().hex))
@@ -412,7 +415,6 @@ def _add_header(resp: dict[str, Any], name: str, value: str) -> None:
 _handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
 
 
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The Lambda entry point: builds the runtime from the environment on the cold start."""
     global _handler

@@ -130,7 +130,7 @@ def test_job_survives_a_killed_server(demo_dir: Path) -> None:
     try:
         c = srv.client()
         job = c.submit_job("iris", instances=rows.tolist())
-        wait_for(lambda: 0 < (c.get_job(job["job_id"])["records"]["done"] or 0), timeout_s=60, interval_s=0.01)
+        wait_for(lambda: (c.get_job(job["job_id"])["records"]["done"] or 0) > 0, timeout_s=60, interval_s=0.01)
     finally:
         srv.stop(signal.SIGKILL)
     srv2 = Server(config).start()
