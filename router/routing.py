@@ -561,3 +561,33 @@ def lambda_request_cost(config: RouterConfig, duration_s: float) -> float:
     """The Lambda price of one invocation of `duration_s` at the configured memory (linear, not
     rounded to Lambda's 1 ms billing granularity)."""
     return _lambda_cost(config, duration_s)
+
+
+# ---------------------------------------------------------------- routes in principle
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """The routes a model can take in principle (one record, warm, endpoint in service) and, for
+    each route it cannot take, why. Derived from `decide` itself, so `router config validate`,
+    GET /v1/models and real requests cannot disagree."""
+
+    routes: tuple[Route, ...]
+    excluded: dict[Route, str]
+
+
+_ORDER = (Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB, Route.BATCH_TRANSFORM)
+
+
+def possible_routes(model: ModelSpec, config: RouterConfig) -> RouteOptions:
+    state = BackendState(warm=True, endpoint_in_service=True)
+    routes: list[Route] = []
+    excluded: dict[Route, str] = {}
+    for mode in (Mode.SYNC, Mode.JOB):
+        decision = decide(model, RequestShape(mode=mode, records=1, payload_bytes=0), config, state)
+        for c in decision.candidates:
+            if c.feasible:
+                routes.append(c.route)
+            else:
+                excluded[c.route] = "; ".join(c.reasons) or "not feasible"
+    return RouteOptions(routes=tuple(sorted(routes, key=_ORDER.index)), excluded=excluded)

@@ -23,7 +23,7 @@ from router.errors import (
     SyncNotPossible,
 )
 from router.ports import EndpointClient, ModelRunner
-from router.routing import decide
+from router.routing import decide, possible_routes
 
 MIB = 1024 * 1024
 
@@ -52,6 +52,7 @@ class RouterService:
         self.config = config
         self.runner = runner
         self.endpoints = endpoints
+        self._routes: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ models
 
@@ -63,16 +64,11 @@ class RouterService:
         return spec
 
     def possible_routes(self, model: ModelSpec) -> list[str]:
-        routes: list[str] = []
-        if model.in_process:
-            routes.append(Route.INLINE.value)
-        if model.endpoint is not None:
-            routes.append(Route.ENDPOINT.value)
-        if model.in_process:
-            routes.append(Route.LAMBDA_JOB.value)
-        if self.config.batch_settings(model) is not None:
-            routes.append(Route.BATCH_TRANSFORM.value)
-        return routes
+        """Routes the model can take in principle (routing's own answer, cached: config-only)."""
+        cached = self._routes.get(model.name)
+        if cached is None:
+            cached = self._routes[model.name] = [r.value for r in possible_routes(model, self.config).routes]
+        return cached
 
     def describe_model(self, model: ModelSpec, *, detail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -9,73 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router import routing
 from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config
 from router.domain import Route
 from router.errors import ConfigError
+from router.routing import RouteOptions
 
 EXIT_OK = 0
 EXIT_INVALID = 2
 MIB = 1024 * 1024
-# Profile.memory_mb's documented default: a loaded model takes about 3 x its artifact's size.
-ARTIFACT_MEMORY_FACTOR = 3
-
-
-@dataclass(frozen=True, slots=True)
-class RouteOptions:
-    """The routes a model can take in principle (static config only: no request size, no backend
-    state) and, for each route it cannot take, why. `router plan` decides per request."""
-
-    routes: tuple[Route, ...]
-    excluded: dict[Route, str]
 
 
 def possible_routes(cfg: RouterConfig, model: ModelSpec) -> RouteOptions:
-    """Which routes the config allows this model at all, with a reason for every excluded one."""
-    routes: list[Route] = []
-    excluded: dict[Route, str] = {}
-    in_lambda = _in_lambda_problem(cfg, model)
-    for route in (Route.INLINE, Route.LAMBDA_JOB):
-        if in_lambda is None:
-            routes.append(route)
-        else:
-            excluded[route] = in_lambda
-    if model.endpoint is not None:
-        routes.append(Route.ENDPOINT)
-    else:
-        excluded[Route.ENDPOINT] = "no endpoint configured"
-    if cfg.batch_settings(model) is not None:
-        routes.append(Route.BATCH_TRANSFORM)
-    elif model.batch_transform is not None and not model.batch_transform.enabled:
-        excluded[Route.BATCH_TRANSFORM] = "batch_transform.enabled is false"
-    else:
-        excluded[Route.BATCH_TRANSFORM] = "no batch_transform settings (model or sagemaker.batch_transform)"
-    order = [Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB, Route.BATCH_TRANSFORM]
-    return RouteOptions(routes=tuple(sorted(routes, key=order.index)), excluded=excluded)
-
-
-def _in_lambda_problem(cfg: RouterConfig, model: ModelSpec) -> str | None:
-    """Why the model cannot run inside the router/worker Lambda, or None when it can."""
-    if model.framework not in INPROCESS_FRAMEWORKS:
-        return f"{model.framework} models run only on SageMaker"
-    if not model.inline:
-        return "inline is false"
-    rt = cfg.runtime
-    memory_mb = model.profile.memory_mb if model.profile is not None else None
-    if memory_mb is None and model.size_bytes is not None:
-        memory_mb = ARTIFACT_MEMORY_FACTOR * model.size_bytes / MIB
-    if memory_mb is not None and memory_mb > rt.safety_margin * rt.lambda_memory_mb:
-        return f"needs ~{memory_mb:,.0f} MB loaded > {rt.safety_margin:g} x {rt.lambda_memory_mb:,} MB Lambda memory"
-    # The artifact is cached in the Lambda's /tmp (ephemeral storage, 512-10,240 MB).
-    if model.size_bytes is not None and model.size_bytes / MIB > rt.safety_margin * rt.lambda_ephemeral_mb:
-        return (
-            f"artifact of {model.size_bytes / MIB:,.0f} MB > {rt.safety_margin:g} x "
-            f"{rt.lambda_ephemeral_mb:,} MB Lambda /tmp"
-        )
-    return None
+    """Which routes the config allows this model at all (the routing engine's own answer)."""
+    return routing.possible_routes(model, cfg)
 
 
 def summary(cfg: RouterConfig, source: str) -> dict[str, Any]:

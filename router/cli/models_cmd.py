@@ -106,9 +106,68 @@ def register_package(sub: Any) -> None:
     p.set_defaults(func=cmd_package)
 
 
+# ---------------------------------------------------------------- deploy
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    # Imported here: boto3 and the deploy planner are operator-side only.
+    from sagemaker_jobs.deploy import DeployError, deploy
+
+    found = load_model_spec(args.config, args.name)
+    if found is None:
+        return EXIT_INVALID
+    cfg, model = found
+    data_url = args.model_data_url
+    if data_url is None and model.artifact.startswith("s3://") and model.artifact.endswith((".tar.gz", ".tgz")):
+        data_url = model.artifact
+    if data_url is None:
+        print(
+            f"model {model.name!r}: SageMaker needs model.tar.gz on S3. Build it with "
+            f"`router models package {args.config} {model.name}`, upload it, and pass --model-data-url s3://...",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if not data_url.startswith("s3://"):
+        print(f"--model-data-url must be an s3:// URL, got {data_url!r}", file=sys.stderr)
+        return EXIT_INVALID
+    import boto3
+
+    client = boto3.client("sagemaker", region_name=cfg.sagemaker.region)
+    try:
+        text = deploy(cfg, model, client, image_uri=args.image_uri, model_data_url=data_url, dry_run=args.dry_run)
+    except (DeployError, ConfigError) as e:
+        print(f"deploy failed: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # botocore: no credentials, no network, access denied...
+        print(f"deploy failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    return EXIT_OK
+
+
+def register_deploy(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "deploy",
+        help="create or update a model's SageMaker Model, EndpointConfig and Endpoint",
+        description=(
+            "Deploy model NAME of CONFIG to SageMaker with boto3: CreateModel, CreateEndpointConfig and "
+            "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards. The container image "
+            "comes from the model's image_uri, --image-uri, or the official image for its framework "
+            "(needs the optional `deploy` extra: pip install 'lambda-sagemaker-router[deploy]'). "
+            "--dry-run prints the exact API calls and changes nothing."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the operator config (YAML)")
+    p.add_argument("name", metavar="NAME", help="the model's name in the config")
+    p.add_argument("--model-data-url", metavar="S3_URL", help="s3:// URL of the uploaded model.tar.gz (default: the artifact, when it is one)")
+    p.add_argument("--image-uri", metavar="URI", help="container image (default: the model's image_uri, else the official one)")
+    p.add_argument("--dry-run", action="store_true", help="print the API calls, change nothing")
+    p.set_defaults(func=cmd_deploy)
+
+
 # ---------------------------------------------------------------- the group
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [register_package]
+SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy]
 
 
 def register(subparsers: Any) -> None:

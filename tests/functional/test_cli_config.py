@@ -43,7 +43,7 @@ def test_valid_example_exits_0_with_models_routes_and_storage(capsys: pytest.Cap
         line.split()[:3] == ["embedder", "pytorch", "routes:"] and "endpoint (embedder-prod)," in line
         for line in lines
     )
-    assert "not inline/lambda-job: needs ~3,600 MB loaded > 0.8 x 3,008 MB Lambda memory" in out
+    assert "not inline/lambda-job: model needs ~3600 MB (measured), over 0.8 x 3008 MB Lambda memory" in out
     assert "  job_table  dynamodb://router-jobs" in lines
 
 
@@ -57,7 +57,7 @@ def test_valid_example_as_json(capsys: pytest.CaptureFixture[str]) -> None:
         "churn-forest": ["batch-transform"],
         "embedder": ["endpoint", "batch-transform"],
     }
-    assert doc["models"][2]["excluded"]["inline"] == "pytorch models run only on SageMaker"
+    assert doc["models"][2]["excluded"]["inline"] == "framework pytorch does not run in-process (only sklearn and onnx do)"
     assert doc["storage"]["artifacts"] == "s3://acme-router-artifacts/models"
 
 
@@ -174,7 +174,7 @@ def test_routes_in_principle_follow_memory_tmp_inline_and_batch_settings(tmp_pat
           - {{name: fits, framework: onnx, artifact: s3://bkt/a, sha256: {SHA}, profile: {{load_s: 1, per_record_ms: 1, memory_mb: 500}}}}
           - {{name: heavy, framework: onnx, artifact: s3://bkt/a, sha256: {SHA}, profile: {{load_s: 1, per_record_ms: 1, memory_mb: 501}}}}
           - {{name: by-size, framework: sklearn, artifact: s3://bkt/a, sha256: {SHA}, size_bytes: 200000000}}
-          - {{name: big-tmp, framework: sklearn, artifact: s3://bkt/a, sha256: {SHA}, size_bytes: 600000000, profile: {{load_s: 1, per_record_ms: 1, memory_mb: 100}}}}
+          - {{name: big-tmp, framework: sklearn, artifact: s3://bkt/a, sha256: {SHA}, size_bytes: 1100000000, profile: {{load_s: 1, per_record_ms: 1, memory_mb: 100}}}}
           - {{name: disabled, framework: sklearn, artifact: s3://bkt/a, sha256: {SHA}, inline: false, batch_transform: {{enabled: false}}}}
         """,
     )
@@ -184,13 +184,14 @@ def test_routes_in_principle_follow_memory_tmp_inline_and_batch_settings(tmp_pat
     assert opts["small"].routes == both
     assert opts["fits"].routes == both  # exactly 0.5 x 1000 MB
     assert opts["heavy"].routes == (Route.BATCH_TRANSFORM,)
-    assert opts["heavy"].excluded[Route.INLINE] == "needs ~501 MB loaded > 0.5 x 1,000 MB Lambda memory"
+    assert opts["heavy"].excluded[Route.INLINE] == "model needs ~501 MB (measured), over 0.5 x 1000 MB Lambda memory"
     # 3 x 200 MB (190.7 MiB) = 572 MB loaded, from the artifact size alone.
-    assert opts["by-size"].excluded[Route.LAMBDA_JOB] == "needs ~572 MB loaded > 0.5 x 1,000 MB Lambda memory"
-    assert opts["big-tmp"].excluded[Route.INLINE] == "artifact of 572 MB > 0.5 x 1,000 MB Lambda /tmp"
+    assert opts["by-size"].excluded[Route.LAMBDA_JOB] == "model needs ~572 MB (3 x artifact size), over 0.5 x 1000 MB Lambda memory"
+    # The artifact is cached whole in /tmp: it must fit the ephemeral storage itself.
+    assert opts["big-tmp"].excluded[Route.INLINE] == "artifact 1.02 GiB does not fit the 1000 MiB Lambda /tmp"
     assert opts["disabled"].routes == ()
-    assert opts["disabled"].excluded[Route.INLINE] == "inline is false"
-    assert opts["disabled"].excluded[Route.BATCH_TRANSFORM] == "batch_transform.enabled is false"
+    assert "inline: false" in opts["disabled"].excluded[Route.INLINE]
+    assert opts["disabled"].excluded[Route.BATCH_TRANSFORM] == "batch transform disabled for this model"
 
 
 def test_schema_goes_to_stdout_or_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
