@@ -190,7 +190,7 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
         return str(runtime.auth.owner(app.current_event.raw_event))
 
     def header(name: str) -> str | None:
-        v = app.current_event.get_header_value(name, case_sensitive=False)
+        v = app.current_event.headers.get(name)  # case-insensitive in Powertools v3
         return None if v is None else str(v)
 
     def payload_bytes() -> int:
@@ -389,8 +389,13 @@ def make_handler(runtime: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]
     (POWERTOOLS_METRICS_DISABLED=true turns them off; `router serve` does by default)."""
     app = build_app(runtime)
 
-    @metrics.log_metrics
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            return _handle(event, context)
+        finally:
+            _flush_metrics()
+
+    def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ctx = event.get("requestContext") or {}
         rid = str(ctx.get("requestId") or ("local-" + uuid.uuid4().hex))
         event.setdefault("requestContext", {})["requestId"] = rid
@@ -403,6 +408,20 @@ def make_handler(runtime: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]
         return resp
 
     return handle
+
+
+def _flush_metrics() -> None:
+    """Emit this event's metrics (EMF on stdout), or drop them when metrics are disabled.
+    Powertools' own flush neither clears a disabled set (it would grow for ever under `router
+    serve`) nor stays quiet on events that recorded no metric (health checks)."""
+    import os
+
+    if not metrics.metric_set:
+        return
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
+        metrics.clear_metrics()
+    else:
+        metrics.flush_metrics()
 
 
 def _add_header(resp: dict[str, Any], name: str, value: str) -> None:

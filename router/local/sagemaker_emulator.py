@@ -100,6 +100,7 @@ class LocalEndpoints:
         self._timeout = invoke_timeout_s
         self._eps = {m.endpoint.name: _EndpointProcess(m.endpoint.name, m) for m in config.models if m.endpoint is not None}
         self._threads: list[threading.Thread] = []
+        self._closing = False
 
     def start(self) -> None:
         for ep in self._eps.values():
@@ -143,7 +144,8 @@ class LocalEndpoints:
             raise BackendUnavailable(f"endpoint {ep.name} never answered /ping")
         except Exception as e:
             ep.status, ep.failure = "Failed", getattr(e, "message", str(e))
-            log.error("endpoint %s failed: %s", ep.name, ep.failure)
+            if not self._closing:  # a shutdown during start-up is not a failure worth shouting about
+                log.error("endpoint %s failed: %s", ep.name, ep.failure)
 
     def in_service(self, endpoint_name: str) -> bool:
         ep = self._eps.get(endpoint_name)
@@ -175,6 +177,7 @@ class LocalEndpoints:
             raise BackendUnavailable(f"endpoint {endpoint_name} is unreachable: {e.reason}") from None
 
     def close(self) -> None:
+        self._closing = True
         for ep in self._eps.values():
             if ep.proc is not None and ep.proc.poll() is None:
                 ep.proc.terminate()
@@ -216,7 +219,7 @@ class LocalBatch:
         self._state_dir = work_dir / "transform-jobs"
         self._state_dir.mkdir(parents=True, exist_ok=True)
         self.on_event = on_event
-        self._startup_s = startup_s
+        self.startup_s = startup_s
         self._batch_records = batch_records
         self._lock = threading.Lock()
         self._stops: dict[str, threading.Event] = {}
@@ -317,7 +320,7 @@ class LocalBatch:
         assert rec is not None
         status, reason = "Completed", None
         try:
-            if stop.wait(self._startup_s):  # provisioning; a stop during it ends the job
+            if stop.wait(self.startup_s):  # provisioning; a stop during it ends the job
                 raise TransformStopped()
             model = self._config.model(rec["ModelName"])
             if model is None or model.sha256 != rec["ModelSha256"]:
