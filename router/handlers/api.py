@@ -7,6 +7,7 @@ and error envelope. `router serve` calls this same handler with API Gateway even
 
 from __future__ import annotations
 
+import binascii
 import json
 import time
 import uuid
@@ -247,6 +248,11 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
             return error_response(UnsupportedMediaType("send the body as application/json"))
     except ImportError:  # pragma: no cover
         pass
+
+    @app.exception_handler([UnicodeDecodeError, binascii.Error])
+    def _undecodable(_: Exception) -> Response[Any]:
+        # API Gateway passes binary bodies base64-encoded; JSON must be UTF-8 (RFC 8259).
+        return error_response(InvalidJson("the body is not UTF-8 encoded JSON"))
 
     @app.exception_handler(Exception)
     def _unexpected(err: Exception) -> Response[Any]:
