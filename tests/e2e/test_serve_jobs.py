@@ -144,3 +144,31 @@ def test_job_survives_a_killed_server(demo_dir: Path) -> None:
         assert len([j for j in c.iter_jobs() if j["job_id"] == job["job_id"]]) == 1
     finally:
         srv2.stop()
+
+
+def test_prefer_respond_async_turns_an_unsyncable_predict_into_a_job(server: Server) -> None:
+    c = server.client()
+    rows = np.random.default_rng(5).normal(size=(20, 20)).round(3).tolist()
+    status, headers, job = c.request("POST", "/v1/models/forest-xl/predict", {"instances": rows}, headers={"Prefer": "respond-async"})
+    assert status == 202 and headers["Location"] == f"/v1/jobs/{job['job_id']}"
+    assert headers["X-Router-Route"] == job["route"] == "batch-transform"
+    done = c.wait(job["job_id"], timeout_s=300, poll_s=0.2)
+    assert done["status"] == "succeeded" and done["records"]["done"] == 20
+
+
+def test_jobs_cli_submits_waits_and_downloads(server: Server, demo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from router.cli import main
+
+    model = joblib.load(demo_dir / "models" / "iris.joblib")
+    rows = iris_rows(500, seed=11)
+    src = tmp_path / "rows.csv"
+    src.write_text("".join(",".join(str(v) for v in r) + "\n" for r in rows.tolist()))
+    out = tmp_path / "out.jsonl"
+    base = ["jobs", "--url", server.url, "--api-key", "demo-key-alice-0001"]
+    assert main([*base, "submit", "iris", str(src), "--wait", "--out", str(out)]) == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == model.predict(rows).tolist()
+    assert main([*base, "list", "--limit", "3"]) == 0
+    listing = capsys.readouterr().out
+    assert "iris" in listing and "succeeded" in listing
+    assert main([*base, "get", "job_01AAAAAAAAAAAAAAAAAAAAAAAA"]) == 1
+    assert "job_not_found" in capsys.readouterr().err

@@ -150,3 +150,14 @@ def test_server_survives_a_client_that_hangs_up(server: Server) -> None:
     with socket.create_connection((host, int(port))) as s:
         s.sendall(b"POST /v1/models/iris/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inst")
     assert server.client().health()["status"] == "ok"
+
+
+def test_ctrl_c_shuts_down_cleanly(demo_dir: Path) -> None:
+    import signal
+
+    from .conftest import write_variant
+
+    srv = Server(write_variant(demo_dir, "sigint")).start()
+    assert srv.client().health()["status"] == "ok"
+    assert srv.stop(signal.SIGINT) == 0
+    assert any("shutting down" in line for line in srv.log)

@@ -289,3 +289,30 @@ def test_completed_event_for_a_job_still_queued(tmp_path: Path) -> None:
     transform_output(svc, job, 1_000_000)
     done = svc.on_batch_state(job.job_id, BatchJobState(name, "Completed"))
     assert done is not None and done.status is JobStatus.SUCCEEDED and done.started_at is not None
+
+
+def test_fifty_concurrent_identical_submissions_make_one_job(tmp_path: Path) -> None:
+    import threading
+
+    svc, p = make(tmp_path, cap=100)
+    barrier = threading.Barrier(50)
+    results: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        barrier.wait()
+        try:
+            job, created = submit(svc, rows(10), key="same-key")
+            results.append((job.job_id, created))
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert p["queue"].enqueued == [results[0][0]]  # dispatched exactly once
