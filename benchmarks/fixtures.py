@@ -105,3 +105,32 @@ def check_ok(resp: dict[str, Any], expected: list[Any]) -> None:
     got = json.loads(resp["body"])["predictions"]
     if got != expected:
         raise RuntimeError(f"the handler's predictions differ from the bare model's: {got[:5]} vs {expected[:5]}")
+
+
+def iris_onnx(demo_path: Path, out_dir: Path) -> dict[str, Any]:
+    """The demo's iris forest converted with skl2onnx (probabilities as a tensor, no ZipMap), as a
+    config model entry named `iris-onnx`, the fast path of ROADMAP "Performance"."""
+    import hashlib
+
+    import joblib
+    from skl2onnx import to_onnx
+
+    from router.config import load_config, uri_to_path
+
+    iris = load_config(demo_path).model("iris")
+    assert iris is not None
+    model = joblib.load(uri_to_path(iris.artifact))
+    x = np.array([IRIS_ROW], dtype=np.float32)
+    onx = to_onnx(model, x, options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "iris.onnx"
+    path.write_bytes(onx.SerializeToString())
+    return {
+        "name": "iris-onnx",
+        "framework": "onnx",
+        "artifact": path.as_uri(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "features": list(iris.features or []),
+        "latency_ms": iris.latency_ms,
+        "profile": iris.profile.model_dump() if iris.profile else None,
+    }

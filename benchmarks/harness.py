@@ -45,7 +45,7 @@ class Result:
 
     def line(self) -> str:
         text = (
-            f"[{self.bench}] {self.subject}: {fmt_s(self.subject_s)}/{self.unit} = {self.ratio:.2f}x "
+            f"[{self.bench}] {self.subject}: {fmt_s(self.subject_s)}/{self.unit} = {fmt_ratio(self.ratio)}x "
             f"vs baseline {self.baseline}: {fmt_s(self.baseline_s)}/{self.unit}"
         )
         return f"{text}; {self.note}" if self.note else text
@@ -76,6 +76,19 @@ def fmt_s(seconds: float) -> str:
     else:
         v, unit = s, "s"
     return f"{sign}{v:.3g} {unit}" if v < 100 else f"{sign}{v:.0f} {unit}"
+
+
+def fmt_ratio(r: float) -> str:
+    """'1.07', '55.5', '467', and small ratios with two significant digits ('0.0016')."""
+    if r != r:  # NaN
+        return "nan"
+    if r >= 100:
+        return f"{r:.0f}"
+    if r >= 10:
+        return f"{r:.1f}"
+    if r >= 0.1:
+        return f"{r:.2f}"
+    return f"{r:.2g}"
 
 
 def fmt_rate(per_s: float) -> str:

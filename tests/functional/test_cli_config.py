@@ -40,7 +40,7 @@ def test_valid_example_exits_0_with_models_routes_and_storage(capsys: pytest.Cap
     )
     assert any(line.split() == ["churn-forest", "sklearn", "routes:", "batch-transform"] for line in lines)
     assert any(
-        line.split()[:3] == ["embedder", "pytorch", "routes:"] and "endpoint (embedder-prod)," in line
+        line.split()[:3] == ["embedder", "pytorch", "routes:"] and "endpoint (router-embedder-prod)," in line
         for line in lines
     )
     assert "not inline/lambda-job: model needs ~3600 MB (measured), over 0.8 x 3008 MB Lambda memory" in out

@@ -1,0 +1,163 @@
+"""Benchmark `coldstart`: a fresh interpreter importing the API handler module, and a fresh
+interpreter going all the way to its first iris prediction (import, config, runtime, model load,
+one event), against a fresh interpreter importing `json`. Also lists the heavy modules the API
+handler's import graph pulls in (ROADMAP "Performance": no boto3 until an AWS call, no pandas,
+sagemaker SDK or torch) and its largest imports by cumulative time (`python -X importtime`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.harness import Context, compare, fmt_s, overhead, run_rounds
+
+NAME = "coldstart"
+TITLE = "fresh-interpreter import of router.handlers.api (and first response) vs `import json`"
+
+HEAVY = ("boto3", "botocore", "pandas", "sagemaker", "torch", "sklearn", "numpy", "scipy", "onnxruntime")
+FORBIDDEN = ("boto3", "pandas", "sagemaker", "torch")  # ROADMAP: never in the API handler's import graph
+
+MODULES_PROBE = f"""
+import json, sys
+import router.handlers.api
+heavy = {HEAVY!r}
+print(json.dumps({{m: sum(1 for k in sys.modules if k == m or k.startswith(m + ".")) for m in heavy}}))
+"""
+
+# A Lambda cold start up to the first answer: import, config, runtime, the first event (which
+# fetches, verifies and unpickles the model). argv: config path, state dir, model[, extra model JSON].
+# Prints the heavy modules it ended up importing.
+FIRST_RESPONSE = """
+import json, sys
+from pathlib import Path
+from router.handlers.api import make_handler
+from router.bootstrap import build_local
+from benchmarks.fixtures import bench_config, predict_event
+from router.local.server import LocalContext
+model, extra = sys.argv[3], [json.loads(sys.argv[4])] if len(sys.argv) > 4 else []
+cfg = bench_config(Path(sys.argv[1]), Path(sys.argv[2]), extra_models=extra)
+handler = make_handler(build_local(cfg, state_dir=Path(sys.argv[2]), with_jobs=True))
+resp = handler(predict_event(model, [[5.1, 3.5, 1.4, 0.2]]), LocalContext("cold", 29.0))
+assert resp["statusCode"] == 200, resp
+heavy = HEAVY_PLACEHOLDER
+print(json.dumps({m: sum(1 for k in sys.modules if k == m or k.startswith(m + ".")) for m in heavy}))
+""".replace("HEAVY_PLACEHOLDER", repr(HEAVY))
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["POWERTOOLS_METRICS_DISABLED"] = "true"
+    return env
+
+
+class _Runner:
+    """Times one fresh interpreter per call and keeps its last stdout (the module probe's JSON)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args, self.env, self.stdout = args, env, ""
+
+    def __call__(self) -> float:
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, *self.args], env=self.env, check=True, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        self.stdout = out.stdout
+        return elapsed
+
+
+def run(ctx: Context) -> None:
+    env = _env()
+    state = ctx.scratch / NAME
+    baseline = "python -c 'import json'"
+    api = "python -c 'import router.handlers.api'"
+    first = "python: import + config + runtime + first iris (sklearn) predict"
+    first_onnx = "python: import + config + runtime + first iris-onnx predict"
+    onnx_entry = _onnx_entry(ctx)
+    commands = {
+        baseline: ["-c", "import json"],
+        api: ["-c", "import router.handlers.api"],
+        first: ["-c", FIRST_RESPONSE, str(ctx.demo_config), str(state / "sk"), "iris"],
+    }
+    if onnx_entry is not None:
+        commands[first_onnx] = ["-c", FIRST_RESPONSE, str(ctx.demo_config), str(state / "onnx"), "iris-onnx", json.dumps(onnx_entry)]
+    runners = {name: _Runner(args, env) for name, args in commands.items()}
+    if not ctx.settings.quick:
+        for warm_up in runners.values():  # the OS page cache and __pycache__ warm for every subject alike
+            warm_up()
+    rounds = 1 if ctx.settings.quick else max(3, ctx.settings.rounds // 2)
+    times = run_rounds(runners, rounds)
+    ctx.report.add(compare(NAME, times, api, baseline, unit="process", note=f"import cost {fmt_s(overhead(times, api, baseline))}"))
+    ctx.report.add(
+        compare(NAME, times, first, baseline, unit="process", note=f"cold start to first answer {fmt_s(overhead(times, first, baseline))}")
+    )
+    if onnx_entry is not None:
+        ctx.report.add(compare(
+            NAME, times, first_onnx, first, unit="process",
+            note=f"the ONNX model's cold start saves {fmt_s(-overhead(times, first_onnx, first))}",
+        ))
+    _modules(ctx, env)
+    for label, model in ((first, "iris"), (first_onnx, "iris-onnx")):
+        if label in runners:
+            counts = json.loads(runners[label].stdout.strip().splitlines()[-1])
+            ctx.report.note(NAME, f"heavy modules after the first {model} answer: " + ", ".join(m for m, c in counts.items() if c))
+    _import_profile(ctx, env)
+
+
+def _onnx_entry(ctx: Context) -> dict[str, object] | None:
+    try:
+        from benchmarks.fixtures import iris_onnx
+
+        return iris_onnx(ctx.demo_config, ctx.scratch / NAME / "models")
+    except ImportError:  # no [onnx] extra: the ONNX cold start is not measured
+        return None
+
+
+def _modules(ctx: Context, env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-c", MODULES_PROBE], env=env, check=True, capture_output=True, text=True)
+    counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = [f"{m} ({n} modules)" for m, n in counts.items() if n]
+    absent = [m for m, n in counts.items() if not n]
+    ctx.report.note(NAME, "heavy modules after `import router.handlers.api`: " + (", ".join(loaded) or "none"))
+    ctx.report.note(NAME, "not imported: " + ", ".join(absent))
+    bad = [m for m in FORBIDDEN if counts.get(m)]
+    ctx.report.note(
+        NAME,
+        "ROADMAP import-graph check (no boto3, pandas, sagemaker, torch): "
+        + ("OK" if not bad else "VIOLATED by " + ", ".join(bad)),
+    )
+
+
+def _import_profile(ctx: Context, env: dict[str, str], top: int = 6) -> None:
+    """The API module's direct imports that cost the most (cumulative, from -X importtime, whose
+    lines come children first, each nesting level indented two more spaces)."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import router.handlers.api"], env=env, check=True, capture_output=True, text=True
+    )
+    lines: list[tuple[int, int, str]] = []  # (depth, cumulative µs, module)
+    for line in out.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue  # the header line
+        name = parts[2]
+        lines.append(((len(name) - len(name.lstrip(" "))) // 2, int(parts[1]), name.strip()))
+    root = next((i for i, (d, _, n) in enumerate(lines) if d == 0 and n == "router.handlers.api"), None)
+    if root is None:
+        return
+    children: list[tuple[int, str]] = []
+    for depth, cumulative, name in reversed(lines[:root]):
+        if depth == 0:
+            break  # the previous top-level import: before router.handlers.api
+        if depth == 1:
+            children.append((cumulative, name))
+    children.sort(reverse=True)
+    total = lines[root][1]
+    ctx.report.note(
+        NAME,
+        f"import router.handlers.api {fmt_s(total / 1e6)}; its largest direct imports: "
+        + ", ".join(f"{n} {fmt_s(us / 1e6)}" for us, n in children[:top]),
+    )
