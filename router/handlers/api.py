@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from router import __version__
 from router.domain import Decision, Job, Mode, OutputKind
@@ -71,16 +72,17 @@ class JobBody(_Body):
 
 class RouteDescription(_Body):
     mode: Mode
-    records: int = Field(ge=1, le=10**12)
-    payload_bytes: int = Field(0, ge=0)
+    records: StrictInt = Field(ge=1, le=10**12)
+    payload_bytes: StrictInt = Field(0, ge=0)
 
 
 class RouteBody(_Body):
     """A description of a request, or a predict/job body (then `mode` says which; default sync)."""
 
     mode: Mode | None = None
-    records: int | None = Field(None, ge=1, le=10**12)
-    payload_bytes: int | None = Field(None, ge=0)
+    # Strict: `"10"` or `true` is a type error (400), not silently a number.
+    records: StrictInt | None = Field(None, ge=1, le=10**12)
+    payload_bytes: StrictInt | None = Field(None, ge=0)
     instances: list[Any] | None = Field(None, min_length=1)
     input: JobInput | None = None
     output: OutputKind = OutputKind.PREDICT
@@ -125,7 +127,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     request_id: str
-    details: dict[str, Any] | None = None
+    details: dict[str, Any] = Field(description="Always present; an empty object when there is nothing to add.")
 
 
 class ErrorResponse(BaseModel):
@@ -139,6 +141,75 @@ class ModelInfo(BaseModel):
     features: list[str] | None
     feature_count: int | None
     routes: list[str]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ModelDetail(ModelInfo):
+    latency_ms: float | None
+    size_bytes: int | None
+    profile: dict[str, Any]
+    endpoint: dict[str, Any] | None
+    batch_transform: dict[str, Any] | None
+    envelope: dict[str, Any] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
+
+
+class JobRecords(BaseModel):
+    total: int | None
+    done: int | None
+
+
+class JobInputRef(BaseModel):
+    uri: str
+    format: str | None = None
+
+
+class JobOutput(BaseModel):
+    uri: str
+    download_url: str | None = None
+    expires_at: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class JobBackend(BaseModel):
+    name: str | None
+
+
+class JobModel(BaseModel):
+    job_id: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
+    route: str
+    reason: str
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    records: JobRecords
+    input: JobInputRef
+    output: JobOutput | None
+    error: JobError | None
+    backend: JobBackend | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobModel]
+    next_cursor: str | None
+
+
+class UploadSlot(BaseModel):
+    upload_url: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    input_uri: str
+    expires_at: str
 
 
 class HealthResponse(BaseModel):
@@ -172,12 +243,41 @@ def _loads(text: str) -> Any:
 
 # ---------------------------------------------------------------- the app
 
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})  # answered without credentials
+LIST_LIMIT_MAX = 100
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-def build_app(runtime: Any) -> APIGatewayRestResolver:
+
+class RouterApp(APIGatewayRestResolver):
+    """The resolver plus the table of (method, path template) it serves (405 / Allow / OPTIONS,
+    and which requests must be authenticated before their body is even looked at)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.route_table: list[tuple[str, str]] = []
+
+    def allowed(self, path: str) -> list[str]:
+        """Methods served on a concrete path (HEAD with GET, OPTIONS everywhere); [] when unknown."""
+        methods = {m for m, tpl in self.route_table if _matches(tpl, path)}
+        if not methods:
+            return []
+        if "GET" in methods:
+            methods.add("HEAD")
+        methods.add("OPTIONS")
+        return sorted(methods)
+
+
+def _with_details(body: dict[str, Any]) -> dict[str, Any]:
+    """The documented envelope always has `details` (an empty object when there is nothing to add)."""
+    body["error"].setdefault("details", {})
+    return body
+
+
+def build_app(runtime: Any) -> RouterApp:
     """Build the resolver for one runtime (router.bootstrap.Runtime). Route handlers close over it."""
-    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_loads)
+    app = RouterApp(enable_validation=True, json_body_deserializer=_loads)
     service = runtime.service
-    routes: list[tuple[str, str]] = []  # (method, template) for 405 detection
+    routes = app.route_table  # (method, template) for 405 detection
 
     def route(method: str, path: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         routes.append((method, path))
@@ -201,7 +301,7 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
     # ---------------------------------------------------------- errors
 
     def error_response(err: RouterError) -> Response[Any]:
-        body = err.to_body(request_id())
+        body = _with_details(err.to_body(request_id()))
         if err.status >= 500:
             logger.error("request failed", extra={"code": err.code, "error_message": err.message})
         else:
@@ -233,12 +333,12 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
     def _not_found(_: NotFoundError) -> Response[Any]:
         method = app.current_event.http_method.upper()
         path = app.current_event.path
-        allowed = sorted({m for m, tpl in routes if _matches(tpl, path)})
-        if allowed:
-            resp = error_response(MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}"))
+        allowed = app.allowed(path)
+        if allowed and method not in allowed:
+            resp = error_response(MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", details={"allowed": allowed}))
             resp.headers["Allow"] = ", ".join(allowed)
             return resp
-        return error_response(NotFound(f"no such path: {path}"))
+        return error_response(NotFound(f"no such path: {path}", details={"path": path}))
 
     try:  # Powertools >= 3: unsupported request content types have their own exception
         from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
@@ -265,12 +365,12 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
     def health() -> Response[Any]:
         return _json(200, {"status": "ok", "version": __version__, "config_digest": runtime.config.digest, "runtime": runtime.kind})
 
-    @route("GET", "/v1/models", summary="Models the config declares", responses=_responses(dict[str, list[ModelInfo]], 401))
+    @route("GET", "/v1/models", summary="Models the config declares", responses=_responses(ModelList, 401))
     def list_models() -> Response[Any]:
         owner()
         return _json(200, {"models": [service.describe_model(m) for m in runtime.config.models]})
 
-    @route("GET", "/v1/models/<model>", summary="One model with its routing envelope", responses=_responses(None, 401, 404))
+    @route("GET", "/v1/models/<model>", summary="One model with its routing envelope", responses=_responses(ModelDetail, 401, 404))
     def get_model(model: str) -> Response[Any]:
         owner()
         return _json(200, service.describe_model(service.model(model), detail=True))
@@ -288,7 +388,7 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
             size = body.payload_bytes or 0
         return _json(200, service.decide(spec, mode, records, size).to_dict())
 
-    @route("POST", "/v1/models/<model>/predict", summary="Synchronous prediction", responses=_responses(PredictResponse, 400, 401, 404, 413, 415, 422, 500, 502, 503, 504))
+    @route("POST", "/v1/models/<model>/predict", summary="Synchronous prediction", responses={**_responses(PredictResponse, 400, 401, 404, 413, 415, 422, 429, 500, 502, 503, 504), **_responses(JobModel, ok_status=202)})
     def predict(model: str, body: Annotated[PredictBody, Body()]) -> Response[Any]:
         start = time.perf_counter()
         who = owner()
@@ -310,7 +410,7 @@ def build_app(runtime: Any) -> APIGatewayRestResolver:
         return _json(200, result.to_dict(total), {"X-Router-Route": result.route.value})
 
     def job_response(status: int, job: Job, headers: Mapping[str, str] | None = None) -> Response[Any]:
-        body = runtime.jobs.to_dict(job)
+        body = runtime.jobs.to_dict(job, with_download=True)
         hdrs = {"Location": f"/v1/jobs/{job.job_id}", "X-Router-Route": job.route.value, **(headers or {})}
         return _json(status, body, hdrs)
 
@@ -336,7 +436,8 @@ def _register_job_routes(
     """Job endpoints (issue 4): submit, get, list, cancel, uploads."""
     jobs = runtime.jobs
 
-    @route("POST", "/v1/models/<model>/jobs", summary="Submit an asynchronous job", responses=_error_responses(400, 401, 404, 409, 413, 415, 422, 429))
+    @route("POST", "/v1/models/<model>/jobs", summary="Submit an asynchronous job",
+           responses={**_responses(JobModel, 400, 401, 404, 409, 413, 415, 422, 429, 503, ok_status=202), **_responses(JobModel)})
     def submit(model: str, body: Annotated[JobBody, Body()]) -> Response[Any]:
         who = owner()
         spec = runtime.service.model(model)
@@ -347,43 +448,109 @@ def _register_job_routes(
         )
         return job_response(202 if created else 200, job)
 
-    @route("GET", "/v1/jobs/<job_id>", summary="Job status", responses=_error_responses(401, 404))
+    @route("GET", "/v1/jobs/<job_id>", summary="Job status", responses=_responses(JobModel, 401, 404))
     def get_job(job_id: str) -> Response[Any]:
         job = jobs.get(owner(), job_id)
         return _json(200, jobs.to_dict(job, with_download=True))
 
-    @route("GET", "/v1/jobs", summary="The caller's jobs, newest first", responses=_error_responses(400, 401))
+    @route("GET", "/v1/jobs", summary="The caller's jobs, newest first", responses=_responses(JobList, 400, 401))
     def list_jobs(
-        status: Annotated[str | None, Query()] = None,
-        model: Annotated[str | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Query()] = None,
+        status: Annotated[str | None, Query(description="queued | running | succeeded | failed | cancelling | cancelled")] = None,
+        model: Annotated[str | None, Query(description="only this model's jobs")] = None,
+        limit: Annotated[int, Query(ge=1, description=f"page size (default 20); larger values are capped at {LIST_LIMIT_MAX}")] = 20,
+        cursor: Annotated[str | None, Query(description="the previous page's next_cursor")] = None,
     ) -> Response[Any]:
-        page = jobs.list(owner(), status=status, model=model, limit=limit, cursor=cursor)
-        return _json(200, {"jobs": [jobs.to_dict(j) for j in page.jobs], "next_cursor": page.next_cursor})
+        # An empty filter (`?status=`) is no filter; a huge limit is capped, not refused.
+        page = jobs.list(owner(), status=status or None, model=model or None, limit=min(limit, LIST_LIMIT_MAX), cursor=cursor or None)
+        return _json(200, {"jobs": [jobs.to_dict(j, with_download=True) for j in page.jobs], "next_cursor": page.next_cursor})
 
-    @route("DELETE", "/v1/jobs/<job_id>", summary="Cancel a job", responses=_error_responses(401, 404, 409))
+    @route("DELETE", "/v1/jobs/<job_id>", summary="Cancel a job", responses=_responses(JobModel, 401, 404, 409, ok_status=202))
     def cancel(job_id: str) -> Response[Any]:
         job = jobs.cancel(owner(), job_id)
-        return _json(202, jobs.to_dict(job))
+        return _json(202, jobs.to_dict(job, with_download=True))
 
-    @route("POST", "/v1/uploads", summary="A presigned upload slot for a large job input", responses=_error_responses(400, 401))
+    @route("POST", "/v1/uploads", summary="A presigned upload slot for a large job input", responses=_responses(UploadSlot, 401, ok_status=201))
     def upload() -> Response[Any]:
         return _json(201, jobs.upload_slot(owner()))
+
+
+# The characters Powertools' resolver accepts in a path parameter (its NAMED_GROUP_BOUNDARY_PATTERN),
+# so that "is this path served?" here agrees with the resolver's own matching.
+_PARAM_SEGMENT = re.compile(r"^[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+$")
 
 
 def _matches(template: str, path: str) -> bool:
     t = [p for p in template.split("/") if p]
     s = [p for p in path.split("/") if p]
-    return len(t) == len(s) and all(a.startswith("<") or a == b for a, b in zip(t, s, strict=True))
+    return len(t) == len(s) and all(
+        (a.startswith("<") and _PARAM_SEGMENT.match(b) is not None) or a == b for a, b in zip(t, s, strict=True)
+    )
 
 
 def openapi_json(app: APIGatewayRestResolver) -> str:
-    return app.get_openapi_json_schema(
-        title="Hybrid inference router",
-        version=__version__,
-        summary="Routes each prediction to inline Lambda, a SageMaker endpoint or a batch job, and explains why.",
+    doc = json.loads(
+        app.get_openapi_json_schema(
+            title="Hybrid inference router",
+            version=__version__,
+            summary="Routes each prediction to inline Lambda, a SageMaker endpoint or a batch job, and explains why.",
+        )
     )
+    return json.dumps(_finish_openapi(doc), indent=2)
+
+
+_HEADER_DOCS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {"description": "The request's id (also in every error body).", "schema": {"type": "string"}},
+    "X-Router-Route": {"description": "The route that ran (or will run) the prediction.", "schema": {"type": "string"}},
+    "Location": {"description": "The job: /v1/jobs/{job_id}.", "schema": {"type": "string"}},
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "1-255 printable characters: repeating the same request with the same key returns the same job; "
+                   "another body with the key is 422 idempotency_key_reuse. Keys are per owner.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_PREFER = {
+    "name": "Prefer", "in": "header", "required": False,
+    "description": "`respond-async`: when no synchronous route is feasible, answer 202 with a Job instead of 422/413.",
+    "schema": {"type": "string"},
+}
+
+
+def _finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the generator cannot say from the handlers: authentication, the headers the API reads and
+    writes, and no generic 422 "Validation Error" (request validation errors are 400 invalid_request)."""
+    components = doc.setdefault("components", {})
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Local runtime (`router serve`): an API key from the config's auth.api_keys."},
+        "sigv4": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "AWS: API Gateway IAM (SigV4) authorization."},
+    }
+    doc["security"] = [{"bearerAuth": []}, {"sigv4": []}]
+    for path, ops in doc.get("paths", {}).items():
+        for method, op in ops.items():
+            if path in PUBLIC_PATHS:
+                op["security"] = []
+            responses = op.setdefault("responses", {})
+            generic = responses.get("422")
+            if generic is not None and "HTTPValidationError" in json.dumps(generic):
+                del responses["422"]
+            for status, resp in responses.items():
+                headers = resp.setdefault("headers", {})
+                headers["X-Request-Id"] = _HEADER_DOCS["X-Request-Id"]
+                if method == "post" and path.endswith(("/predict", "/jobs")) and status in ("200", "202"):
+                    headers["X-Router-Route"] = _HEADER_DOCS["X-Router-Route"]
+                    if status == "202" or path.endswith("/jobs"):
+                        headers["Location"] = _HEADER_DOCS["Location"]
+            if method == "post" and path.endswith(("/predict", "/jobs")):
+                params = op.setdefault("parameters", [])
+                params.append(_IDEMPOTENCY_KEY)
+                if path.endswith("/predict"):
+                    params.append(_PREFER)
+    text = json.dumps(doc.get("paths", {}))
+    schemas = components.get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        if name in schemas and f"#/components/schemas/{name}" not in text:
+            del schemas[name]
+    return doc
 
 
 # ---------------------------------------------------------------- Lambda entry points
@@ -407,13 +574,89 @@ def make_handler(runtime: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]
         event.setdefault("requestContext", {})["requestId"] = rid
         logger.append_keys(request_id=rid)
         try:
-            resp = app.resolve(event, context)
+            resp = _before(app, runtime, event, rid)
+            if resp is None:
+                resp = app.resolve(event, context)
         finally:
             logger.remove_keys(["request_id"])
         _add_header(resp, "X-Request-Id", rid)
         return resp
 
     return handle
+
+
+def _before(app: RouterApp, runtime: Any, event: dict[str, Any], rid: str) -> dict[str, Any] | None:
+    """What happens before the resolver looks at the request (None: go on and resolve it).
+
+    - OPTIONS on a served path: 204 with `Allow` (no credentials needed, as for a CORS preflight);
+    - HEAD on a GET path: answered as GET (the HTTP front sends the headers only);
+    - a served method on a protected path: the caller is authenticated first, so a request without
+      valid credentials is 401 whatever its body (not 400/415/422 that would probe the API);
+    - a body that is not JSON by its Content-Type: 415 (any case, any parameters such as charset).
+    """
+    method = str(event.get("httpMethod") or "GET").upper()
+    path = str(event.get("path") or "/")
+    if "//" in path:  # "//v1//health" is "/v1/health" (as most HTTP servers merge slashes)
+        path = event["path"] = re.sub("/{2,}", "/", path)
+    allowed = app.allowed(path)
+    if not allowed:
+        return None  # the resolver answers 404
+    if method == "OPTIONS":
+        return {"statusCode": 204, "multiValueHeaders": {"Allow": [", ".join(allowed)]}, "body": "", "isBase64Encoded": False}
+    if method == "HEAD" and "GET" in allowed:
+        event["httpMethod"] = "GET"
+        method = "GET"
+    if method not in allowed:
+        return None  # the resolver answers 405 with Allow
+    if _normalized(path) not in PUBLIC_PATHS:
+        try:
+            runtime.auth.owner(event)
+        except RouterError as err:
+            return _error_dict(err, rid)
+    if method in BODY_METHODS and event.get("body"):
+        ctype = _get_header(event, "content-type")
+        if ctype is not None:
+            media = ctype.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return _error_dict(UnsupportedMediaType(f"send the body as application/json (got {media or 'an empty Content-Type'})"), rid)
+            _set_header(event, "content-type", "application/json")  # the resolver matches it case-sensitively
+    return None
+
+
+def _normalized(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p)
+
+
+def _get_header(event: Mapping[str, Any], name: str) -> str | None:
+    for k, v in (event.get("headers") or {}).items():
+        if k.lower() == name:
+            return None if v is None else str(v)
+    for k, vs in (event.get("multiValueHeaders") or {}).items():
+        if k.lower() == name and vs:
+            return str(vs[-1])
+    return None
+
+
+def _set_header(event: dict[str, Any], name: str, value: str) -> None:
+    for key in ("headers", "multiValueHeaders"):
+        hdrs = event.get(key)
+        if not hdrs:
+            continue
+        for k in [k for k in hdrs if k.lower() == name]:
+            del hdrs[k]
+        hdrs[name] = value if key == "headers" else [value]
+    if not event.get("headers"):
+        event["headers"] = {name: value}
+
+
+def _error_dict(err: RouterError, rid: str) -> dict[str, Any]:
+    logger.info("request rejected", extra={"code": err.code, "status": err.status})
+    return {
+        "statusCode": err.status,
+        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+        "body": json.dumps(_with_details(err.to_body(rid)), separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
 
 
 def _flush_metrics() -> None:

@@ -76,8 +76,15 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes | 
     }
 
 
-def _error_body(code: str, message: str, request_id: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
+def _error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> bytes:
+    """API.md's error envelope, `details` always present."""
+    return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, "details": details or {}}}).encode()
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -122,48 +129,82 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        if status not in (204, 304):  # these never have a body (RFC 9110)
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and status not in (204, 304):
             self.wfile.write(body)
 
-    def _reject(self, status: int, code: str, message: str, rid: str) -> None:
+    def _reject(self, status: int, code: str, message: str, rid: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
         self.close_connection = True
-        self._send(status, {"Content-Type": "application/json", "X-Request-Id": rid}, _error_body(code, message, rid))
+        hdrs = {"Content-Type": "application/json", "X-Request-Id": rid, **(headers or {})}
+        self._send(status, hdrs, _error_body(code, message, rid, details))
 
-    def _handle(self) -> None:
-        rid = "local-" + uuid.uuid4().hex
+    def _drain(self, length: int) -> None:
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _too_large(self, length: int | None) -> _BodyError:
+        limit = self.server.max_body_bytes
+        mb = limit / (1024 * 1024)
+        size = f"{length} bytes" if length is not None else f"over {limit} bytes"
+        return _BodyError(
+            413,
+            "payload_too_large",
+            f"the body is {size}, over the API's {mb:g} MB limit; upload large inputs with POST /v1/uploads and submit a job",
+            {"limit_bytes": limit, "hint": "POST /v1/uploads, PUT the data to upload_url, then POST /v1/models/{model}/jobs with {\"input\": {\"uri\": input_uri}}"},
+        )
+
+    def _read_body(self, limit: int | None) -> bytes | None:
+        """The request body: Content-Length or chunked transfer encoding; over `limit` -> 413
+        (API Gateway refuses bodies over its limit before the Lambda runs: 10 MB REST)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked(limit)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():
+            raise _BodyError(400, "invalid_request", "bad Content-Length", {"content_length": raw})
+        length = int(raw)
+        if limit is not None and length > limit:
+            # Read (and drop) a moderately large body first, so the client sees the 413 instead
+            # of a reset connection; anything huge just gets the answer and a close.
+            if length <= 8 * limit:
+                self._drain(length)
+            raise self._too_large(length)
+        return self.rfile.read(length) if length else None
+
+    def _read_chunked(self, limit: int | None) -> bytes | None:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                raise _BodyError(400, "invalid_request", "malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            total += size
+            if limit is not None and total > limit:
+                raise self._too_large(None)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)  # the CRLF after the chunk
+        return b"".join(parts) or None
+
+    def _handle(self, rid: str) -> None:
         if self.path.startswith("/_local/objects/"):
             self._objects(rid)
             return
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._reject(411, "invalid_request", "send the body with a Content-Length (chunked encoding is not supported)", rid)
-            return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self._reject(400, "invalid_request", "bad Content-Length", rid)
+            body = self._read_body(self.server.max_body_bytes)
+        except _BodyError as e:
+            self._reject(e.status, e.code, e.message, rid, e.details)
             return
-        if length > self.server.max_body_bytes:
-            # API Gateway refuses bodies over its limit before the Lambda runs (10 MB REST).
-            # Read (and drop) a moderately large body first, so the client sees the 413 instead
-            # of a reset connection; anything huge just gets the answer and a close.
-            if length <= 8 * self.server.max_body_bytes:
-                remaining = length
-                while remaining > 0:
-                    chunk = self.rfile.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    remaining -= len(chunk)
-            mb = self.server.max_body_bytes / (1024 * 1024)
-            self._reject(
-                413,
-                "payload_too_large",
-                f"the body is {length} bytes, over the API's {mb:g} MB limit; upload large inputs with POST /v1/uploads and submit a job",
-                rid,
-            )
-            return
-        body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items()}
         event = to_event(self.command, self.path, headers, body, rid, self.client_address[0])
         with self.server.handler_lock:
@@ -173,12 +214,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             out_headers[k] = str(v)
         for k, vs in (resp.get("multiValueHeaders") or {}).items():
             out_headers[k] = ", ".join(str(v) for v in vs)
+        out_headers.setdefault("X-Request-Id", rid)
         raw = resp.get("body") or ""
         data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode("utf-8")
         self._send(int(resp.get("statusCode", 500)), out_headers, data)
 
     def _objects(self, rid: str) -> None:
-        """The local stand-in for S3 presigned URLs: GET downloads, PUT uploads, if the signature holds."""
+        """The local stand-in for S3 presigned URLs: GET (and HEAD) downloads, PUT uploads, if the
+        signature holds."""
+        if self.command not in ("GET", "HEAD", "PUT"):
+            self._reject(405, "method_not_allowed", f"{self.command} is not allowed on a presigned URL; allowed: GET, HEAD, PUT", rid,
+                         {"allowed": ["GET", "HEAD", "PUT"]}, {"Allow": "GET, HEAD, PUT"})
+            return
         store = self.server.objects
         parts = urlsplit(self.path)
         path = unquote(parts.path[len("/_local/objects"):])
@@ -199,7 +246,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
             data = store.get_bytes(uri)
             self._send(200, {"Content-Type": "application/octet-stream", "X-Request-Id": rid}, data)
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            try:
+                data = self._read_chunked(None) or b""
+            except _BodyError as e:
+                self._reject(e.status, e.code, e.message, rid, e.details)
+                return
+            with store.open_write(uri) as out:
+                out.write(data)
+            self._send(200, {"X-Request-Id": rid}, b"")
+            return
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():
+            self._reject(400, "invalid_request", "bad Content-Length", rid, {"content_length": raw})
+            return
+        length = int(raw)
         with store.open_write(uri) as out:
             remaining = length
             while remaining > 0:
@@ -232,8 +293,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._safe()
 
     def _safe(self) -> None:
+        rid = "local-" + uuid.uuid4().hex
         try:
-            self._handle()
+            self._handle(rid)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:  # the server keeps serving whatever one request does
@@ -241,7 +303,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
             logging.getLogger("router.local").exception("local server error")
             try:
-                self._reject(500, "internal_error", "internal error", "local")
+                self._reject(500, "internal_error", "internal error; see the router's logs with this request id", rid)
             except OSError:
                 self.close_connection = True
 

@@ -316,3 +316,16 @@ def test_fifty_concurrent_identical_submissions_make_one_job(tmp_path: Path) -> 
     assert len({job_id for job_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert p["queue"].enqueued == [results[0][0]]  # dispatched exactly once
+
+
+@pytest.mark.parametrize(("data", "fmt", "line"), [(b"[1,2]\n[3,4]\n[5,\n", "jsonl", 3), (b"[1,2]\n1, 2\n", "jsonl", 2), (b"1,2\n3,x\n", "csv", 2)])
+def test_a_malformed_input_line_fails_the_job_naming_the_line(tmp_path: Path, data: bytes, fmt: str, line: int) -> None:
+    svc, p = make(tmp_path)
+    slot = svc.upload_slot("alice")
+    p["objects"].put_bytes(slot["input_uri"], data)
+    job, _ = svc.submit("alice", svc.service.model("m"), instances=None, input_uri=slot["input_uri"], input_format=fmt,
+                        output=OutputKind.PREDICT, idempotency_key=None)
+    assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False
+    failed = svc.store.get(job.job_id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.error["code"] == "invalid_input" and failed.error["details"] == {"line": line}
