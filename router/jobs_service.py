@@ -94,7 +94,10 @@ class JobsService:
         data = b""
         if instances is not None:
             records = len(instances)
-            data = _jsonl(instances)  # serialized once: staged as is, and hashed for idempotency
+            try:
+                data = _jsonl(instances)  # serialized once: staged as is, and hashed for idempotency
+            except ValueError:
+                raise InvalidInput("instances contain NaN or Infinity, which are not accepted") from None
             payload = len(data)
         else:
             assert input_uri is not None
@@ -240,10 +243,12 @@ class JobsService:
         return self.store.list_by_owner(owner, status=st, model=model, limit=limit, cursor=cursor)
 
     def to_dict(self, job: Job, *, with_download: bool = False) -> dict[str, Any]:
+        # `output.uri` is known from the start (API.md's example shows it on a running job); the
+        # download link appears once the job succeeded.
         output: dict[str, Any] | None = None
-        if job.status is S.SUCCEEDED and job.output_uri:
-            output = {"uri": job.output_uri}
-            if with_download:
+        if job.output_uri:
+            output = {"uri": job.output_uri, "download_url": None, "expires_at": None}
+            if with_download and job.status is S.SUCCEEDED:
                 expiry = self.config.jobs.url_expiry_s
                 output["download_url"] = self.objects.presign_get(job.output_uri, expiry)
                 output["expires_at"] = format_time(self.clock.now() + timedelta(seconds=expiry))
@@ -261,7 +266,7 @@ class JobsService:
             "input": {"uri": job.input_uri, "format": job.input_format},
             "output": output,
             "error": job.error,
-            "backend": {"name": job.backend_name} if job.backend_name else None,
+            "backend": {"name": job.backend_name},
         }
 
     # ------------------------------------------------------------------ cancel

@@ -27,6 +27,10 @@ class ModelRunner(Protocol):
         """True when the model is loaded in this process (routing then skips its load time)."""
         ...
 
+    def feature_count(self, model: ModelSpec) -> int | None:
+        """The input width the loaded model expects; None when not loaded or not tabular."""
+        ...
+
 
 class EndpointClient(Protocol):
     """A SageMaker real-time endpoint (sagemaker-runtime InvokeEndpoint)."""

@@ -76,7 +76,7 @@ class RouterService:
             "framework": model.framework,
             "version": model.version,
             "features": model.features,
-            "feature_count": len(model.features) if model.features else None,
+            "feature_count": len(model.features) if model.features else (self.runner.feature_count(model) if model.in_process else None),
             "routes": self.possible_routes(model),
         }
         if model.description:

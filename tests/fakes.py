@@ -39,6 +39,9 @@ class FakeRunner:
     def is_warm(self, model: ModelSpec) -> bool:
         return self.warm
 
+    def feature_count(self, model: ModelSpec) -> int | None:
+        return None
+
     def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         self.calls.append((model.name, len(instances), output))
         if self.fail_with is not None:

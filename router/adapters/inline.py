@@ -187,6 +187,10 @@ class InlineRunner:
         entry = self._models.get(model.name)
         return entry is not None and entry.sha256 == model.sha256
 
+    def feature_count(self, model: ModelSpec) -> int | None:
+        entry = self._models.get(model.name)
+        return entry.schema.n_features if entry is not None and entry.sha256 == model.sha256 else None
+
     def load(self, model: ModelSpec) -> None:
         """Fetch, verify and deserialize the model now (warm-up); a no-op when already loaded."""
         self._entry(model)
@@ -341,7 +345,7 @@ def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
     if not (all(map(math.isfinite, x.ravel().tolist())) if small else bool(np.isfinite(x).all())):
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
         raise InvalidInput(
-            f"{_where(i, j, schema)} is {x[i, j]!r}: NaN and infinity are not accepted",
+            f"{_where(i, j, schema)} is {float(x[i, j])!r}: NaN and infinity are not accepted",
             details={"index": i, "feature": _feature(j, schema), "got": repr(float(x[i, j]))},
         )
     return x
