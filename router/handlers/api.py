@@ -47,6 +47,12 @@ MAX_JSON_DEPTH_MSG = "the JSON body is nested too deeply"
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def __repr__(self) -> str:
+        # Powertools formats the route arguments into a debug message on every call, even with
+        # debug logging off: the default repr would print every instance (ms on large bodies).
+        n = getattr(self, "instances", None)
+        return f"{type(self).__name__}(instances={'None' if n is None else len(n)})"
+
 
 class PredictBody(_Body):
     instances: list[Any] = Field(min_length=1, description="Rows in feature order, objects keyed by feature name, or whatever the model's inference code accepts.")
@@ -255,16 +261,23 @@ class RouterApp(APIGatewayRestResolver):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.route_table: list[tuple[str, str]] = []
+        self._allowed: dict[str, list[str]] = {}  # per concrete path; bounded below
 
     def allowed(self, path: str) -> list[str]:
         """Methods served on a concrete path (HEAD with GET, OPTIONS everywhere); [] when unknown."""
+        cached = self._allowed.get(path)
+        if cached is not None:
+            return cached
         methods = {m for m, tpl in self.route_table if _matches(tpl, path)}
-        if not methods:
-            return []
-        if "GET" in methods:
-            methods.add("HEAD")
-        methods.add("OPTIONS")
-        return sorted(methods)
+        if methods:
+            if "GET" in methods:
+                methods.add("HEAD")
+            methods.add("OPTIONS")
+        result = sorted(methods)
+        if len(self._allowed) >= 4096:  # job ids make paths unbounded: keep the cache small
+            self._allowed.clear()
+        self._allowed[path] = result
+        return result
 
 
 def _with_details(body: dict[str, Any]) -> dict[str, Any]:
