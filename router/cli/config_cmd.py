@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from router import routing
+from router.cli.common import print_config_error
 from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config
 from router.domain import Route
 from router.errors import ConfigError
@@ -91,10 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.file, check_artifacts=not args.skip_artifact_check)
     except ConfigError as e:
-        count = len(e.problems)
-        print(f"{source}: invalid config, {count} problem{'s' if count != 1 else ''}:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_config_error(e)
         if args.json:
             print(json.dumps({"valid": False, "source": source, "problems": e.problems}, indent=2))
         return EXIT_INVALID

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from router.cli.common import print_config_error
 from router.config import ModelSpec, RouterConfig, load_config, uri_to_path
 from router.errors import ConfigError
 
@@ -26,10 +27,7 @@ def load_model_spec(config_path: Path, name: str) -> tuple[RouterConfig, ModelSp
     try:
         cfg = load_config(config_path)
     except ConfigError as e:
-        count = len(e.problems)
-        print(f"{e.source}: invalid config, {count} problem{'s' if count != 1 else ''}:", file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print_config_error(e)
         return None
     model = cfg.model(name)
     if model is None:

@@ -9,10 +9,10 @@ import argparse
 import json
 import math
 import sys
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from router.cli.common import wrap
 from router.cli.route_cmd import (
     BYTES_PER_FEATURE,
     BYTES_PER_RECORD_NO_FEATURES,
@@ -205,16 +205,11 @@ def default_payload_note() -> str:
     return f"{BYTES_PER_FEATURE} B per feature per record ({BYTES_PER_RECORD_NO_FEATURES} B/record without features)"
 
 
-def _wrap(text: str) -> str:
-    # RawDescriptionHelpFormatter keeps the examples' line breaks; wrap the prose ourselves.
-    return textwrap.fill(text, width=100)
-
-
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="preview where every model's requests would run, for 1 to 10M records, and the endpoint break-even",
-        description=_wrap(
+        description=wrap(
             "For each model in FILE, print the routing decision for sync and job requests of 1, 1k, 100k and 10M "
             "records (route, estimated duration and cost, and why), then the break-even: the monthly request volume "
             "above which a persistent SageMaker endpoint is cheaper than inline Lambda (endpoint price x instances x 730 h / "

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 from typing import Any
 
+from router.cli.common import wrap
 from router.config import ModelSpec, RouterConfig, load_config
 from router.domain import BackendState, Decision, Mode, RequestShape
 from router.errors import ConfigError, RouterError
@@ -177,16 +177,11 @@ def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_ROUTED if decision.route is not None else EXIT_NO_ROUTE
 
 
-def _wrap(text: str) -> str:
-    # RawDescriptionHelpFormatter keeps the examples' line breaks; wrap the prose ourselves.
-    return textwrap.fill(text, width=100)
-
-
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "route",
         help="show where one request would run and why (a dry run of the routing decision)",
-        description=_wrap(
+        description=wrap(
             "Print the routing decision for one described request: the route, a one-line reason, and "
             "every candidate route with its estimated duration and cost and why it is or is not feasible. "
             "Nothing runs and no AWS call is made. Endpoints declared in the config are assumed InService "

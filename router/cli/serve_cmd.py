@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from router.cli.common import print_config_error
 from router.config import load_config
 from router.errors import ConfigError
 
@@ -55,7 +56,7 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
     try:
         config = load_config(config_path)
     except ConfigError as e:
-        print(e, file=sys.stderr)
+        print_config_error(e)
         return 2
     try:
         app = create_app(config, host, port)
