@@ -213,9 +213,10 @@ def _largest_fitting(duration: Callable[[int], float], budget_s: float, per_reco
     records cost nothing. Starts from the closed form and corrects it with the very same predicate."""
     if not duration(0) <= budget_s:
         return -1
-    if per_record_ms <= 0:
+    per_record_s = per_record_ms / 1000
+    if per_record_s <= 0:  # zero, or a denormal that underflows to zero: records cost nothing
         return math.inf
-    guess = (budget_s - fixed_s) / (per_record_ms / 1000)
+    guess = (budget_s - fixed_s) / per_record_s
     if guess >= _UNBOUNDED:
         return math.inf
     n = int(max(guess, 0))
@@ -436,8 +437,23 @@ def _tie(prefer: str, chosen: _Eval, other: _Eval) -> str:
     return f"{other.route.value} as {word}, {chosen.route.value} first on ties"
 
 
-def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: tuple[_Eval, _Eval]) -> Decision:
+def _steady(e: _Eval, facts: _Facts, state: BackendState) -> _Eval:
+    """The candidate as it runs once its model is loaded. A cold inline model pays its load once
+    per Lambda instance, then serves every later request warm; judging inline's latency by that
+    first request would send every request to the endpoint and inline would never warm up."""
+    if e.route is not Route.INLINE or state.warm:
+        return e
+    est = Estimates(max(0.0, e.estimates.duration_s - facts.profile.load_s), e.estimates.cost_usd)
+    return _Eval(e.route, e.failures, est, e.summary)
+
+
+def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: tuple[_Eval, _Eval], state: BackendState = _COLD) -> Decision:
     prefer = config.routing.prefer
+    if prefer == "latency":
+        # Feasibility (above) counts the cold load; the preference compares steady-state latency.
+        order = {e.route: _steady(e, facts, state) for e in evals}
+    else:
+        order = {e.route: e for e in evals}
     candidates = tuple(e.candidate() for e in evals)
     feasible = [e for e in evals if e.feasible]
     if not feasible:
@@ -449,7 +465,7 @@ def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: t
     # Candidate order (inline, endpoint) breaks ties: only a strictly better one replaces the first.
     chosen = feasible[0]
     for e in feasible[1:]:
-        if _better(prefer, e, chosen):
+        if _better(prefer, order[e.route], order[chosen.route]):
             chosen = e
     parts = [f"{chosen.route.value}: {chosen.summary}"]
     for other in evals:
@@ -458,8 +474,9 @@ def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: t
         if not other.feasible:
             if other.route is Route.INLINE:  # an endpoint answer needs "why not in the Lambda"
                 parts.append(f"not {other.why_not()}")
-        elif _better(prefer, chosen, other):
-            parts.append(_comparison(prefer, chosen, other))
+        elif _better(prefer, order[chosen.route], order[other.route]):
+            steady = order[chosen.route] is not chosen
+            parts.append(_comparison(prefer, order[chosen.route], other) + (" once loaded" if steady else ""))
         else:
             parts.append(_tie(prefer, chosen, other))
     reason = "; ".join(parts) + _notes(model, facts, chosen)
@@ -525,7 +542,7 @@ def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state:
     facts = _facts(model, config)
     if request.mode is Mode.SYNC:
         evals = (_inline(model, request, config, state, facts), _endpoint(model, request, config, state, facts))
-        return _decide_sync(model, config, facts, evals)
+        return _decide_sync(model, config, facts, evals, state)
     lam = _lambda_job(model, request, config, facts)
     bat = _batch(model, request, config, facts)
     return _decide_job(model, request, config, facts, lam, bat)

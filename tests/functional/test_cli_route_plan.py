@@ -66,7 +66,8 @@ def test_route_json_is_the_decision(config_file: Path, capsys: pytest.CaptureFix
 
 def test_route_endpoint_down_changes_the_decision(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["route", str(config_file), "iris", "--mode", "sync", "--records", "10"]) == 0
-    assert "route:  endpoint" in capsys.readouterr().out  # cold inline 200 ms vs 22 ms endpoint
+    out = capsys.readouterr().out  # cold inline pays its load once, then beats the endpoint
+    assert "route:  inline" in out and "faster than endpoint" in out
     assert main(["route", str(config_file), "iris", "--mode", "sync", "--records", "10", "--endpoint-down"]) == 0
     out = capsys.readouterr().out
     assert "route:  inline" in out and "iris-prod is not InService" in out

@@ -319,9 +319,9 @@ def test_batch_transform_disabled_per_model() -> None:
 # ------------------------------------------------------------------ preference
 
 
-def _both_sync(prefer: str, price: float) -> RouterConfig:
+def _both_sync(prefer: str, price: float, load_s: float = 1.0) -> RouterConfig:
     return make(
-        [spec(profile={"load_s": 1, "per_record_ms": 1}, endpoint={"name": "ep", "instance_type": "ml.m5.large"})],
+        [spec(profile={"load_s": load_s, "per_record_ms": 1}, endpoint={"name": "ep", "instance_type": "ml.m5.large"})],
         routing={"prefer": prefer},
         prices={"instance_hour": {"ml.m5.large": price}},
     )
@@ -330,10 +330,17 @@ def _both_sync(prefer: str, price: float) -> RouterConfig:
 def test_prefer_latency_in_sync_picks_the_faster_route() -> None:
     cfg = _both_sync("latency", 0.115)
     m = only(cfg)
-    cold = decide(m, sync(10), cfg, UP)  # 1 s cold load vs 20 ms overhead
-    assert cold.route is Route.ENDPOINT and "faster than inline" in cold.reason
+    # Latency is judged in the steady state: a cold inline model pays its 1 s load once per Lambda
+    # instance, then beats the endpoint's 20 ms overhead on every later request. (Judging by the
+    # first request would send everything to the endpoint and inline would never warm up.)
+    cold = decide(m, sync(10), cfg, UP)
+    assert cold.route is Route.INLINE and "faster than endpoint" in cold.reason and "once loaded" in cold.reason
+    assert cold.estimates is not None and cold.estimates.duration_s > 1.0  # the estimate still shows the load
     warm = decide(m, sync(10), cfg, WARM_UP)  # no load vs 20 ms overhead
-    assert warm.route is Route.INLINE and "faster than endpoint" in warm.reason
+    assert warm.route is Route.INLINE and "faster than endpoint" in warm.reason and "once loaded" not in warm.reason
+    # A cold model whose load does not fit the sync budget is not feasible inline at all.
+    slow = _both_sync("latency", 0.115, load_s=30.0)
+    assert decide(only(slow), sync(10), slow, UP).route is Route.ENDPOINT
 
 
 @pytest.mark.parametrize(("price", "route"), [(1000.0, Route.INLINE), (0.0001, Route.ENDPOINT)])
