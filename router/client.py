@@ -33,10 +33,29 @@ class ApiError(Exception):
 
 
 class RouterClient:
-    def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 60.0) -> None:
+    """`api_key` for `router serve` (Bearer); `sigv4_region` for the AWS API (IAM auth: requests are
+    signed with the caller's AWS credentials through botocore, imported only then)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout_s: float = 60.0, sigv4_region: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.sigv4_region = sigv4_region
+
+    def sign(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> dict[str, str]:
+        """SigV4 headers for API Gateway (service `execute-api`) with the default AWS credentials."""
+        if not self.sigv4_region:
+            return headers
+        import botocore.session
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        creds = botocore.session.get_session().get_credentials()
+        if creds is None:
+            raise ApiError(0, "unauthorized", "no AWS credentials found to sign the request (SigV4)")
+        req = AWSRequest(method=method, url=url, data=data or b"", headers=headers)
+        SigV4Auth(creds, "execute-api", self.sigv4_region).add_auth(req)
+        return dict(req.headers.items())
 
     # ------------------------------------------------------------ plumbing
 
@@ -55,6 +74,7 @@ class RouterClient:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             hdrs["Content-Type"] = "application/json"
+        hdrs = self.sign(method, url, hdrs, data)
         req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:

@@ -22,7 +22,13 @@ def register(sub: Any) -> None:
         description="Work with asynchronous jobs on a running router (`router serve` or the AWS API).",
     )
     p.add_argument("--url", default=os.environ.get("ROUTER_URL", "http://127.0.0.1:8080"), help="router base URL (env ROUTER_URL; default http://127.0.0.1:8080)")
-    p.add_argument("--api-key", default=os.environ.get("ROUTER_API_KEY"), help="API key (env ROUTER_API_KEY)")
+    p.add_argument("--api-key", default=os.environ.get("ROUTER_API_KEY"), help="API key for `router serve` (env ROUTER_API_KEY)")
+    p.add_argument(
+        "--sigv4",
+        metavar="REGION",
+        default=os.environ.get("ROUTER_SIGV4_REGION"),
+        help="sign requests with your AWS credentials for the deployed API's IAM auth (env ROUTER_SIGV4_REGION)",
+    )
     js = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
 
     s = js.add_parser("submit", help="submit a job from a JSON Lines or CSV file (uploaded first) or inline JSON")
@@ -58,7 +64,7 @@ def register(sub: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> RouterClient:
-    return RouterClient(args.url, args.api_key)
+    return RouterClient(args.url, args.api_key, sigv4_region=args.sigv4)
 
 
 def _print(obj: Any) -> None:
