@@ -1,0 +1,76 @@
+"""`router profile`: measure models' routing profiles (load, per record, memory) and optionally
+write them into the config, so routing estimates come from this model on this hardware."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from router.cli.common import print_config_error, wrap
+from router.config import load_config
+from router.errors import ConfigError, RouterError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="measure models' load time, time per record and memory; --write puts them in the config",
+        description=wrap(
+            "Measure each in-process model (sklearn, onnx) of CONFIG as a cold Lambda would run it: "
+            "load_s = fetch + SHA-256 check + framework import + deserialize; per_record_ms = best of 3 "
+            "batches of --rows random rows; memory_mb = resident memory the loaded model adds. Run it on "
+            "hardware like the Lambda's (the same memory size gives the same CPU share). With --write, "
+            "each model's `profile:` in CONFIG is replaced or added, comments and layout kept."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG", type=Path, help="the operator config (YAML)")
+    p.add_argument("models", metavar="NAME", nargs="*", help="models to profile (default: every in-process model)")
+    p.add_argument("--rows", type=int, default=200, help="rows per timing batch (default 200)")
+    p.add_argument("--write", action="store_true", help="write the measured profiles into CONFIG")
+    p.set_defaults(func=_profile)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from router.adapters.file_store import FileObjectStore
+    from router.adapters.objects import CompositeObjectStore
+    from router.bootstrap import _s3_factory
+    from router.cli.profiling import flow, measure, write_profile
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print_config_error(e)
+        return 2
+    names = args.models or [m.name for m in cfg.models if m.in_process]
+    unknown = [n for n in names if cfg.model(n) is None]
+    if unknown:
+        print(f"{args.config}: no model named {', '.join(map(repr, unknown))} (models: {', '.join(m.name for m in cfg.models)})", file=sys.stderr)
+        return 2
+    if not names:
+        print("no in-process (sklearn/onnx) models to profile; SageMaker-only models need a declared profile", file=sys.stderr)
+        return 2
+    objects = CompositeObjectStore(FileObjectStore(secrets.token_bytes(16)), _s3_factory)
+    status = 0
+    for name in names:
+        spec = cfg.model(name)
+        assert spec is not None
+        print(f"{name}: measuring ...", file=sys.stderr, flush=True)
+        try:
+            profile = measure(spec, objects, rows=args.rows)
+        except RouterError as e:
+            print(f"{name}: {e.message}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{name}: profile: {flow(profile)}")
+        if args.write:
+            try:
+                write_profile(args.config, name, profile)
+            except ConfigError as e:
+                print_config_error(e)
+                status = 1
+    if args.write and status == 0:
+        print(f"updated {args.config}", file=sys.stderr)
+    return status
