@@ -21,11 +21,15 @@ from typing import Any, BinaryIO, cast
 from router.config import ModelSpec, RouterConfig
 from router.domain import Job, JobStatus, Mode, OutputKind, Route
 from router.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
     IdempotencyKeyReuse,
     InvalidInput,
     InvalidRequest,
     JobNotCancellable,
     JobNotFound,
+    ModelNotFound,
     NoFeasibleRoute,
     RouterError,
     Throttled,
@@ -122,10 +126,24 @@ class JobsService:
 
         now = self.clock.now()
         job_id = new_job_id(now)
+        snapshot: str | None = None
         if instances is not None:
             staged = self._job_uri(job_id, "input.jsonl")
             self.objects.put_bytes(staged, data, "application/jsonlines")
             input_uri, input_format = staged, "jsonl"
+        elif decision.route is Route.LAMBDA_JOB:
+            # Review fix: a lambda-job runs on its own snapshot of the input. The upload URL stays
+            # valid after submission, so the object behind `input_uri` can be overwritten; the
+            # worker resumes from a checkpoint *offset*, and mixed two inputs in one output.
+            # `input_uri` still shows what the client named (API.md); `extra.staged_input` is
+            # what the worker reads. Only lambda-jobs: routing bounds their inputs to what a
+            # Lambda handles (the copy is streamed), while batch-transform inputs may be many GB
+            # and SageMaker reads them whole in one go (no checkpoint to mix across).
+            assert input_uri is not None
+            snapshot = self._job_uri(job_id, "input.csv" if input_format == "csv" else "input.jsonl")
+            with self.objects.open_read(input_uri) as src, self.objects.open_write(snapshot, "application/octet-stream") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
         assert input_uri is not None
         job = Job(
             job_id=job_id,
@@ -144,15 +162,24 @@ class JobsService:
             records_done=0,
             idempotency_key=idempotency_key,
             request_digest=digest,
+            extra={"staged_input": snapshot} if snapshot is not None else {},
         )
         stored, created = self.store.create(job)
         if not created:
+            if snapshot is not None and stored.job_id != job_id:
+                self._drop_snapshot(snapshot)  # a duplicate: the stored job has its own input
             if stored.request_digest != digest:
                 raise IdempotencyKeyReuse(
                     "this Idempotency-Key was already used with a different request body", details={"job_id": stored.job_id}
                 )
             return stored, False
         return self._dispatch(stored), True
+
+    def _drop_snapshot(self, snapshot: str) -> None:
+        try:
+            self.objects.delete(snapshot)
+        except Exception:  # best effort: an orphan file is harmless (like a crash after staging)
+            log.warning("could not delete the unused input snapshot %s", snapshot)
 
     def _check_input_uri(self, owner: str, uri: str) -> None:
         # Inputs inside the router's own job store must be this owner's uploads (no reading other
@@ -195,16 +222,50 @@ class JobsService:
             log.warning("dispatch of %s deferred to the sweeper: %s", job.job_id, e.message)
         return job
 
+    def _input_of(self, job: Job) -> str:
+        """What the job reads: its snapshot of the input when it has one (see submit)."""
+        staged = job.extra.get("staged_input") if job.extra else None
+        return staged if isinstance(staged, str) and staged else job.input_uri
+
+    def _fail(self, job: Job, code: str, message: str) -> Job:
+        moved = self.store.transition(job.job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": code, "message": message[:1000]})
+        return moved or self.store.get(job.job_id) or job
+
     def _submit_batch(self, job: Job) -> Job:
+        """Start (or adopt) the transform job of a queued job, or of a running one whose transform
+        job vanished.
+
+        Review fix: before, only Throttled was handled here. A model removed from the config, a
+        refusal by SageMaker (BackendError: retrying cannot help) or a SageMaker outage that
+        never ends left the job queued (or running) forever, the sweeper trying again every
+        pass. Now: Throttled waits (quotas clear by themselves, not an attempt); an outage
+        (BackendUnavailable/BackendTimeout) counts an attempt and fails the job at max_attempts;
+        anything else fails it at once.
+        """
         assert self.batch is not None
-        model = self.service.model(job.model)
+        try:
+            model = self.service.model(job.model)
+        except ModelNotFound as e:
+            return self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
         settings = self.config.batch_settings(model)
         if settings is None:
-            return self.store.transition(job.job_id, frozenset({S.QUEUED}), S.FAILED, error={"code": "no_feasible_route", "message": "batch transform is no longer configured for this model"}) or job
+            return self._fail(job, "no_feasible_route", "batch transform is no longer configured for this model")
         try:
-            name = self.batch.submit(job, model, settings, job.input_uri, self._job_uri(job.job_id, "transform/"))
+            name = self.batch.submit(job, model, settings, self._input_of(job), self._job_uri(job.job_id, "transform/"))
         except Throttled:
             return job  # stays queued; the sweeper retries
+        except (BackendUnavailable, BackendTimeout) as e:
+            attempts = job.attempts + 1
+            if attempts >= self.config.jobs.max_attempts:
+                if self.transform_name is not None:
+                    # The create may have gone through before the error (a lost response): stop it.
+                    self._stop_quietly(self.transform_name(job.job_id))
+                return self._fail(job, e.code, f"{e.message} (after {attempts} attempts)")
+            return self.store.update(job.job_id, job.version, attempts=attempts) or job
+        except RouterError as e:
+            return self._fail(job, e.code, e.message)
+        if job.status is not S.QUEUED:  # a re-submission after the transform job vanished
+            return self.store.update(job.job_id, job.version, backend_name=name, attempts=job.attempts + 1) or job
         moved = self.store.transition(job.job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=name, attempts=job.attempts + 1)
         if moved is None:  # cancelled meanwhile: stop what we just started
             current = self.store.get(job.job_id)
@@ -213,16 +274,19 @@ class JobsService:
             return current or job
         return moved
 
-    def _resubmit_batch(self, job: Job) -> None:
-        if job.status is S.QUEUED:
-            self._submit_batch(job)
-            return
+    def _stop_quietly(self, name: str) -> None:
         assert self.batch is not None
-        model = self.service.model(job.model)
-        settings = self.config.batch_settings(model)
-        if settings is not None:
-            name = self.batch.submit(job, model, settings, job.input_uri, self._job_uri(job.job_id, "transform/"))
-            self.store.update(job.job_id, job.version, backend_name=name)
+        try:
+            self.batch.stop(name)
+        except RouterError as e:
+            log.warning("stop of %s failed: %s", name, e.message)
+
+    def _resubmit_batch(self, job: Job) -> None:
+        if job.status is S.RUNNING and job.attempts >= self.config.jobs.max_attempts:
+            # Review fix (bounded like every other retry): a transform job that keeps vanishing.
+            self._fail(job, "backend_error", f"the transform job {job.backend_name or ''} vanished (after {job.attempts} attempts)")
+            return
+        self._submit_batch(job)
 
     # ------------------------------------------------------------------ read
 
@@ -278,18 +342,35 @@ class JobsService:
                 return job  # repeating a cancel is harmless
             if job.status.finished:
                 raise JobNotCancellable(f"job {job_id} already {job.status.value}", details={"status": job.status.value})
-            if job.status is S.QUEUED and job.backend_name is None:
+            batch = job.route is Route.BATCH_TRANSFORM and self.batch is not None
+            if job.status is S.QUEUED and job.backend_name is None and not batch:
                 moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.CANCELLED)
             else:
+                # Review fix: a queued batch job without a backend name may still have a transform
+                # job: CreateTransformJob ran and the process died before the job was marked
+                # running (or the submission is in flight). Ending it `cancelled` at once left that
+                # transform job running, billed, with nobody to stop it (finished jobs are never
+                # swept). So it goes through `cancelling` like a running one, and ends at once only
+                # when SageMaker has no transform job by its deterministic name. (A submission
+                # still in flight sees the cancel and stops what it started: _submit_batch.)
                 moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
-                if moved is not None and moved.backend_name and self.batch is not None and moved.route is Route.BATCH_TRANSFORM:
-                    try:
-                        self.batch.stop(moved.backend_name)
-                    except RouterError as e:  # the sweeper repeats the stop
-                        log.warning("stop of %s failed, will retry: %s", moved.backend_name, e.message)
+                if moved is not None and batch:
+                    moved = self._stop_transform(moved)
             if moved is not None:
                 return moved
         return self.get(owner, job_id)
+
+    def _stop_transform(self, job: Job) -> Job:
+        """Stop the transform job of a `cancelling` job; end the cancel now when there is none."""
+        assert self.batch is not None
+        name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
+        try:
+            if name is None or (job.backend_name is None and self.batch.describe(name) is None):
+                return self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED) or job
+            self.batch.stop(name)
+        except RouterError as e:  # the sweeper repeats the stop (or finds nothing to stop)
+            log.warning("stop of %s failed, will retry: %s", name, e.message)
+        return job
 
     # ------------------------------------------------------------------ uploads
 
@@ -320,30 +401,37 @@ class JobsService:
             if moved is None:
                 return self.run_lambda_job(job_id, remaining_s)
             job = moved
-        model = self.service.model(job.model)
+        try:
+            model = self.service.model(job.model)
+        except ModelNotFound as e:
+            # Review fix: this lookup ran outside the error handling, so a job whose model was
+            # removed from the config crashed every worker run and stayed running forever (the
+            # sweeper re-dispatching it). No retry can bring the model back: fail it now.
+            self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
+            return False
         cp = job.checkpoint or {"offset": 0, "parts": 0}
         offset, parts = int(cp["offset"]), int(cp["parts"])
         chunk = self.config.jobs.chunk_records
         # Keep a margin for writing the last part and the checkpoint before Lambda kills us.
         reserve_s = max(5.0, 0.05 * self.config.runtime.lambda_timeout_s)
         try:
-            for rows in _read_chunks(self.objects.open_read(job.input_uri), job.input_format, chunk, offset):
+            for rows in _read_chunks(self.objects.open_read(self._input_of(job)), job.input_format, chunk, offset):
                 preds = self.service.runner.predict(model, rows, job.output_kind)
                 self.objects.put_bytes(self._job_uri(job_id, f"parts/part-{parts:06d}.jsonl"), _jsonl(preds), "application/jsonlines")
+                before = {"offset": offset, "parts": parts}
                 offset += len(rows)
                 parts += 1
-                updated = self.store.update(job_id, job.version, checkpoint={"offset": offset, "parts": parts}, records_done=offset)
+                updated = self._checkpoint(job, before, {"offset": offset, "parts": parts})
                 if updated is None:
-                    # Someone else moved the job (a cancel, or another worker): look again.
-                    current = self.store.get(job_id)
-                    if current is not None and current.status is S.CANCELLING:
-                        self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-                    return False
+                    return False  # cancelled, finished, or another worker carries on
                 job = updated
                 if remaining_s() < reserve_s:
                     return True
             self._assemble(job_id, parts, cast(str, job.output_uri))
-            self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset)
+            if self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset) is None:
+                # Review fix: a cancel landed between the last checkpoint and this write. Finish
+                # it now instead of leaving the job `cancelling` until the sweeper's next pass.
+                self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
             return False
         except InvalidInput as e:
             # The input itself is bad: retrying cannot help.
@@ -354,6 +442,30 @@ class JobsService:
         except Exception as e:  # the model or storage broke unexpectedly
             log.exception("job %s failed", job_id)
             return self._failed_attempt(job_id, "internal_error", f"{type(e).__name__}")
+
+    def _checkpoint(self, job: Job, before: dict[str, int], after: dict[str, int]) -> Job | None:
+        """Record a written part (version-conditional). None when this worker must stop.
+
+        Review fix: a failed version check used to stop the worker whatever the cause. But the
+        sweeper's re-dispatch of a slow job also writes the row (touch, attempts) without
+        moving the work; the live worker then gave up, and under `router serve` the sweeper's
+        enqueue had been dropped (the job was in flight), so nobody ran the job until the next
+        stale pass. Now the worker carries on when the job is still running and its checkpoint
+        is the one this worker started the chunk from; when another worker moved it, this one
+        stops (their parts are the same, so a part rewritten by the loser changes nothing)."""
+        while True:
+            updated = self.store.update(job.job_id, job.version, checkpoint=after, records_done=after["offset"])
+            if updated is not None:
+                return updated
+            current = self.store.get(job.job_id)
+            if current is None:
+                return None
+            if current.status is S.CANCELLING:
+                self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+                return None
+            if current.status is not S.RUNNING or (current.checkpoint or {"offset": 0, "parts": 0}) != before:
+                return None
+            job = current
 
     def _failed_attempt(self, job_id: str, code: str, message: str) -> bool:
         job = self.store.get(job_id)
@@ -393,7 +505,13 @@ class JobsService:
             # The InProgress event was missed: pass through running, as the job did.
             job = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name) or job
         if state.status == "Completed":
-            lines = self._collect_transform_output(job)
+            try:
+                lines = self._collect_transform_output(job)
+            except BackendError as e:
+                # Review fix: SageMaker says Completed but an output object is missing. This used
+                # to raise from the event handler and from every sweep, the job staying running
+                # forever. The result can never be assembled: fail the job with the reason.
+                return self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message})
             return self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
         if state.status == "Failed":
             return self.store.transition(
@@ -408,7 +526,7 @@ class JobsService:
     def _collect_transform_output(self, job: Job) -> int:
         from router.adapters.sagemaker_batch import assemble_output
 
-        name = job.input_uri.rsplit("/", 1)[-1]
+        name = self._input_of(job).rsplit("/", 1)[-1]
         return int(assemble_output(self.objects, self._job_uri(job.job_id, "transform/"), [name], cast(str, job.output_uri)))
 
     def sweep(self, limit: int = 100, stale_after_s: float | None = None) -> dict[str, int]:
@@ -422,13 +540,8 @@ class JobsService:
                 if job.route is Route.LAMBDA_JOB:
                     if job.status is S.CANCELLING:
                         self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-                    elif job.attempts >= self.config.jobs.max_attempts and job.status is S.RUNNING:
-                        self.store.transition(job.job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": "internal_error", "message": f"the worker stopped reporting after {job.attempts} attempts"})
-                        counts["failed"] += 1
                     elif self.queue is not None:
-                        self.store.update(job.job_id, job.version, attempts=job.attempts)  # touch: not stale again at once
-                        self.queue.enqueue(job.job_id)
-                        counts["redispatched"] += 1
+                        self._redispatch_lambda(job, counts)
                 elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
                     name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
                     state = self.batch.describe(name) if name else None
@@ -448,7 +561,47 @@ class JobsService:
                         counts["described"] += 1
             except RouterError as e:
                 log.warning("sweep of %s: %s", job.job_id, e.message)
+            if job.route is Route.BATCH_TRANSFORM:
+                # Review fix: list_active returns the least recently updated jobs first, and a
+                # batch job that is just InProgress (for hours), throttled, or failing to describe
+                # was left untouched: with `limit` of them, every run saw the same ones and never
+                # reached the jobs behind. Touch what this pass left unchanged (a version-checked
+                # no-op write: a job something else moved meanwhile is left alone).
+                try:
+                    self.store.update(job.job_id, job.version, attempts=job.attempts)
+                except RouterError as e:
+                    log.warning("sweep of %s: %s", job.job_id, e.message)
         return counts
+
+    def _redispatch_lambda(self, job: Job, counts: dict[str, int]) -> None:
+        """Re-dispatch a stale queued/running lambda-job.
+
+        Review fix: a running job that went stale lost its worker (killed: OOM, timeout, a
+        `router serve` restart), and each re-dispatch starts another run. Runs were only counted
+        on queued -> running, so a job whose worker always dies was re-dispatched forever. Now a
+        re-dispatch counts as an attempt when the job made no progress since the previous one
+        (records_done unchanged; `extra.redispatched_at` remembers it): a dying worker ends
+        `failed` after max_attempts, while restarts during a job that moves on cost nothing.
+        A job the queue itself still holds (`router serve`'s pool: waiting behind other jobs)
+        is not stale at all: it is only touched. The write (version-checked) also keeps the job
+        from being stale again at once; when it fails, the job moved meanwhile, so it is not
+        stale and nothing is dispatched.
+        """
+        assert self.queue is not None
+        in_flight = getattr(self.queue, "in_flight", None)
+        if callable(in_flight) and in_flight(job.job_id):
+            self.store.update(job.job_id, job.version, attempts=job.attempts)
+            return
+        done = job.records_done or 0
+        stalled = job.status is S.RUNNING and done <= int(job.extra.get("redispatched_at", 0))
+        if stalled and job.attempts >= self.config.jobs.max_attempts:
+            if self.store.transition(job.job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": "internal_error", "message": f"the worker stopped reporting after {job.attempts} attempts"}):
+                counts["failed"] += 1
+            return
+        extra = {**job.extra, "redispatched_at": done}
+        if self.store.update(job.job_id, job.version, attempts=job.attempts + (1 if stalled else 0), extra=extra) is not None:
+            self.queue.enqueue(job.job_id)
+            counts["redispatched"] += 1
 
 
 def _t(dt: datetime | None) -> str | None:

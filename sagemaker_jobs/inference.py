@@ -126,7 +126,13 @@ class LoadedModel:
     def predict_proba(self, x: Any) -> Any:
         if self.framework == "sklearn":
             with self._quiet():
-                return self.model.predict_proba(x)
+                proba = self.model.predict_proba(x)
+            if isinstance(proba, list):
+                # Multi-output classifiers: one [records, classes] array per output. One
+                # prediction per record instead: [[p(output 0)...], [p(output 1)...]].
+                per_output = [np.asarray(a).tolist() for a in proba]
+                return [list(row) for row in zip(*per_output, strict=True)]
+            return proba
         if self.framework == "onnx":
             return _onnx_outputs(self.model, x)[1]
         out = np.asarray(_torch_forward(self.model, x), dtype=np.float64)

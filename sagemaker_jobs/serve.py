@@ -400,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = make_server(args.model_dir, args.host, args.port)
     except Exception as e:
         log.error("cannot start: %s", e, exc_info=True)
+        # One line on stdout too, where a supervisor (the local SageMaker emulator) reads the
+        # "serving ... on URL" line: it can then say why, e.g. "No module named 'torch'".
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        print(f"cannot start: {reason}", flush=True)
         return 1
     stop = threading.Event()
 
@@ -414,8 +418,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"serving {server.service.model_dir} on {server.url}", flush=True)
     # The main thread only waits, so a signal never lands inside serve_forever (shutdown() from
     # the serving thread itself would deadlock).
+    parent = os.getppid()
     while not stop.wait(0.2):
-        pass
+        if parent != 1 and os.getppid() != parent:
+            # Our supervisor died without stopping us (e.g. `router serve` killed with -9): an
+            # orphaned model server would hold its port and memory forever. (In a container the
+            # server usually is the entry point's child or PID 1's: nothing changes there.)
+            log.warning("parent process %d is gone; stopping", parent)
+            break
     server.shutdown()
     server.server_close()
     thread.join()

@@ -63,7 +63,17 @@ class _SklearnModel:
         return _jsonable(self._est.predict(x))
 
     def predict_proba(self, x: Matrix) -> list[Any]:
-        return _jsonable(self._est.predict_proba(x))
+        return _per_record(self._est.predict_proba(x))
+
+
+def _per_record(proba: Any) -> list[Any]:
+    """predict_proba as one entry per record. Multi-output classifiers (MultiOutputClassifier, a
+    forest fitted on a 2-D y) answer a list with one [records, classes] array per output; the
+    contract wants one prediction per record: [[p(output 0)...], [p(output 1)...]] for each."""
+    if isinstance(proba, list):
+        per_output = [_jsonable(a) for a in proba]
+        return [list(row) for row in zip(*per_output, strict=True)]
+    return _jsonable(proba)
 
 
 class _OnnxModel:
@@ -74,7 +84,11 @@ class _OnnxModel:
         import onnxruntime as ort  # lazy: only deployments with ONNX models pay for it
 
         self._sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        inp = self._sess.get_inputs()[0]
+        inputs = self._sess.get_inputs()
+        if len(inputs) != 1:
+            # e.g. skl2onnx from a DataFrame with one input per column: records here are rows.
+            raise ValueError(f"the graph has {len(inputs)} inputs; only ONNX models with one 2-D input tensor run inline")
+        inp = inputs[0]
         self._input = inp.name
         self._dtype = np.float32 if inp.type == "tensor(float)" else np.float64
         shape = inp.shape
@@ -118,6 +132,62 @@ def _load_onnx(path: Path) -> LoadedModel:
 
 LOADERS = {"sklearn": _load_sklearn, "onnx": _load_onnx}
 _SUFFIX = {"sklearn": ".joblib", "onnx": ".onnx"}
+_TAR_SUFFIXES = (".tar.gz", ".tgz")
+# model.tar.gz layout (sagemaker_jobs/inference.py): the model file at the root under this name.
+_PACKAGED_NAME = {"sklearn": "model.joblib", "onnx": "model.onnx"}
+# The first line of the router's own code/inference.py, which `router models package` puts in
+# every archive (any version): other code is the operator's and only runs on SageMaker.
+_OWN_INFERENCE_MARKER = b"SageMaker's framework-container inference contract"
+_CHUNK = 1 << 20
+
+
+def is_package(artifact: str) -> bool:
+    """A model.tar.gz artifact (model file + code/), as opposed to a bare joblib / .onnx file."""
+    return artifact.lower().endswith(_TAR_SUFFIXES)
+
+
+def _extract_model_file(archive: Path, model_name: str, framework: str, dest: Path) -> None:
+    """Copy the packaged model file out of a model.tar.gz (only that member, as a plain file, so no
+    member name is ever used as a path). Refuses archives with their own inference code: it is
+    what SageMaker would run, and the inline route cannot run it."""
+    import tarfile
+
+    wanted = _PACKAGED_NAME[framework]
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+            code = members.get("code/inference.py")
+            if code is not None and code.isfile():
+                src = tar.extractfile(code)
+                head = src.read(4096) if src is not None else b""
+                if _OWN_INFERENCE_MARKER not in head:
+                    raise InternalError(
+                        f"model {model_name!r}: its model.tar.gz brings custom code/inference.py, which only runs on "
+                        "SageMaker; set `inline: false` for this model (and give it an endpoint or batch_transform)",
+                        details={"model": model_name},
+                    )
+            member = members.get(wanted)
+            if member is None or not member.isfile():
+                found = ", ".join(sorted(n for n, m in members.items() if m.isfile())) or "no files"
+                raise InternalError(
+                    f"model {model_name!r}: its model.tar.gz has no {wanted} at the archive root (found: {found})",
+                    details={"model": model_name, "expected": wanted},
+                )
+            src = tar.extractfile(member)
+            assert src is not None  # a regular file always has data
+            tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.extract")
+            try:
+                with src, tmp.open("wb") as f:
+                    while block := src.read(_CHUNK):
+                        f.write(block)
+                tmp.replace(dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InternalError(
+            f"model {model_name!r}: its artifact is not a readable model.tar.gz ({type(e).__name__})",
+            details={"model": model_name},
+        ) from e
 
 
 def _jsonable(value: Any) -> list[Any]:
@@ -229,11 +299,18 @@ class InlineRunner:
             old = self._models.get(model.name)
             self._models[model.name] = entry
             if old is not None and old.sha256 != entry.sha256:
-                self._cache_path(model.name, old.sha256, model.framework).unlink(missing_ok=True)
+                for artifact in ("", ".tar.gz"):  # the old artifact was a bare file or a package
+                    self._cache_path(model.name, old.sha256, model.framework, artifact).unlink(missing_ok=True)
+                self._unpacked_path(model.name, old.sha256, model.framework).unlink(missing_ok=True)
             return entry
 
-    def _cache_path(self, name: str, sha256: str, framework: str) -> Path:
-        return self._cache_dir / f"{name}-{sha256[:16]}{_SUFFIX.get(framework, '.bin')}"
+    def _cache_path(self, name: str, sha256: str, framework: str, artifact: str = "") -> Path:
+        suffix = ".tar.gz" if is_package(artifact) else _SUFFIX.get(framework, ".bin")
+        return self._cache_dir / f"{name}-{sha256[:16]}{suffix}"
+
+    def _unpacked_path(self, name: str, sha256: str, framework: str) -> Path:
+        """Where the model file of a cached model.tar.gz is extracted."""
+        return self._cache_dir / f"{name}-{sha256[:16]}.unpacked{_SUFFIX.get(framework, '.bin')}"
 
     def _load(self, model: ModelSpec) -> _Entry:
         loader = LOADERS.get(model.framework)
@@ -243,16 +320,26 @@ class InlineRunner:
                 details={"model": model.name, "framework": model.framework},
             )
         path = self._fetch_verified(model)
+        if is_package(model.artifact):
+            # A model.tar.gz (as `router models package` builds it): run its model file in-process.
+            unpacked = self._unpacked_path(model.name, model.sha256, model.framework)
+            _extract_model_file(path, model.name, model.framework, unpacked)
+            path = unpacked
         try:
             loaded = loader(path)
         except Exception as e:
-            raise InternalError(f"model {model.name!r} could not be loaded", details={"model": model.name}) from e
+            # The operator's own model: say why (a missing module, a wrong framework), never a trace.
+            cause = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            raise InternalError(
+                f"model {model.name!r} could not be loaded as {model.framework} ({cause})",
+                details={"model": model.name, "framework": model.framework},
+            ) from e
         return _make_entry(model, loaded)
 
     def _fetch_verified(self, model: ModelSpec) -> Path:
         """The artifact in the cache dir, its digest checked. A cached file is re-hashed (the
         /tmp of a warm Lambda outlives this process's memory) and replaced when wrong."""
-        path = self._cache_path(model.name, model.sha256, model.framework)
+        path = self._cache_path(model.name, model.sha256, model.framework, model.artifact)
         if path.is_file():
             if _sha256_of(path) == model.sha256:
                 return path

@@ -14,7 +14,7 @@ from typing import Any
 
 from router import routing
 from router.cli.common import print_config_error
-from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config
+from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config, uri_to_path
 from router.domain import Route
 from router.errors import ConfigError
 from router.routing import RouteOptions
@@ -100,7 +100,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(summary(cfg, source), indent=2))
     else:
         _print_summary(cfg, source)
+    if not args.skip_artifact_check:
+        _warn_digest_mismatches(cfg)
     return EXIT_OK
+
+
+def _warn_digest_mismatches(cfg: RouterConfig) -> None:
+    """A file:// artifact whose digest differs from `sha256` is a valid config that fails at the
+    model's first use (500 model_integrity_error): say so now, while it is cheap to fix."""
+    import hashlib
+
+    for i, m in enumerate(cfg.models):
+        if not m.artifact.startswith("file://"):
+            continue
+        try:
+            with uri_to_path(m.artifact).open("rb") as f:
+                actual = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            continue
+        if actual != m.sha256:
+            print(
+                f"warning: models[{i}].sha256: does not match {uri_to_path(m.artifact)} (its sha256 is {actual}); "
+                f"the router will refuse to load model {m.name!r}",
+                file=sys.stderr,
+            )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

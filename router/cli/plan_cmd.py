@@ -187,8 +187,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("\n".join(e.lines), file=sys.stderr)
         return EXIT_USAGE
     if not models:
-        print(f"{args.file} declares no models: nothing to plan", file=sys.stderr)
-        return EXIT_USAGE
+        # A valid config with no models yet (config validate accepts it): nothing to plan, not an error.
+        if args.json:
+            any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down)
+            sys.stdout.write(json.dumps(to_json([], cfg, any_state), indent=2) + "\n")
+        else:
+            print(f"{args.file} declares no models: nothing to plan")
+        return 0
     plans = [plan_model(m, cfg, backend_state(m, warm=args.warm, endpoint_down=args.endpoint_down)) for m in models]
     if args.json:
         any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down)

@@ -78,6 +78,13 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
             file=sys.stderr,
             flush=True,
         )
+    if config.auth.enabled and not config.auth.api_keys:
+        # The defaults (auth on, no keys) would answer every protected request 401, silently.
+        print(
+            "warning: auth is enabled but auth.api_keys is empty: every request except /v1/health and "
+            "/v1/openapi.json will be 401 unauthorized; add keys under auth.api_keys or set `auth: {enabled: false}`",
+            file=sys.stderr, flush=True,
+        )
     if banner:
         print(banner.replace("{url}", app.url), flush=True)
     try:

@@ -33,6 +33,12 @@ class LocalWorkerQueue:
             self._inflight.add(job_id)
         self._pool.submit(self._run, job_id)
 
+    def in_flight(self, job_id: str) -> bool:
+        """True while the job waits in the pool or runs (review fix: the sweeper asks, so that a
+        continuation waiting behind other long jobs is not taken for a dead worker)."""
+        with self._lock:
+            return job_id in self._inflight
+
     def _run(self, job_id: str) -> None:
         again = False
         try:
