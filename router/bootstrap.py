@@ -74,7 +74,8 @@ def build_local(
 
     if state_dir is None:
         jobs_loc = config.storage.jobs
-        state_dir = uri_to_path(jobs_loc).parent if jobs_loc.startswith("file://") else Path(tempfile.gettempdir()) / "router"
+        # Not /tmp/router: a folder named like the package in the working directory would shadow it.
+        state_dir = uri_to_path(jobs_loc).parent if jobs_loc.startswith("file://") else Path(tempfile.gettempdir()) / "router-state"
     state_dir.mkdir(parents=True, exist_ok=True)
     files = FileObjectStore(_signing_key(state_dir), public_base_url)
     objects = CompositeObjectStore(files, _s3_factory)

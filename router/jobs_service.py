@@ -29,8 +29,10 @@ from router.errors import (
     InvalidRequest,
     JobNotCancellable,
     JobNotFound,
+    ModelIntegrityError,
     ModelNotFound,
     NoFeasibleRoute,
+    OutputNotSupported,
     RouterError,
     Throttled,
     TooManyJobs,
@@ -433,8 +435,8 @@ class JobsService:
                 # it now instead of leaving the job `cancelling` until the sweeper's next pass.
                 self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
             return False
-        except InvalidInput as e:
-            # The input itself is bad: retrying cannot help.
+        except (InvalidInput, OutputNotSupported, ModelIntegrityError) as e:
+            # The input, the requested output or the artifact itself is wrong: a retry cannot help.
             self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message, **({"details": e.details} if e.details else {})})
             return False
         except RouterError as e:

@@ -57,6 +57,13 @@ def map_error(exc: BaseException, uri: str) -> RouterError:
         if code in _THROTTLED or status == 429:
             return Throttled("S3 is throttling requests; retry later", details={"uri": uri, "aws_code": code})
         return BackendUnavailable(f"S3 request failed ({code or status})", details={"uri": uri, "aws_code": code})
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return BackendUnavailable(
+            f"cannot reach {uri} on S3: no AWS credentials found; configure AWS credentials, or use a file:// location under router serve",
+            details={"uri": uri},
+        )
     if isinstance(exc, BotoCoreError):
         return BackendUnavailable(f"S3 unreachable ({type(exc).__name__})", details={"uri": uri})
     return BackendUnavailable(f"S3 request failed ({type(exc).__name__})", details={"uri": uri})

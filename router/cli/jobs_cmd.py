@@ -32,32 +32,33 @@ def register(sub: Any) -> None:
     js = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
 
     s = js.add_parser("submit", help="submit a job from a JSON Lines or CSV file (uploaded first) or inline JSON")
-    s.add_argument("model")
+    s.add_argument("model", help="the model's name (GET /v1/models lists them)")
     s.add_argument("input", help="a .jsonl/.csv file to upload, or an s3:// URI already in place")
     s.add_argument("--format", choices=["jsonl", "csv"], help="input format (default: from the file name, else jsonl)")
-    s.add_argument("--output", choices=["predict", "proba"], default="predict")
+    s.add_argument("--output", choices=["predict", "proba"], default="predict", help="predictions (default) or class probabilities")
     s.add_argument("--idempotency-key", help="makes the submission safe to repeat")
     s.add_argument("--wait", action="store_true", help="wait for the job and download its output")
     s.add_argument("--out", type=Path, help="with --wait: where to write the output (default: JOB_ID.jsonl)")
     s.set_defaults(func=_submit)
 
     g = js.add_parser("get", help="show one job")
-    g.add_argument("job_id")
+    g.add_argument("job_id", help="the job's id (job_...)")
     g.set_defaults(func=_get)
 
     ls = js.add_parser("list", help="your jobs, newest first")
-    ls.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelling", "cancelled"])
-    ls.add_argument("--model")
-    ls.add_argument("--limit", type=int, default=20)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelling", "cancelled"], help="only jobs in this status")
+    ls.add_argument("--model", help="only this model's jobs")
+    ls.add_argument("--limit", type=int, default=20, help="jobs per page (default 20, at most 100)")
+    ls.add_argument("--cursor", help="the next_cursor of the previous page")
+    ls.add_argument("--json", action="store_true", help="print the raw API response")
     ls.set_defaults(func=_list)
 
     c = js.add_parser("cancel", help="cancel a job (repeating it is harmless)")
-    c.add_argument("job_id")
+    c.add_argument("job_id", help="the job's id (job_...)")
     c.set_defaults(func=_cancel)
 
     w = js.add_parser("wait", help="wait for a job with a progress bar, then download its output")
-    w.add_argument("job_id")
+    w.add_argument("job_id", help="the job's id (job_...)")
     w.add_argument("--out", type=Path, help="where to write the output (default: JOB_ID.jsonl)")
     w.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most (default 3600)")
     w.set_defaults(func=_wait)
@@ -112,7 +113,7 @@ def _get(args: argparse.Namespace) -> int:
 
 @_guard
 def _list(args: argparse.Namespace) -> int:
-    page = _client(args).list_jobs(status=args.status, model=args.model, limit=args.limit)
+    page = _client(args).list_jobs(status=args.status, model=args.model, limit=args.limit, cursor=args.cursor)
     if args.json:
         _print(page)
         return 0

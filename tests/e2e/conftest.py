@@ -47,15 +47,23 @@ def write_variant(demo_dir: Path, name: str, **changes: Any) -> Path:
     return path
 
 
+AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
 class Server:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, without_aws_credentials: bool = False) -> None:
         self.config = config
+        self.without_aws_credentials = without_aws_credentials
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.log: list[str] = []
 
     def start(self, timeout_s: float = 60.0) -> Server:
         env = {**os.environ, "POWERTOOLS_METRICS_DISABLED": "true", "PYTHONUNBUFFERED": "1"}
+        if self.without_aws_credentials:  # like a user's machine with no AWS set up
+            for var in AWS_CREDENTIAL_VARS:
+                env.pop(var, None)
+            env.update({"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router.cli", "serve", "--config", str(self.config), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

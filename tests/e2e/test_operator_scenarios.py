@@ -157,7 +157,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def srv(op_dir: Path) -> Iterator[Server]:
-    server = Server(op_dir / "operator.yaml").start()
+    server = Server(op_dir / "operator.yaml", without_aws_credentials=True).start()
     try:
         # Endpoints boot in the background: wait until the emulator says InService (or failed).
         deadline = time.monotonic() + 60
@@ -326,11 +326,6 @@ def test_an_s3_artifact_without_aws_is_a_clear_error_not_a_hang(srv: Server) -> 
     assert "S3" in body["error"]["message"] and "Traceback" not in json.dumps(body)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "router/adapters/s3_store.py:61 maps every BotoCoreError, NoCredentialsError included, to "
-    "'S3 unreachable (NoCredentialsError)': the operator reads a network problem. Proposed: map "
-    "NoCredentialsError/PartialCredentialsError to 'no AWS credentials to read s3://...: configure "
-    "credentials, or use a file:// artifact under router serve'"))
 def test_an_s3_artifact_without_credentials_says_credentials(srv: Server) -> None:
     status, body = call(srv, "POST", "/v1/models/s3model/predict", {"instances": iris()[:1].tolist()})
     assert status == 503
@@ -375,11 +370,6 @@ def test_jobs_output_equals_the_models_own_row_by_row(srv: Server, op_dir: Path,
         assert got == want, f"row {i}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "router/jobs_service.py JobsService.run_lambda_job (`except RouterError` -> _failed_attempt, line 353 at HEAD) retries errors that cannot "
-    "change on a retry: output_not_supported and model_integrity_error jobs fail only after "
-    "jobs.max_attempts runs, '... (after 3 attempts)'. Proposed: handle OutputNotSupported and "
-    "ModelIntegrityError like InvalidInput (fail at once, no retry)"))
 def test_a_job_that_cannot_succeed_fails_at_once(srv: Server) -> None:
     job, _ = run_job(srv, "iso", {"instances": iris()[:5].tolist(), "output": "proba"})
     assert job["status"] == "failed"
