@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import tempfile
 import time
-import tracemalloc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,89 +167,19 @@ def _build_digits_mlp(path: Path) -> None:
 
 
 def _profile(name: str, framework: str, path: Path, digest: str, features: list[str] | None) -> dict[str, float]:
-    """Cold load time and per-record time through the InlineRunner (fetch + digest + load, as a
-    cold Lambda pays them); memory from tracemalloc where the allocations are Python's/numpy's."""
+    """The model's routing profile, measured as `router profile` does (router/cli/profiling.py)."""
     from router.adapters.file_store import FileObjectStore
-    from router.adapters.inline import InlineRunner
-    from router.domain import OutputKind
+    from router.cli.profiling import measure
 
     spec = ModelSpec.model_validate(
         {"name": name, "framework": framework, "artifact": f"file://{path}", "sha256": digest, "features": features}
     )
-    store = FileObjectStore(secrets.token_bytes(16))
-    with tempfile.TemporaryDirectory(prefix="router-profile-") as cache:
-        runner = InlineRunner(store, Path(cache) / "a")
-        start = time.perf_counter()
-        runner.load(spec)
-        # A cold Lambda also imports the framework (scikit-learn + SciPy: seconds, not ms); this
-        # process already has, so measure the whole cold load in a fresh interpreter as well.
-        load_s = time.perf_counter() - start + _cold_import_s(framework, path)
-
-        width = len(features) if features else _n_features(framework, path)
-        rows = np.random.default_rng(0).normal(size=(200, width)).tolist()
-        runner.predict(spec, rows, OutputKind.PREDICT)  # warm-up
-        best = min(_timed(lambda: runner.predict(spec, rows, OutputKind.PREDICT)) for _ in range(3))
-        profile: dict[str, float] = {"load_s": _round(load_s), "per_record_ms": _round(best * 1000 / len(rows))}
-
-        if framework == "sklearn" and name != "forest-xl":
-            # tracemalloc sees numpy buffers; onnxruntime's native arena is invisible to it. For
-            # forest-xl the router's default (3 x artifact) is kept on purpose: see the config.
-            tracemalloc.start()
-            InlineRunner(store, Path(cache) / "b").load(spec)
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            profile["memory_mb"] = _round(max(peak / 1e6, 0.1))
+    profile = measure(spec, FileObjectStore(secrets.token_bytes(16)))
+    if name == "forest-xl":
+        # Keep the router's default estimate (3 x artifact) for the demo's "too big for a 128 MB
+        # Lambda" model: a measured figure near the 102 MB budget would make the demo flaky.
+        profile.pop("memory_mb", None)
     return profile
-
-
-_COLD_LOAD = {
-    "sklearn": "import joblib; joblib.load({path!r})",
-    "onnx": "import onnxruntime as o; o.InferenceSession({path!r}, providers=['CPUExecutionProvider'])",
-}
-
-
-def _cold_import_s(framework: str, path: Path) -> float:
-    """Seconds a fresh interpreter spends importing the framework to load `path`, beyond the load
-    itself (measured in this process). 0 when it cannot be measured."""
-    import subprocess
-    import sys
-
-    code = _COLD_LOAD.get(framework)
-    if code is None:
-        return 0.0
-    probe = (
-        "import time; t0 = time.perf_counter(); " + code.format(path=str(path)) + "; t1 = time.perf_counter(); "
-        + code.format(path=str(path)) + "; t2 = time.perf_counter(); print((t1 - t0) - (t2 - t1))"
-    )
-    try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-        return max(0.0, float(out.stdout.strip().splitlines()[-1]))
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
-        return 0.0
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _n_features(framework: str, path: Path) -> int:
-    if framework == "onnx":
-        import onnxruntime as ort
-
-        shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
-        return int(shape[1])
-    import joblib
-
-    return int(joblib.load(path).n_features_in_)
-
-
-def _round(v: float) -> float:
-    """Two significant digits: enough for routing, stable enough to keep the config readable."""
-    if v <= 0:
-        return 0.0
-    return float(f"{v:.2g}")
 
 
 # ---------------------------------------------------------------- the config file
@@ -305,8 +233,8 @@ sagemaker:
     invocation_timeout_s: 600  # SageMaker allows up to 3600
     max_retries: 3             # SageMaker allows up to 3
 
-# Profiles were measured on the machine that built the demo (load: fetch + SHA-256 + deserialize;
-# per record: best of 3 batches of 200). `router profile` re-measures them.
+# Profiles were measured on the machine that built the demo, as `router profile` measures them
+# (load: fetch + SHA-256 + framework import + deserialize; per record: best of 3 batches of 200).
 models:
   # Small and fast: answered inside the router Lambda.
   - name: iris
