@@ -177,6 +177,9 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
         raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
     store = DynamoDBJobStore(boto3.client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
     worker = os.environ.get("ROUTER_WORKER_FUNCTION")
+    if not worker and any(m.in_process for m in config.models):
+        # lambda-job jobs would be accepted and never run: refuse at cold start instead.
+        raise ConfigError("environment", ["ROUTER_WORKER_FUNCTION is not set: the worker Lambda's name is needed to run lambda-job jobs"])
     queue = LambdaWorkerQueue(boto3.client("lambda"), worker) if worker else None
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):

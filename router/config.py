@@ -311,8 +311,13 @@ def load_config(path: str | Path, *, check_artifacts: bool = True) -> RouterConf
 
 def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None, check_artifacts: bool = True) -> RouterConfig:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # One parse: the node tree (for line numbers) and the data built from it (= yaml.safe_load).
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

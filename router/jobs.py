@@ -16,7 +16,7 @@ from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from router.domain import FINISHED, Job, JobStatus, OutputKind, Route
+from router.domain import Job, JobStatus, OutputKind, Route
 from router.errors import InvalidRequest
 
 S = JobStatus
@@ -37,8 +37,6 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
 }
-
-ACTIVE: frozenset[JobStatus] = frozenset(s for s in JobStatus if s not in FINISHED)
 
 # Fields a caller may change through transition()/update(). The rest are identity (job_id, owner,
 # created_at, idempotency), or maintained by the store itself (status, version, updated_at, expires_at).
@@ -242,13 +240,16 @@ def encode_cursor(owner: str, sort_key: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+_BAD_CURSOR = "cursor is not valid: pass the next_cursor of a previous page of your own jobs, unchanged"
+
+
 def decode_cursor(cursor: str, owner: str) -> str:
     """The sort key inside `cursor`; InvalidRequest when it is malformed or another owner's."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
     except (ValueError, UnicodeError, binascii.Error) as exc:
-        raise InvalidRequest("invalid cursor") from exc
+        raise InvalidRequest(_BAD_CURSOR) from exc
     if (
         not isinstance(data, dict)
         or data.get("v") != 1
@@ -257,7 +258,7 @@ def decode_cursor(cursor: str, owner: str) -> str:
         or not isinstance(data["k"], str)
         or "#" not in data["k"]
     ):
-        raise InvalidRequest("invalid cursor")
+        raise InvalidRequest(_BAD_CURSOR)
     key: str = data["k"]
     return key
 

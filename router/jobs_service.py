@@ -45,7 +45,6 @@ log = logging.getLogger("router.jobs")
 
 S = JobStatus
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (API.md)
-CSV_SNIFF = 64 * 1024
 
 
 class JobsService:
@@ -92,7 +91,6 @@ class JobsService:
         input_format: str,
         output: OutputKind,
         idempotency_key: str | None,
-        decision_hint: Any = None,
     ) -> tuple[Job, bool]:
         """Create a job (or return the one this owner's idempotency key already made)."""
         if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
@@ -108,7 +106,7 @@ class JobsService:
         else:
             assert input_uri is not None
             self._check_input_uri(owner, input_uri)
-            records, payload = self._count_records(input_uri, input_format)
+            records, payload = self._count_records(input_uri)
         digest = request_digest(
             {
                 "model": model.name,
@@ -194,7 +192,7 @@ class JobsService:
         if not self.objects.exists(uri):
             raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
 
-    def _count_records(self, uri: str, fmt: str) -> tuple[int, int]:
+    def _count_records(self, uri: str) -> tuple[int, int]:
         """Exact record and byte counts, streaming (memory stays flat)."""
         records = 0
         size = 0
@@ -443,7 +441,7 @@ class JobsService:
             return self._failed_attempt(job_id, e.code, e.message)
         except Exception as e:  # the model or storage broke unexpectedly
             log.exception("job %s failed", job_id)
-            return self._failed_attempt(job_id, "internal_error", f"{type(e).__name__}")
+            return self._failed_attempt(job_id, "internal_error", f"the worker failed unexpectedly ({type(e).__name__}); see the router's logs")
 
     def _checkpoint(self, job: Job, before: dict[str, int], after: dict[str, int]) -> Job | None:
         """Record a written part (version-conditional). None when this worker must stop.

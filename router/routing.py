@@ -348,7 +348,7 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
 # ---------------------------------------------------------------------------- job threshold
 
 
-def _lambda_job_limit(model: ModelSpec, config: RouterConfig, facts: _Facts) -> float:
+def _lambda_job_limit(config: RouterConfig, facts: _Facts) -> float:
     """Largest record count lambda-job takes (-1: none, inf: unbounded)."""
     if facts.in_process_failures:
         return -1
@@ -498,7 +498,7 @@ def _decide_job(
     else:
         bt = config.batch_settings(model)
         assert bt is not None  # batch is feasible
-        limit = _lambda_job_limit(model, config, facts)
+        limit = _lambda_job_limit(config, facts)
         threshold = _batch_threshold(config, facts, bt, limit)
         if req.records >= threshold:
             chosen = bat
@@ -593,7 +593,7 @@ class RouteOptions:
     excluded: dict[Route, str]
 
 
-_ORDER = (Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB, Route.BATCH_TRANSFORM)
+_ORDER = SYNC_ROUTES + JOB_ROUTES
 
 
 def possible_routes(model: ModelSpec, config: RouterConfig) -> RouteOptions:

@@ -23,9 +23,7 @@ from router.errors import (
     SyncNotPossible,
 )
 from router.ports import EndpointClient, ModelRunner
-from router.routing import decide, possible_routes
-
-MIB = 1024 * 1024
+from router.routing import JOB_ROUTES, SYNC_ROUTES, decide, possible_routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +96,7 @@ class RouterService:
         so what /v1/models/{model} shows is exactly what /predict and /jobs will do."""
         state = self._state(model)
         out: dict[str, Any] = {}
-        for mode, routes in ((Mode.SYNC, (Route.INLINE, Route.ENDPOINT)), (Mode.JOB, (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM))):
+        for mode, routes in ((Mode.SYNC, SYNC_ROUTES), (Mode.JOB, JOB_ROUTES)):
             for route in routes:
                 if not _feasible_at(model, self.config, state, mode, route, 1):
                     out[route.value] = {"feasible": False, "max_records": 0}

@@ -158,10 +158,10 @@ class DynamoDBJobStore:
                 if code == "TransactionCanceledException":
                     reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
                     if _THROTTLE_CODES.intersection(reasons):
-                        raise Throttled("job table throttled") from exc
+                        raise Throttled("the job table is busy (throttled); retry in a moment") from exc
                     raise _ConditionFailed(reasons) from None
                 if code in _THROTTLE_CODES:
-                    raise Throttled("job table throttled") from exc
+                    raise Throttled("the job table is busy (throttled); retry in a moment") from exc
                 raise BackendUnavailable(f"job table: {op} failed ({code})") from exc
             if isinstance(exc, BotoCoreError):
                 raise BackendUnavailable(f"job table: {op} failed ({type(exc).__name__})") from exc

@@ -1,3 +1,5 @@
+"""`python -m router.cli`: the same entry point as the `router` command."""
+
 import sys
 
 from router.cli import main

@@ -21,7 +21,6 @@ from router.routing import RouteOptions
 
 EXIT_OK = 0
 EXIT_INVALID = 2
-MIB = 1024 * 1024
 
 
 def possible_routes(cfg: RouterConfig, model: ModelSpec) -> RouteOptions:
@@ -57,8 +56,9 @@ def _print_summary(cfg: RouterConfig, source: str) -> None:
     print(f"{source}: valid config ({cfg.digest})")
     print(f"models ({len(cfg.models)}):")
     width = max((len(m.name) for m in cfg.models), default=0)
+    options = {m.name: possible_routes(cfg, m) for m in cfg.models}
     for m in cfg.models:
-        opts = possible_routes(cfg, m)
+        opts = options[m.name]
         routes = ", ".join(_route_label(m, r) for r in opts.routes) or "NONE"
         print(f"  {m.name:<{width}}  {m.framework:<9}  routes: {routes}")
         for route, why in opts.excluded.items():
@@ -74,7 +74,7 @@ def _print_summary(cfg: RouterConfig, source: str) -> None:
     for key, value in cfg.storage.model_dump().items():
         print(f"  {key:<9}  {value}")
     for m in cfg.models:
-        if not possible_routes(cfg, m).routes:
+        if not options[m.name].routes:
             print(
                 f"warning: model {m.name!r} can take no route; every request for it will fail",
                 file=sys.stderr,

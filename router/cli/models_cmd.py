@@ -1,8 +1,9 @@
 """`router models <subcommand>`: operator commands on the models a config declares.
 
-`package` builds a model's SageMaker model.tar.gz. To add a subcommand (e.g. `deploy`), write a
-`register_<name>(sub)` function, here or in a `router/cli/models_<name>.py` module (no `_cmd`
-suffix, so the top-level discovery skips it), and append it to SUBCOMMANDS.
+`package` builds a model's SageMaker model.tar.gz; `deploy` creates or updates its SageMaker Model,
+EndpointConfig and Endpoint. To add a subcommand, write a `register_<name>(sub)` function, here or
+in a `router/cli/models_<name>.py` module (no `_cmd` suffix, so the top-level discovery skips it),
+and append it to SUBCOMMANDS.
 """
 
 from __future__ import annotations

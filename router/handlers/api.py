@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import os
 import re
 import time
 import uuid
@@ -74,12 +75,6 @@ class JobBody(_Body):
         if (self.instances is None) == (self.input is None):
             raise ValueError("give exactly one of `instances` or `input`")
         return self
-
-
-class RouteDescription(_Body):
-    mode: Mode
-    records: StrictInt = Field(ge=1, le=10**12)
-    payload_bytes: StrictInt = Field(0, ge=0)
 
 
 class RouteBody(_Body):
@@ -412,7 +407,7 @@ def build_app(runtime: Any) -> RouterApp:
             if "respond-async" in prefer and runtime.jobs is not None:
                 job, _ = runtime.jobs.submit(
                     who, spec, instances=body.instances, input_uri=None, input_format="jsonl",
-                    output=body.output, idempotency_key=header("idempotency-key"), decision_hint=None,
+                    output=body.output, idempotency_key=header("idempotency-key"),
                 )
                 return job_response(202, job)
             raise service.not_syncable_error(result)
@@ -457,7 +452,7 @@ def _register_job_routes(
         key = header("idempotency-key")
         job, created = jobs.submit(
             who, spec, instances=body.instances, input_uri=body.input.uri if body.input else None,
-            input_format=body.input.format if body.input else "jsonl", output=body.output, idempotency_key=key, decision_hint=None,
+            input_format=body.input.format if body.input else "jsonl", output=body.output, idempotency_key=key,
         )
         return job_response(202 if created else 200, job)
 
@@ -676,8 +671,6 @@ def _flush_metrics() -> None:
     """Emit this event's metrics (EMF on stdout), or drop them when metrics are disabled.
     Powertools' own flush neither clears a disabled set (it would grow for ever under `router
     serve`) nor stays quiet on events that recorded no metric (health checks)."""
-    import os
-
     if not metrics.metric_set:
         return
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger("router.local")
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -166,7 +168,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return self._read_chunked(limit)
         raw = (self.headers.get("Content-Length") or "0").strip()
         if not raw.isdigit():
-            raise _BodyError(400, "invalid_request", "bad Content-Length", {"content_length": raw})
+            raise _BodyError(400, "invalid_request", "the Content-Length header must be a whole number of bytes", {"content_length": raw})
         length = int(raw)
         if limit is not None and length > limit:
             # Read (and drop) a moderately large body first, so the client sees the 413 instead
@@ -205,7 +207,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except _BodyError as e:
             self._reject(e.status, e.code, e.message, rid, e.details)
             return
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         event = to_event(self.command, self.path, headers, body, rid, self.client_address[0])
         with self.server.handler_lock:
             resp = self.server.lambda_handler(event, LocalContext(rid, self.server.timeout_s))
@@ -258,7 +260,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         raw = (self.headers.get("Content-Length") or "0").strip()
         if not raw.isdigit():
-            self._reject(400, "invalid_request", "bad Content-Length", rid, {"content_length": raw})
+            self._reject(400, "invalid_request", "the Content-Length header must be a whole number of bytes", rid, {"content_length": raw})
             return
         length = int(raw)
         with store.open_write(uri) as out:
@@ -299,9 +301,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:  # the server keeps serving whatever one request does
-            import logging
-
-            logging.getLogger("router.local").exception("local server error")
+            log.exception("local server error")
             try:
                 self._reject(500, "internal_error", "internal error; see the router's logs with this request id", rid)
             except OSError:
@@ -317,4 +317,4 @@ def serve_forever(server: LocalApiServer, on_ready: Callable[[str], None] | None
         server.server_close()
 
 
-__all__ = ["LocalApiServer", "LocalContext", "to_event", "serve_forever", "HTTPStatus"]
+__all__ = ["LocalApiServer", "LocalContext", "to_event", "serve_forever"]
