@@ -172,7 +172,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy]
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "models",
-        help="package (and deploy) the models a config declares",
+        help="package and deploy the models a config declares (SageMaker)",
         description="Operator commands on the models of an operator config file.",
     )
     sub = parser.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
