@@ -19,7 +19,7 @@ def register(sub: Any) -> None:
         "serve",
         help="serve a config on this machine (SQLite jobs, file storage, local SageMaker emulator)",
         description=(
-            "Serve the HTTP API of API.md for one operator config on this machine: the same Lambda "
+            "Serve the HTTP API (docs/api.md) of one operator config on this machine: the same Lambda "
             "handlers behind a local HTTP server, an embedded SQLite job table, the file system for S3 "
             "and a local SageMaker emulator for models that declare an endpoint or batch transform. "
             "Ctrl-C stops it cleanly."
