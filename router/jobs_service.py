@@ -136,14 +136,12 @@ class JobsService:
             # valid after submission, so the object behind `input_uri` can be overwritten; the
             # worker resumes from a checkpoint *offset*, and mixed two inputs in one output.
             # `input_uri` still shows what the client named (API.md); `extra.staged_input` is
-            # what the worker reads. Only lambda-jobs: routing bounds their inputs to what a
-            # Lambda handles (the copy is streamed), while batch-transform inputs may be many GB
-            # and SageMaker reads them whole in one go (no checkpoint to mix across).
+            # what the worker reads. The copy is server-side on S3 (CopyObject: no bytes through
+            # the API Lambda). Batch-transform inputs are not copied: SageMaker reads them whole
+            # in one go, so there is no checkpoint to mix across.
             assert input_uri is not None
             snapshot = self._job_uri(job_id, "input.csv" if input_format == "csv" else "input.jsonl")
-            with self.objects.open_read(input_uri) as src, self.objects.open_write(snapshot, "application/octet-stream") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
+            self.objects.copy(input_uri, snapshot)
         assert input_uri is not None
         job = Job(
             job_id=job_id,

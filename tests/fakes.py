@@ -95,6 +95,9 @@ class MemoryObjectStore:
     def delete(self, uri: str) -> None:
         self.objects.pop(uri, None)
 
+    def copy(self, src_uri: str, dst_uri: str) -> None:
+        self.put_bytes(dst_uri, self.get_bytes(src_uri))
+
     def open_read(self, uri: str) -> BinaryIO:
         return io.BytesIO(self.get_bytes(uri))
 

@@ -133,6 +133,11 @@ class FileObjectStore:
             tmp.unlink(missing_ok=True)
             raise
 
+    def copy(self, src_uri: str, dst_uri: str) -> None:
+        """Copy a file; the copy appears whole (temp file + rename), like any other write."""
+        with self.open_read(src_uri) as src, self.open_write(dst_uri) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
     def delete(self, uri: str) -> None:
         """Remove the object; removing a missing object is not an error (as in S3)."""
         with contextlib.suppress(FileNotFoundError):

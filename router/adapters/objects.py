@@ -9,34 +9,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from router.adapters.file_store import FileObjectStore
 from router.errors import InvalidRequest
 from router.ports import ObjectStore
 
 
-class WritableObjectStore(ObjectStore, Protocol):
-    """ObjectStore plus streaming writes and deletes (both concrete stores provide them)."""
-
-    def open_write(self, uri: str, content_type: str = "application/octet-stream") -> AbstractContextManager[BinaryIO]:
-        """A binary file to write the object to; published atomically when the block exits
-        cleanly, discarded when it raises."""
-        ...
-
-    def delete(self, uri: str) -> None: ...
-
-
 class CompositeObjectStore:
     """Dispatches each call by the URI's scheme. `s3_store_factory` runs at most once."""
 
-    def __init__(self, file_store: FileObjectStore, s3_store_factory: Callable[[], WritableObjectStore]) -> None:
+    def __init__(self, file_store: FileObjectStore, s3_store_factory: Callable[[], ObjectStore]) -> None:
         self.file_store = file_store
         self._s3_factory = s3_store_factory
-        self._s3: WritableObjectStore | None = None
+        self._s3: ObjectStore | None = None
         self._lock = threading.Lock()
 
-    def _for(self, uri: str) -> WritableObjectStore:
+    def _for(self, uri: str) -> ObjectStore:
         if uri.startswith("file://"):
             return self.file_store
         if uri.startswith("s3://"):
@@ -67,6 +56,15 @@ class CompositeObjectStore:
 
     def fetch_to(self, uri: str, path: str) -> None:
         self._for(uri).fetch_to(uri, path)
+
+    def copy(self, src_uri: str, dst_uri: str) -> None:
+        src, dst = self._for(src_uri), self._for(dst_uri)
+        if src is dst:
+            src.copy(src_uri, dst_uri)
+            return
+        with src.open_read(src_uri) as r, dst.open_write(dst_uri) as w:  # across stores: stream
+            while block := r.read(1 << 20):
+                w.write(block)
 
     def delete(self, uri: str) -> None:
         self._for(uri).delete(uri)

@@ -180,6 +180,24 @@ def test_fetch_to_copies_into_new_folders(case: Case, tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["model.joblib"]  # no temp files left
 
 
+def test_copy_makes_an_independent_object(case: Case) -> None:
+    src, dst = f"{case.base}/in/upload.jsonl", f"{case.base}/job/input.jsonl"
+    case.store.put_bytes(src, b"[1, 2]\n" * 1000)
+    case.store.copy(src, dst)
+    case.store.put_bytes(src, b"overwritten\n")  # the copy does not follow the source
+    assert case.store.get_bytes(dst) == b"[1, 2]\n" * 1000
+    with pytest.raises(NotFound):
+        case.store.copy(f"{case.base}/no/such/object", f"{case.base}/x")
+
+
+def test_composite_copies_across_stores(tmp_path: Path, s3_client: Any) -> None:
+    store = CompositeObjectStore(FileObjectStore(KEY), lambda: S3ObjectStore(s3_client))
+    key = uuid.uuid4().hex
+    store.put_bytes(f"s3://{BUCKET}/{key}", b"from s3")
+    store.copy(f"s3://{BUCKET}/{key}", f"file://{tmp_path}/copied")
+    assert (tmp_path / "copied").read_bytes() == b"from s3"
+
+
 def test_delete_is_idempotent(case: Case) -> None:
     uri = f"{case.base}/gone.txt"
     case.store.put_bytes(uri, b"x")
