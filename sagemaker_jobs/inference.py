@@ -380,6 +380,12 @@ def to_matrix(records: list[Any], model: LoadedModel) -> Any:
     if not np.isfinite(x).all():
         bad = int(np.argwhere(~np.isfinite(x))[0][0])
         raise InputError(f"record {bad}: values must be finite numbers (no NaN or Infinity)")
+    if model.framework in ("onnx", "pytorch"):
+        # These run in 32-bit floats: a larger value would silently become infinity.
+        too_big = np.abs(x) > np.finfo(np.float32).max
+        if too_big.any():
+            bad = int(np.argwhere(too_big)[0][0])
+            raise InputError(f"record {bad}: a value exceeds the 32-bit float range (about 3.4e38) the model computes in")
     return x
 
 

@@ -104,6 +104,8 @@ class _OnnxModel:
         self.has_proba = proba is not None
 
     def _run(self, name: str, x: Matrix) -> Any:
+        if self._dtype is np.float32 and x.size and float(np.abs(x).max()) > _FLOAT32_MAX:
+            raise _Float32Overflow  # the cast would turn it into infinity
         return self._sess.run([name], {self._input: x.astype(self._dtype, copy=False)})[0]
 
     def predict(self, x: Matrix) -> list[Any]:
@@ -194,6 +196,8 @@ def _jsonable(value: Any) -> list[Any]:
     """numpy results as plain JSON types: numpy scalars become int/float/str, labels keep type."""
     if isinstance(value, np.ndarray):
         if value.dtype != object:
+            if value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+                raise _NonFiniteOutput(int(np.argwhere(~np.isfinite(value))[0][0]) if value.ndim else 0)
             out: list[Any] = value.tolist()
             return out
         return [_scalar(v) for v in value.tolist()]
@@ -279,7 +283,18 @@ class InlineRunner:
             return entry.model.predict(x)
         except RouterError:
             raise
+        except _NonFiniteOutput as e:
+            # Finite input, but a prediction of NaN or infinity (e.g. a linear model fed 1e308):
+            # JSON cannot carry it, and it comes from the request's values.
+            raise InvalidInput(
+                f"the model's prediction for instances[{e.index}] is not a finite number (NaN or infinity): "
+                "its values are outside the range the model can compute with",
+                details={"index": e.index},
+            ) from None
         except Exception as e:
+            # Finite as float64 but not as float32: tree ensembles and float32 ONNX graphs cast their
+            # input down (sklearn then raises "Input X contains infinity or a value too large").
+            _refuse_beyond_float32(x, entry.schema)
             # The cause stays chained for the logs; the client sees no model internals.
             raise InternalError(f"model {model.name!r} failed to predict", details={"model": model.name}) from e
 
@@ -436,6 +451,32 @@ def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
             details={"index": i, "feature": _feature(j, schema), "got": repr(float(x[i, j]))},
         )
     return x
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class _NonFiniteOutput(ValueError):
+    """A model answered NaN or infinity for the record at `index`."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(f"non-finite prediction for record {index}")
+        self.index = index
+
+
+class _Float32Overflow(ValueError):
+    """A value that a float32 model input cannot hold (raised before the cast, explained by the runner)."""
+
+
+def _refuse_beyond_float32(x: Matrix, schema: FeatureSchema) -> None:
+    """InvalidInput naming the first value outside float32's range, if there is one."""
+    big = np.argwhere(np.abs(x) > _FLOAT32_MAX)
+    if big.size:
+        i, j = (int(v) for v in big[0])
+        raise InvalidInput(
+            f"{_where(i, j, schema)} is {float(x[i, j])!r}: beyond the model's 32-bit float range (+-{_FLOAT32_MAX:.4g})",
+            details={"index": i, "feature": _feature(j, schema), "got": repr(float(x[i, j]))},
+        )
 
 
 def _objects_to_rows(instances: Sequence[Any], schema: FeatureSchema) -> list[Any]:

@@ -11,6 +11,7 @@ import binascii
 import json
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from router import __version__
 from router.domain import Decision, Job, Mode, OutputKind
@@ -60,9 +61,28 @@ class PredictBody(_Body):
     output: OutputKind = Field(OutputKind.PREDICT, description="`predict` (default) or `proba` (class probabilities).")
 
 
+# An S3 bucket name as the S3 client accepts it (other characters, or a longer name, are refused
+# before any request is sent), then an object key (not empty: the input is read as one object)
+# without control characters; or an upload's file:// URI.
+_INPUT_URI = r"^(s3://[A-Za-z0-9._-]{1,255}/[^\x00-\x1f\x7f]+|file://[^\x00-\x1f\x7f]+)$"
+_INPUT_URI_RE = re.compile(_INPUT_URI)
+S3_KEY_MAX_BYTES = 1024
+
+
 class JobInput(_Body):
-    uri: str = Field(pattern=r"^(s3|file)://.+", description="s3://bucket/key-or-prefix (an upload's input_uri).")
+    uri: str = Field(max_length=4096, json_schema_extra={"pattern": _INPUT_URI},
+                     description="s3://bucket/key of one object (key: 1-1024 bytes), or an upload's input_uri.")
     format: Literal["jsonl", "csv"] = "jsonl"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        if not _INPUT_URI_RE.match(uri):
+            raise ValueError("must be s3://bucket/key (a bucket name of letters, digits, '.', '-' or '_', "
+                             "a non-empty key, no control characters) or an upload's input_uri")
+        if uri.startswith("s3://") and len(uri[len("s3://"):].partition("/")[2].encode()) > S3_KEY_MAX_BYTES:
+            raise ValueError(f"an S3 key is at most {S3_KEY_MAX_BYTES} bytes")
+        return uri
 
 
 class JobBody(_Body):
@@ -83,7 +103,7 @@ class RouteBody(_Body):
     mode: Mode | None = None
     # Strict: `"10"` or `true` is a type error (400), not silently a number.
     records: StrictInt | None = Field(None, ge=1, le=10**12)
-    payload_bytes: StrictInt | None = Field(None, ge=0)
+    payload_bytes: StrictInt | None = Field(None, ge=0, le=10**18)
     instances: list[Any] | None = Field(None, min_length=1)
     input: JobInput | None = None
     output: OutputKind = OutputKind.PREDICT
@@ -240,6 +260,18 @@ def _loads(text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError(MAX_JSON_DEPTH_MSG, text[:64], 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer literal over Python's int-from-text limit (4300 digits) is valid JSON that
+        # json.loads refuses with a plain ValueError. Such a number is out of any float's range:
+        # read it as +-inf, so it is refused like 1e400 (422 invalid_input where a number belongs).
+        return json.loads(text, parse_int=_parse_int)
+
+
+def _parse_int(s: str) -> int | float:
+    limit = sys.get_int_max_str_digits()
+    return int(s) if not limit or len(s.lstrip("-")) <= limit else float(s)
 
 
 # ---------------------------------------------------------------- the app
@@ -524,6 +556,10 @@ _PREFER = {
 }
 
 
+def _error_response_doc() -> dict[str, Any]:
+    return {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+
 def _finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     """What the generator cannot say from the handlers: authentication, the headers the API reads and
     writes, and no generic 422 "Validation Error" (request validation errors are 400 invalid_request)."""
@@ -541,6 +577,11 @@ def _finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
             generic = responses.get("422")
             if generic is not None and "HTTPValidationError" in json.dumps(generic):
                 del responses["422"]
+            # What every operation can answer whatever its handler does: a body over the API's
+            # payload limit (413, before the handler) or of another media type (415) on POST, and
+            # 500 internal_error.
+            for status in ((413, 415, 500) if method == "post" else (500,)):
+                responses.setdefault(str(status), _error_response_doc())
             for status, resp in responses.items():
                 headers = resp.setdefault("headers", {})
                 headers["X-Request-Id"] = _HEADER_DOCS["X-Request-Id"]

@@ -11,15 +11,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger("router.local")
+
+_CHUNK_SIZE = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
+_METHOD_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$")  # an HTTP method is a token (RFC 9110)
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -166,8 +171,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         (API Gateway refuses bodies over its limit before the Lambda runs: 10 MB REST)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             return self._read_chunked(limit)
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if len(values) > 1:
+            raise _BodyError(400, "invalid_request", "conflicting Content-Length headers", {"content_length": sorted(values)})
         raw = (self.headers.get("Content-Length") or "0").strip()
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):  # str.isdigit() is also true of '²'
             raise _BodyError(400, "invalid_request", "the Content-Length header must be a whole number of bytes", {"content_length": raw})
         length = int(raw)
         if limit is not None and length > limit:
@@ -183,10 +191,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         total = 0
         while True:
             line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            except ValueError:
-                raise _BodyError(400, "invalid_request", "malformed chunked body") from None
+            field = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.match(field):  # hex digits only: no sign, no 0x, no "_"
+                raise _BodyError(400, "invalid_request", "malformed chunked body")
+            size = int(field, 16)
             if size == 0:
                 while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -259,7 +267,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send(200, {"X-Request-Id": rid}, b"")
             return
         raw = (self.headers.get("Content-Length") or "0").strip()
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):  # str.isdigit() is also true of '²'
             self._reject(400, "invalid_request", "the Content-Length header must be a whole number of bytes", rid, {"content_length": raw})
             return
         length = int(raw)
@@ -293,6 +301,32 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_OPTIONS(self) -> None:
         self._safe()
+
+    def do_TRACE(self) -> None:
+        self._safe()  # served nowhere: the handler answers 405 with Allow (or 404), as for any method
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server answers on its own, before any do_* method runs, in the API's envelope
+        instead of its HTML page: a method it has no do_* for (501), a request line over 64 KiB
+        (414), header lines too long or too many (431), a malformed request line (400), an HTTP
+        version it does not speak (505). A method goes to the handler like any other (405 with
+        Allow, or 404); the rest is the client's malformed request: 400 invalid_request."""
+        rid = "local-" + uuid.uuid4().hex
+        if self.request_version in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.1"  # a request line it could not read: still answer with a status line
+        if code == HTTPStatus.NOT_IMPLEMENTED and _METHOD_TOKEN.match(self.command or ""):
+            self._safe()  # e.g. PROPFIND: not an HTTP error of the server's, a method this API does not serve
+            return
+        why = {
+            int(HTTPStatus.REQUEST_URI_TOO_LONG): "the request line is over 65536 bytes",
+            int(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE): "the request headers are too long or too many",
+            int(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED): "unsupported HTTP version",
+        }.get(int(code))
+        text = why or (message or "malformed HTTP request").split("(", 1)[0].strip() or "malformed HTTP request"
+        try:
+            self._reject(400, "invalid_request", text, rid, {"http_status": int(code)})
+        except OSError:
+            self.close_connection = True
 
     def _safe(self) -> None:
         rid = "local-" + uuid.uuid4().hex

@@ -760,3 +760,138 @@ def test_feature_count_of_a_model_without_names(own: Server) -> None:
     assert call("POST", own.url + "/v1/models/reg/predict", {"instances": [[1, 2, 3]]}, key=OWN_ALICE).status == 200
     models = {m["name"]: m for m in call("GET", own.url + "/v1/models", key=OWN_ALICE).json["models"]}
     assert models["reg"]["feature_count"] == 3
+
+
+# ---------------------------------------------------------------- found by fuzzing (schemathesis and hand-made requests)
+
+
+def _raw_http(srv: Server, data: bytes) -> Reply:
+    """Bytes on a socket, one response read back: for requests urllib will not send."""
+    import socket
+
+    port = int(srv.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        return Reply(resp.status, resp.headers, resp.read())
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "M-SEARCH"])
+def test_methods_the_http_front_has_no_handler_for_are_405_not_501(own: Server, method: str) -> None:
+    # http.server answered these itself: 501 with an HTML page.
+    for path, allowed in (("/v1/health", "GET"), ("/v1/jobs", "GET"), ("/v1/models/reg/predict", "POST")):
+        r = call(method, own.url + path, key=OWN_ALICE)
+        assert_error(r, 405, "method_not_allowed")
+        assert allowed in (r.header("Allow") or "")
+    assert_error(call("TRACE", own.url + "/nowhere", key=OWN_ALICE), 404, "not_found")
+    assert call("GET", own.url + "/v1/health").status == 200
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /v1/jobs/" + b"a" * 70_000 + b" HTTP/1.1\r\nConnection: close\r\n\r\n",           # request line over 64 KiB (was 414 HTML)
+    b"GET /v1/health HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"Connection: close\r\n\r\n",  # was 431 HTML
+    b"GET /v1/health HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\nConnection: close\r\n\r\n",
+    b"GET /v1/health HTTP/2.0\r\nConnection: close\r\n\r\n",                                  # was 505 HTML without a status line
+    b"GET /v1/health HTTP/1.1 junk\r\nConnection: close\r\n\r\n",
+    b"POST /v1/models/reg/predict HTTP/1.1\r\nContent-Length: \xb2\r\nConnection: close\r\n\r\n{}",  # '\xb2'.isdigit(): was a 500
+    b"POST /v1/models/reg/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n-2\r\n{}\r\n0\r\n\r\n",  # was a 500
+    b"POST /v1/models/reg/predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\nConnection: close\r\n\r\n{}",
+])
+def test_malformed_http_requests_are_400_in_the_envelope(own: Server, request_bytes: bytes) -> None:
+    assert_error(_raw_http(own, request_bytes), 400, "invalid_request")
+    assert call("GET", own.url + "/v1/health").status == 200  # still serving
+
+
+def test_integers_past_the_json_parsers_digit_limit(own: Server) -> None:
+    # json.loads refuses integer literals over 4300 digits with a plain ValueError: was a 500.
+    huge = b"9" * 5000
+    r = call("POST", own.url + "/v1/models/reg/predict", raw=b'{"instances": [[' + huge + b', 1, 2]]}', key=OWN_ALICE, headers={"Content-Type": JSON})
+    assert_error(r, 422, "invalid_input")
+    r = call("POST", own.url + "/v1/models/reg/jobs", raw=b'{"instances": [[-' + huge + b', 1, 2]]}', key=OWN_ALICE, headers={"Content-Type": JSON})
+    assert_error(r, 422, "invalid_input")
+    r = call("POST", own.url + "/v1/models/reg/route", raw=b'{"mode": "sync", "records": ' + huge + b"}", key=OWN_ALICE, headers={"Content-Type": JSON})
+    assert_error(r, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("payload_bytes", [10**400, 2**64])
+def test_route_payload_bytes_beyond_any_float_is_400(own: Server, payload_bytes: int) -> None:
+    # 10**400 overflowed float division in routing.fmt_bytes: was a 500.
+    body = {"mode": "job", "records": 1, "payload_bytes": payload_bytes}
+    assert_error(call("POST", own.url + "/v1/models/reg/route", body, key=OWN_ALICE), 400, "invalid_request")
+    body = {"instances": [[1, 2, 3]], "payload_bytes": payload_bytes}
+    assert_error(call("POST", own.url + "/v1/models/reg/route", body, key=OWN_ALICE), 400, "invalid_request")
+    assert call("POST", own.url + "/v1/models/reg/route", {"mode": "job", "records": 1, "payload_bytes": 10**18}, key=OWN_ALICE).status == 200
+
+
+def test_values_beyond_float32_for_a_tree_model_are_422(own: Server) -> None:
+    # Finite as float64, but sklearn's trees cast to float32 and raise: was a 500 internal_error.
+    for v in (1e300, -1.7e308, 3.5e38):
+        err = assert_error(call("POST", own.url + "/v1/models/str.cls/predict", {"instances": [[1, v, 3]]}, key=OWN_ALICE), 422, "invalid_input")
+        assert err["details"]["index"] == 0 and err["details"]["feature"] == "b", err
+    assert call("POST", own.url + "/v1/models/str.cls/predict", {"instances": [[1, 3e38, 3]]}, key=OWN_ALICE).status == 200
+
+
+def test_non_finite_predictions_are_422_not_invalid_json(own: Server) -> None:
+    # A linear model fed 1e308 predicts inf: the body was `"predictions":[Infinity]` (not JSON),
+    # and a job with the same row failed as internal_error.
+    r = call("POST", own.url + "/v1/models/reg/predict", {"instances": [[1, 2, 3], [1e308, 1e308, 0]]}, key=OWN_ALICE)
+    err = assert_error(r, 422, "invalid_input")
+    assert err["details"]["index"] == 1
+    json.loads(r.raw, parse_constant=lambda c: pytest.fail(f"{c} in the body"))
+    job = call("POST", own.url + "/v1/models/reg/jobs", {"instances": [[1e308, 1e308, 0]]}, key=OWN_ALICE).json
+    done = finished(own.url, job["job_id"], OWN_ALICE)
+    assert done["status"] == "failed" and done["error"]["code"] == "invalid_input", done
+
+
+@pytest.mark.parametrize("uri", [
+    "s3://" + "b" * 300 + "/k",        # bucket names the S3 client refuses itself (ParamValidationError):
+    "s3://bü😀/k",                      # these were 503 backend_unavailable "S3 unreachable"
+    "s3://bucket",                      # no key: HeadObject with Key="" is refused by the client too
+    "s3://bucket/",
+    "s3://b/k\x00",
+    "s3://b/" + "é" * 600,              # a key over S3's 1024 bytes
+    "file://",
+])
+def test_input_uris_s3_would_refuse_are_400(own: Server, uri: str) -> None:
+    for path in ("jobs", "route"):
+        assert_error(call("POST", own.url + f"/v1/models/reg/{path}", {"input": {"uri": uri}}, key=OWN_ALICE), 400, "invalid_request")
+
+
+def test_openapi_states_the_statuses_every_operation_can_answer(own: Server) -> None:
+    spec = call("GET", own.url + "/v1/openapi.json").json
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            assert "500" in op["responses"], (method, path)
+            if method == "post":
+                assert {"413", "415"} <= set(op["responses"]), (method, path)
+    # ... as they do: a text body on /v1/uploads is 415, a body over the API limit on /route is 413.
+    r = call("POST", own.url + "/v1/uploads", raw=b"x", key=OWN_ALICE, headers={"Content-Type": "text/plain"})
+    assert_error(r, 415, "unsupported_media_type")
+    big = b'{"mode": "sync", "records": 1, "pad": "' + b"x" * 11_000_000 + b'"}'
+    assert_error(call("POST", own.url + "/v1/models/reg/route", raw=big, key=OWN_ALICE, headers={"Content-Type": JSON}), 413, "payload_too_large")
+
+
+def test_nasty_names_ids_and_instances_stay_4xx(own: Server) -> None:
+    """Hand-made requests a schema-driven fuzzer rarely sends: all answered in the envelope."""
+    for path in ("/v1/models/%C3%AFris%F0%9F%98%80", "/v1/models/%ff%fe", "/v1/models/a%00b", "/v1/models/" + "m" * 10_000):
+        r = call("GET", own.url + path, key=OWN_ALICE)
+        assert_error(r, 404, r.json["error"]["code"])
+        assert r.json["error"]["code"] in ("model_not_found", "not_found")
+    for job_id in ("job_%C3%BC%F0%9F%98%80", "job_%ff", "job_%0a%0d", "job_" + "A" * 10_000):
+        for method in ("GET", "DELETE"):
+            r = call(method, own.url + f"/v1/jobs/{job_id}", key=OWN_ALICE)
+            assert_error(r, 404, r.json["error"]["code"])
+            assert r.json["error"]["code"] in ("job_not_found", "not_found")
+    deep = b'{"instances": [' + b"[" * 900 + b"1" + b"]" * 900 + b"]}"
+    assert_error(call("POST", own.url + "/v1/models/reg/predict", raw=deep, key=OWN_ALICE, headers={"Content-Type": JSON}), 422, "invalid_input")
+    many = {"instances": [{f"k{i}": i for i in range(5000)}]}
+    assert_error(call("POST", own.url + "/v1/models/str.cls/predict", many, key=OWN_ALICE), 422, "invalid_input")
+    assert_error(call("POST", own.url + "/v1/models/reg/predict", {**{f"k{i}": i for i in range(5000)}, "instances": [[1, 2, 3]]}, key=OWN_ALICE),
+                 400, "invalid_request")
+    assert call("GET", own.url + "/v1/health").status == 200
+
+
+def test_values_beyond_float32_on_an_onnx_endpoint_are_422(server: Server) -> None:
+    row = [1e300] + [0.0] * 63
+    assert_error(call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [row]}, key=ALICE), 422, "invalid_input")
