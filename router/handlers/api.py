@@ -36,6 +36,7 @@ from router.errors import (
     RouterError,
     UnsupportedMediaType,
 )
+from router.handlers import lambda_entry
 
 logger = Logger(service="router")
 metrics = Metrics(namespace="InferenceRouter", service="router")
@@ -727,14 +728,5 @@ def _add_header(resp: dict[str, Any], name: str, value: str) -> None:
         resp.setdefault("headers", {})[name] = value
 
 
-_handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The Lambda entry point: builds the runtime from the environment on the cold start."""
-    global _handler
-    if _handler is None:
-        from router.bootstrap import runtime_from_env
-
-        _handler = make_handler(runtime_from_env())
-    return _handler(event, context)
+# The Lambda entry point: the runtime is built from the environment on the cold start.
+handler = lambda_entry(make_handler)

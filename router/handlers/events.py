@@ -7,15 +7,14 @@ name, and every move is a conditional transition (a stale event changes nothing)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from router.adapters.sagemaker_batch import job_id_from_transform_job_name, parse_state_change_event
 from router.errors import InvalidRequest
+from router.handlers import Handler, lambda_entry
 
 log = logging.getLogger("router.events")
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def make_events_handler(runtime: Any) -> Handler:
@@ -35,13 +34,5 @@ def make_events_handler(runtime: Any) -> Handler:
     return handle
 
 
-_events: Handler | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _events
-    if _events is None:
-        from router.bootstrap import runtime_from_env
-
-        _events = make_events_handler(runtime_from_env())
-    return _events(event, context)
+# The Lambda entry point: the runtime is built from the environment on the cold start.
+handler = lambda_entry(make_events_handler)

@@ -5,10 +5,9 @@ crash between the job write and the backend call never loses a job. Bounded work
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+from router.handlers import Handler, lambda_entry
 
 
 def make_sweeper(runtime: Any, *, limit: int = 100) -> Handler:
@@ -18,13 +17,5 @@ def make_sweeper(runtime: Any, *, limit: int = 100) -> Handler:
     return handle
 
 
-_sweeper: Handler | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _sweeper
-    if _sweeper is None:
-        from router.bootstrap import runtime_from_env
-
-        _sweeper = make_sweeper(runtime_from_env())
-    return _sweeper(event, context)
+# The Lambda entry point: the runtime is built from the environment on the cold start.
+handler = lambda_entry(make_sweeper)

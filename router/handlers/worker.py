@@ -7,12 +7,10 @@ Invoked asynchronously (Lambda Event invoke, with an on-failure destination in i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from router.errors import InvalidRequest
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+from router.handlers import Handler, lambda_entry
 
 
 def make_worker(runtime: Any) -> Handler:
@@ -30,13 +28,5 @@ def make_worker(runtime: Any) -> Handler:
     return handle
 
 
-_worker: Handler | None = None
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _worker
-    if _worker is None:
-        from router.bootstrap import runtime_from_env
-
-        _worker = make_worker(runtime_from_env())
-    return _worker(event, context)
+# The Lambda entry point: the runtime is built from the environment on the cold start.
+handler = lambda_entry(make_worker)
