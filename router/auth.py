@@ -1,4 +1,4 @@
-"""Who is calling: the job owner for every request (API.md "Authentication and ownership").
+"""Who is calling: the job owner for every request (docs/api.md "Authentication and ownership").
 
 On AWS, API Gateway has already authenticated the caller (IAM SigV4 or an authorizer): the owner is
 the identity in the request context. Locally, `Authorization: Bearer <key>` maps to an owner through

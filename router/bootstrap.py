@@ -136,7 +136,7 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulato
 
 
 def build_aws(config: RouterConfig) -> Runtime:
-    """The Lambda runtime. Refuses to start with auth off (API.md)."""
+    """The Lambda runtime. Refuses to start with auth off (docs/api.md)."""
     if not config.auth.enabled:
         raise ConfigError("config", ["auth.enabled: false is only allowed under `router serve`; on AWS the caller's IAM identity is the owner"])
     from router.adapters.file_store import FileObjectStore

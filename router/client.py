@@ -1,4 +1,4 @@
-"""A small Python client for the router's HTTP API (API.md), standard library only.
+"""A small Python client for the router's HTTP API (docs/api.md), standard library only.
 
     from router.client import RouterClient
     c = RouterClient("http://127.0.0.1:8080", api_key="key-alice-0123456789")

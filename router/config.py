@@ -1,7 +1,7 @@
 """The operator config file (docs/configuration.md): pydantic models, loading and validation.
 
 One YAML file declares models, limits, prices and backends. Unknown keys are rejected with the
-exact path and line of the mistake; omitted limits take the current AWS defaults (ROUTING.md);
+exact path and line of the mistake; omitted limits take the current AWS defaults (docs/routing.md);
 relative `file://` and `sqlite:///` locations are resolved against the file's own folder.
 This is the only module that reads the file.
 """
@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 
 
 class Runtime(_Strict):
-    """The deployment's limits. Defaults are AWS's (ROUTING.md); override when AWS moves them."""
+    """The deployment's limits. Defaults are AWS's (docs/routing.md); override when AWS moves them."""
 
     sync_timeout_s: PositiveFloat = Field(29.0, description="API Gateway REST integration timeout (29 s default, raisable for Regional APIs).")
     lambda_timeout_s: float = Field(900.0, gt=0, le=900, description="Lambda timeout; AWS maximum 900 s (15 min).")

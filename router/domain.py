@@ -13,7 +13,7 @@ from typing import Any
 
 
 class Route(enum.StrEnum):
-    """Where a request can run (API.md "Route names")."""
+    """Where a request can run (docs/api.md "Route names")."""
 
     INLINE = "inline"
     ENDPOINT = "endpoint"
@@ -47,7 +47,7 @@ class RequestShape:
 
 @dataclass(frozen=True, slots=True)
 class BackendState:
-    """Observed backend facts that move a decision (ROUTING.md "Backend state").
+    """Observed backend facts that move a decision (docs/routing.md "Backend state").
 
     `warm` is True when the model is already loaded in this process (no load time);
     `endpoint_in_service` is None when nobody has looked (treated as not in service).
@@ -113,7 +113,7 @@ class Decision:
 
 
 class JobStatus(enum.StrEnum):
-    """Job lifecycle (API.md): queued -> running -> succeeded | failed; cancelling -> cancelled."""
+    """Job lifecycle (docs/api.md): queued -> running -> succeeded | failed; cancelling -> cancelled."""
 
     QUEUED = "queued"
     RUNNING = "running"

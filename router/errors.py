@@ -1,6 +1,6 @@
 """The RouterError hierarchy: every failure a client can see, with its HTTP status and error code.
 
-Handlers map errors by type (API.md "Errors"), never by message text. Adapters raise these,
+Handlers map errors by type (docs/api.md "Errors"), never by message text. Adapters raise these,
 never botocore's ClientError.
 """
 

@@ -44,7 +44,7 @@ from router.service import RouterService
 log = logging.getLogger("router.jobs")
 
 S = JobStatus
-IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (API.md)
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (docs/api.md)
 
 
 class JobsService:
@@ -135,7 +135,7 @@ class JobsService:
             # Review fix: a lambda-job runs on its own snapshot of the input. The upload URL stays
             # valid after submission, so the object behind `input_uri` can be overwritten; the
             # worker resumes from a checkpoint *offset*, and mixed two inputs in one output.
-            # `input_uri` still shows what the client named (API.md); `extra.staged_input` is
+            # `input_uri` still shows what the client named (docs/api.md); `extra.staged_input` is
             # what the worker reads. The copy is server-side on S3 (CopyObject: no bytes through
             # the API Lambda). Batch-transform inputs are not copied: SageMaker reads them whole
             # in one go, so there is no checkpoint to mix across.
@@ -291,7 +291,7 @@ class JobsService:
     def get(self, owner: str, job_id: str) -> Job:
         job = self.store.get(job_id) if re.match(r"^job_[0-9A-Za-z]{1,64}$", job_id) else None
         if job is None or job.owner != owner:
-            # Another owner's job is indistinguishable from a missing one (API.md: 404, never 403).
+            # Another owner's job is indistinguishable from a missing one (docs/api.md: 404, never 403).
             raise JobNotFound(f"no job {job_id!r}", details={"job_id": job_id})
         return job
 
@@ -305,7 +305,7 @@ class JobsService:
         return self.store.list_by_owner(owner, status=st, model=model, limit=limit, cursor=cursor)
 
     def to_dict(self, job: Job, *, with_download: bool = False) -> dict[str, Any]:
-        # `output.uri` is known from the start (API.md's example shows it on a running job); the
+        # `output.uri` is known from the start (docs/api.md's example shows it on a running job); the
         # download link appears once the job succeeded.
         output: dict[str, Any] | None = None
         if job.output_uri:

@@ -1,4 +1,4 @@
-"""The routing decision (ROUTING.md, docs/routing.md): a pure, deterministic function of model,
+"""The routing decision (docs/routing.md): a pure, deterministic function of model,
 request shape, config and backend state that picks inline, endpoint, lambda-job or batch-transform,
 with estimates and a one-line reason. No I/O, no AWS imports: requests, `/route` and `router plan` share it.
 """
@@ -529,7 +529,7 @@ def _decide_job(
 
 
 def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state: BackendState = _COLD) -> Decision:
-    """Route one request (ROUTING.md). Pure and deterministic.
+    """Route one request (docs/routing.md). Pure and deterministic.
 
     Sync candidates are inline then endpoint, job candidates lambda-job then batch-transform;
     every candidate is returned with estimates and, when infeasible, its reasons. Raises

@@ -1,6 +1,6 @@
 """WorkerQueue on AWS: an asynchronous (Event) invoke of the worker Lambda with `{"job_id": ...}`.
 
-The payload is tiny on purpose: Lambda's async invoke payload limit is 1 MB (ROUTING.md), so the
+The payload is tiny on purpose: Lambda's async invoke payload limit is 1 MB (docs/routing.md), so the
 job's input always travels through the job store, never through the invocation.
 """
 

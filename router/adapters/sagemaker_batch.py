@@ -274,7 +274,7 @@ class SageMakerBatchClient:
 
     def stop(self, name: str) -> None:
         """Ask SageMaker to stop the job. Idempotent: stopping a job that is missing, finished or
-        already stopping is not an error (cancel may be repeated; API.md)."""
+        already stopping is not an error (cancel may be repeated; docs/api.md)."""
         client_error = _client_error_type()
         try:
             self._sm.stop_transform_job(TransformJobName=name)

@@ -20,7 +20,7 @@ SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating"})
 
 # ---- timeouts of the runtime client (make_runtime_client), and why
 # API Gateway REST cuts a request at 29 s (the default sync budget) and answers with its own
-# body; the router must answer first, with its JSON error and X-Request-Id (API.md). So the
+# body; the router must answer first, with its JSON error and X-Request-Id (docs/api.md). So the
 # whole botocore retry sequence, not one attempt, must fit in the budget:
 #   attempts x (connect + read) + backoff + headroom <= sync budget.
 # One attempt: routing admits endpoint calls estimated up to safety_margin x min(60 s, budget)

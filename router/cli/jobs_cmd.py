@@ -31,7 +31,15 @@ def register(sub: Any) -> None:
     )
     js = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND", required=True)
 
-    s = js.add_parser("submit", help="submit a job from a JSON Lines or CSV file (uploaded first) or inline JSON")
+    s = js.add_parser(
+        "submit",
+        help="submit a job from a JSON Lines or CSV file (uploaded first), or an s3:// object already in place",
+        description=(
+            "Submit a job. JSON Lines input: one record per line, a list of numbers in feature order or an "
+            "object keyed by feature name, e.g. [5.1, 3.5, 1.4, 0.2]. CSV input: rows of numbers in feature "
+            "order, no header. See docs/api.md, \"Job input files\"."
+        ),
+    )
     s.add_argument("model", help="the model's name (GET /v1/models lists them)")
     s.add_argument("input", help="a .jsonl/.csv file to upload, or an s3:// URI already in place")
     s.add_argument("--format", choices=["jsonl", "csv"], help="input format (default: from the file name, else jsonl)")

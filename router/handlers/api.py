@@ -1,4 +1,4 @@
-"""The API Gateway (REST, proxy integration) Lambda handler: the whole HTTP contract of API.md.
+"""The API Gateway (REST, proxy integration) Lambda handler: the whole HTTP contract of docs/api.md.
 
 Thin on purpose: it parses and validates with Powertools' resolver (pydantic models, which also
 generate /v1/openapi.json), calls the service, and maps every RouterError to its documented status

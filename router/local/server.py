@@ -84,7 +84,7 @@ def to_event(method: str, raw_path: str, headers: dict[str, str], body: bytes | 
 
 
 def _error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> bytes:
-    """API.md's error envelope, `details` always present."""
+    """docs/api.md's error envelope, `details` always present."""
     return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, "details": details or {}}}).encode()
 
 

@@ -1,4 +1,4 @@
-"""API.md checked from the outside: `router serve` as a subprocess, spoken to over real HTTP with
+"""docs/api.md checked from the outside: `router serve` as a subprocess, spoken to over real HTTP with
 urllib, on the demo config and on configs and models written here (a regressor without feature
 names, a classifier trained on a bare numpy array, string class labels, a model without
 predict_proba, a model whose jobs block until the test releases them).
@@ -82,7 +82,7 @@ def call(method: str, url: str, body: Any = None, *, key: str | None = None, hea
 
 
 def assert_error(r: Reply, status: int, code: str) -> dict[str, Any]:
-    """API.md's envelope, exactly: code, message, request_id (= X-Request-Id), details; no trace."""
+    """docs/api.md's envelope, exactly: code, message, request_id (= X-Request-Id), details; no trace."""
     assert r.status == status, r
     rid = r.header("X-Request-Id")
     assert rid, r.headers
@@ -293,7 +293,7 @@ def test_openapi_is_valid_and_covers_every_documented_path(own: Server) -> None:
     }
     served = {(m, p) for p, ops in spec["paths"].items() for m in ops}
     assert documented <= served, documented - served
-    success = {  # API.md's "success" column
+    success = {  # docs/api.md's "success" column
         ("post", "/v1/models/{model}/jobs"): "202", ("delete", "/v1/jobs/{job_id}"): "202", ("post", "/v1/uploads"): "201",
     }
     for method, path in documented:

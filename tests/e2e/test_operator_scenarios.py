@@ -1,5 +1,5 @@
 """An operator's and a data scientist's first day: their own models (many sklearn kinds, ONNX with
-and without ZipMap, a model.tar.gz from `router models package`), their own configs (CONFIG.md's
+and without ZipMap, a model.tar.gz from `router models package`), their own configs (docs/configuration.md's
 shape, omitted sections, auth off, zero models, a wrong digest, an s3:// artifact with no AWS, a
 pytorch model without torch), `router serve` as a subprocess, and plain urllib calls whose
 predictions must equal the model's own predict() / predict_proba()."""
@@ -126,7 +126,7 @@ def _write_configs(root: Path) -> None:
          "sha256": _sha(root / "models" / "pipe.joblib"), "size_bytes": 4000},
         _model("torchy", "pytorch", "fake.pt", root, endpoint={"name": "torchy"}),
     ]
-    # CONFIG.md's example shape, with real files and digests.
+    # docs/configuration.md's example shape, with real files and digests.
     full = {
         "version": 1,
         "runtime": {"sync_timeout_s": 29, "lambda_timeout_s": 900, "lambda_memory_mb": 3008,

@@ -172,3 +172,19 @@ def test_jobs_cli_submits_waits_and_downloads(server: Server, demo_dir: Path, tm
     assert "iris" in listing and "succeeded" in listing
     assert main([*base, "get", "job_01AAAAAAAAAAAAAAAAAAAAAAAA"]) == 1
     assert "job_not_found" in capsys.readouterr().err
+
+
+def test_the_readme_job_example_runs(server: Server, demo_dir: Path, tmp_path: Path) -> None:
+    """README's quick start submits examples/iris-rows.jsonl (rows and feature-name objects)."""
+    from router.cli import main
+
+    src = Path(__file__).resolve().parents[2] / "examples" / "iris-rows.jsonl"
+    assert "iris-rows.jsonl" in (src.parents[1] / "README.md").read_text()
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    records = [json.loads(line) for line in src.read_text().splitlines()]
+    rows = [[r[n] for n in names] if isinstance(r, dict) else r for r in records]
+    out = tmp_path / "out.jsonl"
+    argv = ["jobs", "--url", server.url, "--api-key", "demo-key-alice-0001", "submit", "iris", str(src), "--wait", "--out", str(out)]
+    assert main(argv) == 0
+    model = joblib.load(demo_dir / "models" / "iris.joblib")
+    assert [json.loads(x) for x in out.read_text().splitlines()] == model.predict(np.array(rows)).tolist()

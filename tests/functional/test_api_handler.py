@@ -129,7 +129,7 @@ def test_openapi_matches_the_served_routes(handler: Any) -> None:
     assert status == 200
     validate(spec)  # a valid OpenAPI 3 document
     served = {(m.lower(), p) for p, ops in spec["paths"].items() for m in ops}
-    documented = {  # API.md's endpoint table
+    documented = {  # docs/api.md's endpoint table
         ("get", "/v1/health"), ("get", "/v1/models"), ("get", "/v1/models/{model}"),
         ("post", "/v1/models/{model}/route"), ("post", "/v1/models/{model}/predict"),
         ("post", "/v1/models/{model}/jobs"), ("get", "/v1/jobs/{job_id}"), ("get", "/v1/jobs"),

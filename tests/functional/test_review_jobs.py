@@ -337,7 +337,7 @@ def test_an_upload_overwritten_after_submission_does_not_change_the_job(tmp_path
     p["objects"].put_bytes(slot["input_uri"], b"".join(json.dumps([i, 1]).encode() + b"\n" for i in range(10)))
     job, _ = svc.submit("alice", svc.service.model("m"), instances=None, input_uri=slot["input_uri"], input_format="jsonl",
                         output=OutputKind.PREDICT, idempotency_key=None)
-    assert job.input_uri == slot["input_uri"]  # API.md: the job shows the input the client named
+    assert job.input_uri == slot["input_uri"]  # docs/api.md: the job shows the input the client named
     assert svc.run_lambda_job(job.job_id, iter([0.0]).__next__) is True  # one chunk, then the deadline
     p["objects"].put_bytes(slot["input_uri"], b"[100,100]\n" * 30)  # overwritten through the same URL
     while svc.run_lambda_job(job.job_id, lambda: 1e9):

@@ -4,6 +4,7 @@ traceback; omitted limits are AWS's; relative locations resolve against the file
 from __future__ import annotations
 
 import hashlib
+import re
 import textwrap
 from pathlib import Path
 
@@ -340,50 +341,9 @@ def test_missing_file_artifact_gives_the_resolved_path_and_line(tmp_path: Path) 
     assert load_config(cfg_path, check_artifacts=False).models[1].name == "b"
 
 
-# CONFIG.md's example, verbatim except its shortened sha256 placeholders.
-DESIGN_EXAMPLE = """\
-version: 1
-runtime:                         # the deployment's limits
-  sync_timeout_s: 29             # API Gateway integration timeout
-  lambda_timeout_s: 900
-  lambda_memory_mb: 3008
-  lambda_ephemeral_mb: 2048
-  safety_margin: 0.8             # use at most this share of any time limit
-routing:
-  prefer: latency                # latency | cost, when several routes are feasible
-storage:
-  artifacts: file://./models     # s3://bucket/prefix on AWS
-  jobs: file://./.router/jobs    # job inputs and outputs; s3://bucket/prefix on AWS
-  job_table: sqlite:///./.router/jobs.db   # dynamodb://table-name on AWS
-auth:
-  api_keys:                      # local runtime; on AWS the caller's IAM identity is the owner
-    key-alice-0123456789: alice
-    key-bob-0123456789: bob
-sagemaker:
-  execution_role_arn: arn:aws:iam::123456789012:role/RouterSageMaker
-  batch_transform:               # defaults for every model's batch-transform jobs
-    instance_type: ml.m5.xlarge
-    instance_count: 1
-    max_payload_mb: 6
-    max_concurrent_transforms: 1
-    invocation_timeout_s: 600
-    max_retries: 3
-models:
-  - name: iris
-    framework: sklearn           # sklearn | onnx | pytorch | container
-    artifact: file://./models/iris.joblib
-    sha256: 0f4c...              # the artifact's digest; a mismatch refuses to load it
-    features: [sepal_length, sepal_width, petal_length, petal_width]
-    latency_ms: 100              # objective for synchronous requests
-    profile: {load_s: 0.2, per_record_ms: 0.05}   # optional; `router profile` measures it
-  - name: embedder
-    framework: pytorch
-    artifact: file://./models/embedder.tar.gz   # model.tar.gz with code/inference.py
-    sha256: 9a1b...
-    endpoint: {name: embedder-prod, instance_type: ml.g4dn.xlarge, instance_count: 1}
-    batch_transform: {instance_type: ml.g4dn.xlarge}
-    profile: {load_s: 8, per_record_ms: 15}
-"""
+# docs/configuration.md's minimal example, verbatim except its shortened sha256 placeholders.
+_DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+DESIGN_EXAMPLE = re.search(r"<!-- minimal-example -->\n```yaml\n(.*?)```", _DOC, re.S).group(1)  # type: ignore[union-attr]
 
 
 def test_the_design_example_is_accepted_as_written(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Property tests of the routing invariants (ROUTING.md) over random configs, models and requests:
+"""Property tests of the routing invariants (docs/routing.md) over random configs, models and requests:
 limits are never exceeded, decisions are deterministic, and more records never move a job back
 to lambda-job nor make an infeasible request feasible, whatever the prices.
 """
