@@ -39,6 +39,11 @@ Framework = Literal["sklearn", "onnx", "pytorch", "container"]
 INPROCESS_FRAMEWORKS: frozenset[str] = frozenset({"sklearn", "onnx"})
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+# runtime.* keys whose upper bound is an AWS quota that cannot be raised.
+AWS_FIXED_MAXIMA = frozenset(
+    {"lambda_timeout_s", "lambda_memory_mb", "lambda_ephemeral_mb", "sync_payload_mb", "api_payload_mb",
+     "endpoint_timeout_s", "endpoint_payload_mb"}
+)
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
@@ -54,10 +59,11 @@ class Runtime(_Strict):
     lambda_memory_mb: int = Field(3008, ge=128, le=10240, description="Router/worker Lambda memory (128-10,240 MB).")
     lambda_ephemeral_mb: int = Field(512, ge=512, le=10240, description="Lambda /tmp size (512-10,240 MB); inline model artifacts are cached there.")
     safety_margin: float = Field(0.8, gt=0, le=1, description="Use at most this share of any time or memory limit.")
-    sync_payload_mb: PositiveFloat = Field(6.0, description="Lambda synchronous invoke payload limit (6 MB request and response).")
-    api_payload_mb: PositiveFloat = Field(10.0, description="API Gateway REST payload limit (10 MB).")
-    endpoint_timeout_s: PositiveFloat = Field(60.0, description="SageMaker real-time endpoint invocation timeout (60 s).")
-    endpoint_payload_mb: PositiveFloat = Field(6.0, description="SageMaker real-time endpoint payload limit (6 MB).")
+    # AWS fixed quotas (not raisable): a lower value is allowed, a higher one would route work AWS refuses.
+    sync_payload_mb: float = Field(6.0, gt=0, le=6, description="Lambda synchronous invoke payload limit (6 MB request and response; AWS's fixed maximum).")
+    api_payload_mb: float = Field(10.0, gt=0, le=10, description="API Gateway REST payload limit (10 MB; AWS's fixed maximum).")
+    endpoint_timeout_s: float = Field(60.0, gt=0, le=60, description="SageMaker real-time endpoint invocation timeout (60 s; AWS's fixed maximum).")
+    endpoint_payload_mb: float = Field(6.0, gt=0, le=6, description="SageMaker real-time endpoint payload limit (6 MB; AWS's fixed maximum).")
 
 
 class Prices(_Strict):
@@ -297,8 +303,11 @@ class RouterConfig(_Strict):
 # ---------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, *, check_artifacts: bool = True) -> RouterConfig:
-    """Read, resolve and validate a config file. Raises ConfigError with one line per problem."""
+def load_config(path: str | Path, *, check_artifacts: bool = True, check_digests: bool = False) -> RouterConfig:
+    """Read, resolve and validate a config file. Raises ConfigError with one line per problem.
+
+    `check_digests` also hashes every file:// artifact against its `sha256` (the operator's
+    `router config validate`; the runtimes verify each artifact when they load it)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -306,10 +315,19 @@ def load_config(path: str | Path, *, check_artifacts: bool = True) -> RouterConf
         raise ConfigError(str(p), [f"cannot read the file: {e.strerror or e}"]) from None
     except UnicodeDecodeError as e:
         raise ConfigError(str(p), [f"cannot read the file: not UTF-8 text (byte {e.start})"]) from None
-    return parse_config(text, source=str(p), base_dir=p.resolve().parent, check_artifacts=check_artifacts)
+    return parse_config(
+        text, source=str(p), base_dir=p.resolve().parent, check_artifacts=check_artifacts, check_digests=check_digests
+    )
 
 
-def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None, check_artifacts: bool = True) -> RouterConfig:
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    check_artifacts: bool = True,
+    check_digests: bool = False,
+) -> RouterConfig:
     try:
         # One parse: the node tree (for line numbers) and the data built from it (= yaml.safe_load).
         loader = yaml.SafeLoader(text)
@@ -341,7 +359,7 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     except ValidationError as e:
         raise ConfigError(source, [_format_error(err, root) for err in e.errors()]) from None
     if check_artifacts:
-        _check_artifacts(cfg, root, source)
+        _check_artifacts(cfg, root, source, digests=check_digests)
     return cfg
 
 
@@ -386,13 +404,34 @@ def uri_to_path(uri: str) -> Path:
     return Path(uri[len("file://"):])
 
 
-def _check_artifacts(cfg: RouterConfig, root: yaml.Node | None, source: str) -> None:
-    """file:// artifacts must exist. (s3:// ones are checked when they are loaded.)"""
-    problems = [
-        _with_line(f"models[{i}].artifact: file not found: {uri_to_path(m.artifact)}", root, ("models", i, "artifact"))
-        for i, m in enumerate(cfg.models)
-        if m.artifact.startswith("file://") and not uri_to_path(m.artifact).is_file()
-    ]
+def _check_artifacts(cfg: RouterConfig, root: yaml.Node | None, source: str, *, digests: bool = False) -> None:
+    """file:// artifacts must exist, and with `digests` match their sha256. (s3:// ones are
+    checked when they are loaded.)"""
+    problems = []
+    for i, m in enumerate(cfg.models):
+        if not m.artifact.startswith("file://"):
+            continue
+        path = uri_to_path(m.artifact)
+        if not path.is_file():
+            problems.append(_with_line(f"models[{i}].artifact: file not found: {path}", root, ("models", i, "artifact")))
+            continue
+        if not digests:
+            continue
+        try:
+            with path.open("rb") as f:
+                actual = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as e:
+            problems.append(_with_line(f"models[{i}].artifact: cannot read {path}: {e.strerror or e}", root, ("models", i, "artifact")))
+            continue
+        if actual != m.sha256:
+            problems.append(
+                _with_line(
+                    f"models[{i}].sha256: does not match {path} (its sha256 is {actual}); "
+                    f"the router would refuse to load model {m.name!r}",
+                    root,
+                    ("models", i, "sha256"),
+                )
+            )
     if problems:
         raise ConfigError(source, problems)
 
@@ -450,6 +489,8 @@ def _format_error(err: Mapping[str, Any], root: yaml.Node | None) -> str:
         msg = msg[:1].lower() + msg[1:]
         if "input" in err and not isinstance(err["input"], dict | list):
             msg += f", got {err['input']!r}"
+        if typ == "less_than_equal" and len(loc) == 2 and loc[0] == "runtime" and loc[1] in AWS_FIXED_MAXIMA:
+            msg += " (AWS's fixed maximum: it cannot be raised)"
         if typ == "string_type" and isinstance(err.get("input"), bool):
             # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
             msg += " (quote the value: YAML reads unquoted yes/no/on/off as booleans)"

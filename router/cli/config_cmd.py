@@ -14,7 +14,7 @@ from typing import Any
 
 from router import routing
 from router.cli.common import print_config_error
-from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config, uri_to_path
+from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config
 from router.domain import Route
 from router.errors import ConfigError
 from router.routing import RouteOptions
@@ -90,7 +90,7 @@ def _route_label(model: ModelSpec, route: Route) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     source = str(args.file)
     try:
-        cfg = load_config(args.file, check_artifacts=not args.skip_artifact_check)
+        cfg = load_config(args.file, check_artifacts=not args.skip_artifact_check, check_digests=not args.skip_artifact_check)
     except ConfigError as e:
         print_config_error(e)
         if args.json:
@@ -100,30 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(summary(cfg, source), indent=2))
     else:
         _print_summary(cfg, source)
-    if not args.skip_artifact_check:
-        _warn_digest_mismatches(cfg)
     return EXIT_OK
-
-
-def _warn_digest_mismatches(cfg: RouterConfig) -> None:
-    """A file:// artifact whose digest differs from `sha256` is a valid config that fails at the
-    model's first use (500 model_integrity_error): say so now, while it is cheap to fix."""
-    import hashlib
-
-    for i, m in enumerate(cfg.models):
-        if not m.artifact.startswith("file://"):
-            continue
-        try:
-            with uri_to_path(m.artifact).open("rb") as f:
-                actual = hashlib.file_digest(f, "sha256").hexdigest()
-        except OSError:
-            continue
-        if actual != m.sha256:
-            print(
-                f"warning: models[{i}].sha256: does not match {uri_to_path(m.artifact)} (its sha256 is {actual}); "
-                f"the router will refuse to load model {m.name!r}",
-                file=sys.stderr,
-            )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -152,7 +129,8 @@ def register(subparsers: Any) -> None:
         "validate",
         help="check a config file; exit 0 with a summary, or 2 listing every problem",
         description=(
-            "Validate FILE against the config schema, check that file:// artifacts exist, and print "
+            "Validate FILE against the config schema, check that file:// artifacts exist and match their "
+            "sha256, and print "
             "the models (framework, routes each can take in principle) and storage locations. "
             "On error print every problem as `path: message (line N)` to stderr and exit 2."
         ),
@@ -164,7 +142,7 @@ def register(subparsers: Any) -> None:
     validate.add_argument(
         "--skip-artifact-check",
         action="store_true",
-        help="do not require file:// artifacts to exist (s3:// artifacts are never checked offline)",
+        help="do not check that file:// artifacts exist and match their sha256 (s3:// artifacts are never checked offline)",
     )
     validate.set_defaults(func=cmd_validate)
 

@@ -7,12 +7,13 @@ are not rebuilt, and an unchanged config file is not rewritten.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,17 @@ class Built:
     profile: dict[str, float]
 
 
-def build_demo(out_dir: Path, *, force: bool = False, progress: Progress = print) -> Path:
+def build_demo(
+    out_dir: Path,
+    *,
+    force: bool = False,
+    progress: Progress = print,
+    profiles: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
     """Build (or reuse) the demo models under out_dir/models and write out_dir/operator.yaml.
 
-    Returns the config's path. `force` rebuilds every model."""
+    Returns the config's path. `force` rebuilds every model. `profiles` replaces the measured
+    profiles of the models it names (tests: routing that does not depend on this machine's speed)."""
     out_dir = Path(out_dir).resolve()
     models_dir = out_dir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +93,8 @@ def build_demo(out_dir: Path, *, force: bool = False, progress: Progress = print
         manifest[name] = {"recipe": RECIPES[name], "file": path.name, "sha256": digest, "profile": profile}
         _write_if_changed(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
+    for name, fixed in (profiles or {}).items():
+        built[name] = dataclasses.replace(built[name], profile=dict(fixed))
     config_path = out_dir / "operator.yaml"
     if _write_if_changed(config_path, _render_config(built)):
         progress(f"wrote {config_path}")

@@ -18,6 +18,14 @@ import yaml
 
 from router.client import RouterClient
 
+# Typical figures of the demo models, fixed so that no routing decision in a test depends on how
+# fast (or loaded) the machine building the demo is.
+DEMO_PROFILES = {
+    "iris": {"load_s": 1.2, "per_record_ms": 0.02, "memory_mb": 17.0},
+    "forest-xl": {"load_s": 1.1, "per_record_ms": 0.05},
+    "digits-mlp": {"load_s": 0.14, "per_record_ms": 0.004, "memory_mb": 6.8},
+}
+
 ALICE = "demo-key-alice-0001"
 BOB = "demo-key-bob-00001"
 
@@ -27,7 +35,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from router.cli.demo_build import build_demo
 
     out = tmp_path_factory.mktemp("demo")
-    build_demo(out, progress=lambda msg: None)
+    build_demo(out, progress=lambda msg: None, profiles=DEMO_PROFILES)
     return out
 
 

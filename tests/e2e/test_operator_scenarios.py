@@ -402,11 +402,13 @@ def test_cli_jobs_submit_wait_with_a_csv_file(srv: Server, op_dir: Path, tmp_pat
 def test_validate_route_and_plan_from_another_directory(op_dir: Path, tmp_path: Path) -> None:
     cfg = str(op_dir / "operator.yaml")
     res = _cli("config", "validate", cfg, "--json", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    # valid, but the wrong digest is worth a warning before the first request finds it
+    # the wrong digest is refused before the first request finds it
+    assert res.returncode == 2, res.stderr
     bad = next(i for i, m in enumerate(yaml.safe_load((op_dir / "operator.yaml").read_text())["models"]) if m["name"] == "badsha")
-    assert f"warning: models[{bad}].sha256: does not match" in res.stderr
-    assert res.stderr.count("warning:") == 1, res.stderr
+    problems = json.loads(res.stdout)["problems"]
+    assert len(problems) == 1 and problems[0].startswith(f"models[{bad}].sha256: does not match"), problems
+    res = _cli("config", "validate", cfg, "--json", "--skip-artifact-check", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     by_name = {m["name"]: m for m in summary["models"]}
     assert by_name["pipe"]["size_bytes"] == (op_dir / "models" / "pipe.joblib").stat().st_size

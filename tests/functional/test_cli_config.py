@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -137,6 +138,37 @@ def test_missing_local_artifact_fails_unless_the_check_is_skipped(
         in capsys.readouterr().err
     )
     assert main(["config", "validate", "--skip-artifact-check", str(path)]) == 0
+
+
+def test_digest_mismatch_exits_2_naming_both_digests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.onnx").write_bytes(b"not what the config pinned")
+    actual = hashlib.sha256(b"not what the config pinned").hexdigest()
+    path = write(tmp_path, f"models:\n  - name: a\n    framework: onnx\n    artifact: file://a.onnx\n    sha256: {SHA}\n")
+    assert main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"  models[0].sha256: does not match {tmp_path.resolve()}/a.onnx (its sha256 is {actual}); " in err
+    assert "(line 5)" in err and "Traceback" not in err
+    assert main(["config", "validate", "--json", str(path)]) == 2
+    assert json.loads(capsys.readouterr().out)["valid"] is False
+    assert main(["config", "validate", "--skip-artifact-check", str(path)]) == 0
+
+
+def test_json_into_a_closed_pipe_is_quiet() -> None:
+    # `router config validate --json | head -1`: the reader leaves early; no BrokenPipe traceback.
+    code = (
+        "import sys; from router.cli import main; sys.argv[0] = 'router'; "
+        "sys.exit(main(['config', 'validate', '--json', 'examples/operator.yaml']))"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=write_end, capture_output=False,
+                              stderr=subprocess.PIPE, check=False, timeout=120)
+    finally:
+        os.close(write_end)
+    err = done.stderr.decode()
+    assert done.returncode != 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_empty_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

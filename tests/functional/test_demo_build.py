@@ -127,3 +127,22 @@ def test_a_changed_model_file_is_rebuilt(tmp_path: Path, demo: tuple[Path, list[
     iris = cfg.model("iris")
     assert iris is not None
     assert hashlib.sha256((out / "models" / "iris.joblib").read_bytes()).hexdigest() == iris.sha256
+
+
+def test_fixed_profiles_replace_the_measured_ones(tmp_path: Path, demo: tuple[Path, list[str]]) -> None:
+    """Tests route the demo by fixed profiles: no decision may depend on this machine's speed."""
+    src, _ = demo
+    out = tmp_path / "fixed"
+    (out / "models").mkdir(parents=True)
+    for p in (src / "models").iterdir():
+        (out / "models" / p.name).write_bytes(p.read_bytes())
+    build_demo(out, progress=lambda m: None, profiles={"iris": {"load_s": 9.5, "per_record_ms": 0.125}})
+    cfg = load_config(out / "operator.yaml")
+    iris, xl = cfg.model("iris"), cfg.model("forest-xl")
+    assert iris is not None and iris.profile is not None and xl is not None and xl.profile is not None
+    assert (iris.profile.load_s, iris.profile.per_record_ms, iris.profile.memory_mb) == (9.5, 0.125, None)
+    assert xl.profile.load_s > 0  # the others keep their measured figures
+    # The cached, measured profile is untouched: a later plain build measures as before.
+    build_demo(out, progress=lambda m: None)
+    iris = load_config(out / "operator.yaml").model("iris")
+    assert iris is not None and iris.profile is not None and iris.profile.load_s != 9.5

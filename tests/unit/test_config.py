@@ -103,8 +103,22 @@ def test_negative_limit_is_refused_with_its_bound() -> None:
 
 def test_limit_above_the_aws_maximum_is_refused() -> None:
     assert one_problem("runtime: {lambda_timeout_s: 1200}\n") == (
-        "runtime.lambda_timeout_s: input should be less than or equal to 900, got 1200 (line 1)"
+        "runtime.lambda_timeout_s: input should be less than or equal to 900, got 1200"
+        " (AWS's fixed maximum: it cannot be raised) (line 1)"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "limit"),
+    [("sync_payload_mb", 20, 6), ("api_payload_mb", 11, 10), ("endpoint_payload_mb", 7, 6), ("endpoint_timeout_s", 61, 60)],
+)
+def test_limits_above_aws_fixed_quotas_are_refused(key: str, value: int, limit: int) -> None:
+    # A 20 MB sync payload limit would route 15 MiB inline, which Lambda refuses.
+    assert one_problem(f"runtime: {{{key}: {value}}}\n") == (
+        f"runtime.{key}: input should be less than or equal to {limit}, got {value}"
+        " (AWS's fixed maximum: it cannot be raised) (line 1)"
+    )
+    assert parse_config(f"runtime: {{{key}: {limit}}}\n").runtime.model_dump()[key] == limit
 
 
 def test_unknown_choice_lists_the_allowed_ones() -> None:
