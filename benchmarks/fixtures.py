@@ -134,3 +134,37 @@ def iris_onnx(demo_path: Path, out_dir: Path) -> dict[str, Any]:
         "latency_ms": iris.latency_ms,
         "profile": iris.profile.model_dump() if iris.profile else None,
     }
+
+
+FOREST_FEATURES = 20
+
+
+def forest100(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A 100-tree random forest on 20 features (scikit-learn's make_classification, 2,000 rows)
+    and its skl2onnx conversion, as config entries `forest100` (sklearn) and `forest100-onnx`."""
+    import hashlib
+
+    import joblib
+    from skl2onnx import to_onnx
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, y = make_classification(n_samples=2_000, n_features=FOREST_FEATURES, n_informative=10, random_state=0)
+    model = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0).fit(x, y)
+    sk_path, onnx_path = out_dir / "forest100.joblib", out_dir / "forest100.onnx"
+    joblib.dump(model, sk_path)
+    onx = to_onnx(model, x[:1].astype(np.float32), options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx_path.write_bytes(onx.SerializeToString())
+
+    def entry(name: str, framework: str, path: Path) -> dict[str, Any]:
+        return {"name": name, "framework": framework, "artifact": path.as_uri(),
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "latency_ms": 1000}
+
+    return entry("forest100", "sklearn", sk_path), entry("forest100-onnx", "onnx", onnx_path)
+
+
+def forest_rows(n: int, seed: int = 0) -> list[list[float]]:
+    """n records for forest100: standard normal features, rounded as a client would send them."""
+    rows: list[list[float]] = np.round(np.random.default_rng(seed).normal(size=(n, FOREST_FEATURES)), 3).tolist()
+    return rows

@@ -24,7 +24,7 @@ from router.domain import OutputKind
 from router.errors import InternalError, InvalidInput, ModelIntegrityError, OutputNotSupported, RouterError
 from router.ports import ObjectStore
 
-Matrix = npt.NDArray[np.float64]
+Matrix = npt.NDArray[np.floating[Any]]  # float64, or float32 for a float32 ONNX graph
 _NUMBER_TYPES = frozenset({int, float})
 _ROW_TYPES = frozenset({list, tuple})
 _SMALL_BATCH = 64  # values; below this a Python-level finiteness scan beats numpy's call overhead
@@ -39,6 +39,7 @@ class LoadedModel(Protocol):
     n_features: int | None
     feature_names: tuple[str, ...] | None
     has_proba: bool
+    input_dtype: type[np.floating[Any]]  # what predict() takes: the runner builds the matrix in it
 
     def predict(self, x: Matrix) -> list[Any]: ...
 
@@ -46,6 +47,8 @@ class LoadedModel(Protocol):
 
 
 class _SklearnModel:
+    input_dtype: type[np.floating[Any]] = np.float64
+
     def __init__(self, estimator: Any) -> None:
         self._est = estimator
         n = getattr(estimator, "n_features_in_", None)
@@ -76,21 +79,31 @@ def _per_record(proba: Any) -> list[Any]:
     return _jsonable(proba)
 
 
+def onnx_session(path: Path) -> Any:
+    """An onnxruntime CPU session as the router runs it: intra-op threads do not spin between
+    calls (a spinning pool takes the CPU share of a small Lambda, or of `router serve`'s other
+    requests, from the next request), and one graph runs at a time per call."""
+    import onnxruntime as ort  # lazy: only deployments with ONNX models pay for it
+
+    opts = ort.SessionOptions()
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class _OnnxModel:
     """skl2onnx graphs: classifiers output (label, probabilities) where probabilities are a
     tensor [N, C] (zipmap=False) or a sequence of {class: p} maps (ZipMap); regressors one tensor."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort  # lazy: only deployments with ONNX models pay for it
-
-        self._sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self._sess = onnx_session(path)
         inputs = self._sess.get_inputs()
         if len(inputs) != 1:
             # e.g. skl2onnx from a DataFrame with one input per column: records here are rows.
             raise ValueError(f"the graph has {len(inputs)} inputs; only ONNX models with one 2-D input tensor run inline")
         inp = inputs[0]
         self._input = inp.name
-        self._dtype = np.float32 if inp.type == "tensor(float)" else np.float64
+        self.input_dtype: type[np.floating[Any]] = np.float32 if inp.type == "tensor(float)" else np.float64
         shape = inp.shape
         self.n_features: int | None = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
         self.feature_names: tuple[str, ...] | None = None
@@ -99,14 +112,17 @@ class _OnnxModel:
         proba = next((o for o in outputs if "prob" in o.name.lower()), None)
         if proba is None and len(outputs) >= 2:
             proba = next(o for o in outputs if o.name != label.name)
-        self._label = label.name
-        self._proba = proba.name if proba is not None else None
+        self._label = [label.name]
+        self._proba = [proba.name] if proba is not None else None
         self.has_proba = proba is not None
+        # The native session's run, without the Python wrapper's per-call checks (input names
+        # against the graph, OrtValue ownership, WebGPU capture): the feed is always the one
+        # input checked above and a CPU numpy array, so they cannot fail (~10 us a call).
+        native_run = getattr(getattr(self._sess, "_sess", None), "run", None)
+        self._call: Any = native_run if callable(native_run) else self._sess.run
 
-    def _run(self, name: str, x: Matrix) -> Any:
-        if self._dtype is np.float32 and x.size and float(np.abs(x).max()) > _FLOAT32_MAX:
-            raise _Float32Overflow  # the cast would turn it into infinity
-        return self._sess.run([name], {self._input: x.astype(self._dtype, copy=False)})[0]
+    def _run(self, names: list[str], x: Matrix) -> Any:
+        return self._call(names, {self._input: x}, None)[0]
 
     def predict(self, x: Matrix) -> list[Any]:
         out = self._run(self._label, x)
@@ -276,7 +292,7 @@ class InlineRunner:
                 f"model {model.name!r} has no class probabilities; use output \"predict\"",
                 details={"model": model.name, "output": output.value},
             )
-        x = _to_matrix(instances, entry.schema)
+        x = _to_matrix(instances, entry.schema, entry.model.input_dtype)
         try:
             if output is OutputKind.PROBA:
                 return entry.model.predict_proba(x)
@@ -407,9 +423,10 @@ def _json_type(v: Any) -> str:
     return _JSON_TYPE.get(type(v), type(v).__name__)
 
 
-def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
-    """Validated float64 matrix [records, features]. Fast path: C-level type and length checks
-    and one vectorised isfinite; the per-value scan runs only to explain a rejection."""
+def _to_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floating[Any]] = np.float64) -> Matrix:
+    """Validated matrix [records, features] in `dtype` (float64, or a float32 model's input);
+    InvalidInput says what and where. Fast path: C-level type, length, finiteness and range
+    checks; the per-value scan runs only to explain a rejection."""
     if not isinstance(instances, (list, tuple)) or not instances:  # noqa: UP038 (tuple form is faster)
         got = "an empty list" if isinstance(instances, (list, tuple)) else _json_type(instances)  # noqa: UP038
         raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
@@ -428,6 +445,30 @@ def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
             f"instances[{i}] has {len(rows[i])} features, expected {expected}",
             details={"index": i, "expected": expected, "got": len(rows[i])},
         )
+    f32 = dtype is np.float32
+    if len(rows) * len(rows[0]) <= _SMALL_BATCH:
+        # The few values of a typical sync request: checks over the Python numbers are several
+        # times cheaper than numpy's per-call overhead, and the matrix is built once, in `dtype`.
+        flat = list(chain.from_iterable(rows))
+        try:
+            ok = (
+                set(map(type, flat)) <= _NUMBER_TYPES
+                and all(map(math.isfinite, flat))
+                and (not f32 or (max(flat) <= _FLOAT32_MAX and min(flat) >= -_FLOAT32_MAX))
+            )
+        except OverflowError:  # an int beyond float64: explained below
+            ok = False
+        if ok:
+            return np.array(rows, dtype=dtype)
+    x = _checked_float64(rows, schema)
+    if f32:
+        _refuse_beyond_float32(x, schema)  # the cast would turn such a value into infinity
+        return x.astype(np.float32)
+    return x
+
+
+def _checked_float64(rows: Sequence[Any], schema: FeatureSchema) -> Matrix:
+    """Equal-length rows as a float64 matrix of finite numbers, or InvalidInput naming the first bad value."""
     if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
         _explain_types(rows, schema)  # raises unless every value is a number subclass (numpy float)
     try:
@@ -441,10 +482,7 @@ def _to_matrix(instances: Any, schema: FeatureSchema) -> Matrix:
         ) from None
     if x.ndim != 2:
         raise InvalidInput("instances must be a list of records (rows of numbers)", details={"got_ndim": x.ndim})
-    # Vectorised isfinite for batches; for the few values of a typical sync request, a C-level
-    # map over the Python floats is several times cheaper than numpy's per-call overhead.
-    small = x.size <= _SMALL_BATCH
-    if not (all(map(math.isfinite, x.ravel().tolist())) if small else bool(np.isfinite(x).all())):
+    if not np.isfinite(x).all():
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
         raise InvalidInput(
             f"{_where(i, j, schema)} is {float(x[i, j])!r}: NaN and infinity are not accepted",
@@ -462,10 +500,6 @@ class _NonFiniteOutput(ValueError):
     def __init__(self, index: int) -> None:
         super().__init__(f"non-finite prediction for record {index}")
         self.index = index
-
-
-class _Float32Overflow(ValueError):
-    """A value that a float32 model input cannot hold (raised before the cast, explained by the runner)."""
 
 
 def _refuse_beyond_float32(x: Matrix, schema: FeatureSchema) -> None:

@@ -242,6 +242,14 @@ def test_onnx_regressor(art: Artifacts, runner: InlineRunner) -> None:
     assert info.value.details["expected"] == 3
 
 
+def test_onnx_float32_graph_refuses_values_it_cannot_hold(art: Artifacts, runner: InlineRunner) -> None:
+    spec = art.spec("iris-onnx", "rf_tensor.onnx", framework="onnx")
+    for rows in ([[5.1, 3.5, 3.5e38, 0.2]], [[5.1, 3.5, 1.4, 0.2]] * 100 + [[5.1, -1e300, 1.4, 0.2]]):
+        with pytest.raises(InvalidInput) as info:
+            runner.predict(spec, rows, OutputKind.PREDICT)
+        assert "32-bit float range" in info.value.message and info.value.details["index"] == len(rows) - 1
+
+
 # ---------------------------------------------------------------- integrity and caching
 
 

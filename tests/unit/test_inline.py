@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.adapters.inline import FeatureSchema
+from router.adapters.inline import FeatureSchema, _to_matrix
 from router.errors import InvalidInput
 
 IRIS = FeatureSchema(names=("sepal_length", "sepal_width", "petal_length", "petal_width"), n_features=None)
@@ -152,3 +152,40 @@ def test_any_single_non_finite_value_is_found(rows: list[list[float]], data: st.
     rows[i][j] = bad
     err = reject(UNNAMED, rows)
     assert (err.details["index"], err.details["feature"]) == (i, j)
+
+
+# ---------------------------------------------------------------- a float32 model's input
+
+
+def reject32(schema: FeatureSchema, instances: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as info:
+        _to_matrix(instances, schema, np.float32)
+    return info.value
+
+
+@pytest.mark.parametrize("records", [1, 1000])  # the small-batch and the vectorised path
+def test_a_float32_matrix_is_built_directly(records: int) -> None:
+    rows = [[1.5, 2, -3.25]] * records
+    x = _to_matrix(rows, UNNAMED, np.float32)
+    assert x.dtype == np.float32 and x.shape == (records, 3) and x[0].tolist() == [1.5, 2.0, -3.25]
+
+
+@pytest.mark.parametrize("records", [1, 1000])
+@pytest.mark.parametrize("big", [3.5e38, -1e300, 10**39])
+def test_values_beyond_float32_are_refused_before_the_cast(records: int, big: float) -> None:
+    rows = [[1.0, 2.0, 3.0] for _ in range(records)]
+    rows[-1][1] = big
+    err = reject32(UNNAMED, rows)  # pytest turns numpy's overflow warning into an error: none is raised
+    assert err.details == {"index": records - 1, "feature": 1, "got": repr(float(big))}
+    assert "32-bit float range" in err.message
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 10**400, "7", True])
+def test_the_float32_path_explains_like_the_float64_one(bad: Any) -> None:
+    rows = [[1.0, 2.0, 3.0], [1.0, bad, 3.0]]
+    assert reject32(UNNAMED, rows).details == reject(UNNAMED, rows).details
+
+
+@given(st.lists(st.lists(st.floats(-3e38, 3e38, width=64) | st.integers(-(2**53), 2**53), min_size=3, max_size=3), min_size=1, max_size=30))
+def test_any_float32_range_rows_convert_as_numpy_does(rows: list[list[float]]) -> None:
+    assert _to_matrix(rows, UNNAMED, np.float32).tolist() == np.array(rows, dtype=np.float64).astype(np.float32).tolist()
