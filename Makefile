@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# The deep-model (TorchScript) tests need torch; this pinned release is the CPU build these
+# machines hold on disk (a plain `torch` from PyPI is the multi-GB CUDA build). Never in the Lambda.
+TORCH  ?= torch==2.13.0
 
 .PHONY: demo serve test lint typecheck unit bench clean
 
@@ -11,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,onnx]'
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## build example models (first run) and serve them on http://127.0.0.1:8080

@@ -98,6 +98,20 @@ class IdempotencyKeyReuse(RouterError):
     status, code = 422, "idempotency_key_reuse"
 
 
+class ModelRejected(RouterError):
+    """The model itself refused the caller's input (it raised on it, or its container answered 4xx)."""
+
+    status, code = 422, "model_error"
+    MAX_MESSAGE = 300  # the model's own message, cut: it may be long and carries no secrets of ours
+
+    @classmethod
+    def from_model(cls, model: str, message: str, **kw: object) -> ModelRejected:
+        text = " ".join(message.split())
+        if len(text) > cls.MAX_MESSAGE:
+            text = text[: cls.MAX_MESSAGE - 3] + "..."
+        return cls(f"model {model!r} refused the input: {text}", details={"model": model})
+
+
 # 429
 class TooManyJobs(RouterError):
     status, code = 429, "too_many_jobs"

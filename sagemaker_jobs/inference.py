@@ -47,7 +47,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,12 @@ def _load_torch(path: Path) -> LoadedModel:
     # torch is optional: only a TorchScript model needs it, and only when one is loaded.
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
+    # torch >= 2.13 deprecates TorchScript in favour of torch.export; SageMaker's PyTorch images
+    # (torch 2.x) still load model.pt with torch.jit.load, so this loader does too (docs/architecture.md).
+    jit_load: Callable[..., Any] = torch.jit.load
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=DeprecationWarning)
+        module = jit_load(str(path), map_location="cpu")
     module.eval()
     return LoadedModel("pytorch", module, has_proba=True)
 

@@ -21,7 +21,14 @@ import numpy.typing as npt
 
 from router.config import ModelSpec
 from router.domain import OutputKind
-from router.errors import InternalError, InvalidInput, ModelIntegrityError, OutputNotSupported, RouterError
+from router.errors import (
+    InternalError,
+    InvalidInput,
+    ModelIntegrityError,
+    ModelRejected,
+    OutputNotSupported,
+    RouterError,
+)
 from router.ports import ObjectStore
 
 Matrix = npt.NDArray[np.floating[Any]]  # float64, or float32 for a float32 ONNX graph
@@ -307,9 +314,14 @@ class InlineRunner:
                 "its values are outside the range the model can compute with",
                 details={"index": e.index},
             ) from None
-        except Exception as e:
+        except (ValueError, TypeError) as e:
             # Finite as float64 but not as float32: tree ensembles and float32 ONNX graphs cast their
             # input down (sklearn then raises "Input X contains infinity or a value too large").
+            _refuse_beyond_float32(x, entry.schema)
+            # Raised by the model on this (validated) input: the model rejects it, as a SageMaker
+            # container answering 4xx does (docs/api.md "model_error").
+            raise ModelRejected.from_model(model.name, str(e) or type(e).__name__) from e
+        except Exception as e:
             _refuse_beyond_float32(x, entry.schema)
             # The cause stays chained for the logs; the client sees no model internals.
             raise InternalError(f"model {model.name!r} failed to predict", details={"model": model.name}) from e

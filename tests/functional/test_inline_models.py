@@ -17,12 +17,21 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from router.adapters.file_store import FileObjectStore
 from router.adapters.inline import InlineRunner
 from router.config import ModelSpec
 from router.domain import OutputKind
-from router.errors import InternalError, InvalidInput, ModelIntegrityError, NotFound, OutputNotSupported
+from router.errors import (
+    InternalError,
+    InvalidInput,
+    ModelIntegrityError,
+    ModelRejected,
+    NotFound,
+    OutputNotSupported,
+)
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -45,12 +54,21 @@ class CountingStore(FileObjectStore):
 
 
 class Exploding:
-    """A 'model' whose predict fails with text that must not reach the client."""
+    """A 'model' that breaks inside (not a judgement on the input): its text must not reach the client."""
 
     n_features_in_ = 2
 
     def predict(self, x: Any) -> Any:
-        raise ValueError("secret internal detail /opt/model/weights.bin")
+        raise RuntimeError("secret internal detail /opt/model/weights.bin")
+
+
+class Verbose:
+    """A 'model' that rejects every input with a very long, multi-line message."""
+
+    n_features_in_ = 2
+
+    def predict(self, x: Any) -> Any:
+        raise TypeError("bad record\n" + "x" * 5000)
 
 
 class NamedFeatures:
@@ -197,6 +215,27 @@ def test_model_failures_become_internal_errors_without_internals(art: Artifacts,
         runner.predict(spec, [[1, 2]], OutputKind.PREDICT)
     body = json.dumps(info.value.to_body("req-1"))
     assert "secret" not in body and "weights.bin" not in body and "Traceback" not in body
+
+
+def test_a_model_that_raises_on_the_callers_input_is_a_422_model_error(art: Artifacts, runner: InlineRunner) -> None:
+    # A real pipeline that refuses a category it never saw: ValueError inside the model. The
+    # caller's input is wrong, not the router: 422 model_error with the model's message, cut short.
+    joblib.dump(make_pipeline(OneHotEncoder(), LogisticRegression()).fit([[0], [1], [0], [1]], [0, 1, 0, 1]), art.root / "onehot.joblib")
+    spec = art.spec("onehot", "onehot.joblib")
+    assert runner.predict(spec, [[1]], OutputKind.PREDICT) == [1]
+    with pytest.raises(ModelRejected) as info:
+        runner.predict(spec, [[5]], OutputKind.PREDICT)
+    err = info.value
+    assert (err.status, err.code) == (422, "model_error")
+    assert "unknown categories" in err.message and err.details == {"model": "onehot"}
+
+
+def test_a_model_rejection_message_is_truncated(art: Artifacts, runner: InlineRunner) -> None:
+    joblib.dump(Verbose(), art.root / "verbose.joblib")
+    with pytest.raises(ModelRejected) as info:
+        runner.predict(art.spec("verbose", "verbose.joblib"), [[1, 2]], OutputKind.PREDICT)
+    assert len(info.value.message) <= ModelRejected.MAX_MESSAGE + len("model 'verbose' refused the input: ")
+    assert info.value.message.endswith("...") and "\n" not in info.value.message
 
 
 def test_frameworks_that_cannot_run_in_process_are_refused(art: Artifacts, runner: InlineRunner) -> None:

@@ -20,6 +20,7 @@ from router.errors import (
     InvalidRequest,
     JobNotCancellable,
     JobNotFound,
+    ModelRejected,
     NoFeasibleRoute,
     TooManyJobs,
 )
@@ -126,6 +127,16 @@ def test_bad_input_fails_the_job_without_retry(tmp_path: Path) -> None:
     assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False
     failed = svc.store.get(job.job_id)
     assert failed is not None and failed.status is JobStatus.FAILED and failed.error["code"] == "invalid_input"
+
+
+def test_a_model_rejecting_its_input_fails_the_job_at_once(tmp_path: Path) -> None:
+    svc, p = make(tmp_path)
+    p["runner"].fail_with = ModelRejected.from_model("m", "Found unknown categories [5] in column 0")
+    job, _ = submit(svc, rows(5))
+    assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False
+    failed = svc.store.get(job.job_id)
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.attempts == 1
+    assert failed.error["code"] == "model_error" and "unknown categories" in failed.error["message"]
 
 
 def test_cancel_queued_then_repeat_then_finished(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sagemaker_jobs import inference
 from sagemaker_jobs.inference import InputError, Instances, OutputNotSupported, UnsupportedMediaType
 from sagemaker_jobs.serve import ModelError, load_service
+from tests.deep import require_torch, save_torchscript
 
 X = np.array([[0.0, 0.1, 0.2], [0.1, 0.0, 0.3], [0.9, 1.0, 0.8], [1.0, 0.9, 1.1], [0.2, 0.2, 0.1], [0.8, 0.9, 1.0]])
 Y = np.array([0, 0, 1, 1, 0, 1])
@@ -85,9 +86,8 @@ def test_onnx_regressor_returns_one_number_per_record_and_has_no_proba(tmp_path:
 
 
 def test_torchscript_model(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    module = torch.jit.script(torch.nn.Linear(3, 2))
-    module.save(str(tmp_path / "model.pt"))
+    torch = require_torch()
+    save_torchscript(torch.nn.Linear(3, 2), tmp_path / "model.pt")
     model = inference.model_fn(str(tmp_path))
     out = inference.predict_fn(Instances([LOW, HIGH]), model)
     assert np.asarray(out).shape == (2, 2)
