@@ -6,7 +6,11 @@ never botocore's ClientError.
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
+
+# How much of a model's own error message a client sees.
+MODEL_MESSAGE_MAX = 500
 
 
 class RouterError(Exception):
@@ -90,26 +94,55 @@ class NoFeasibleRoute(RouterError):
     status, code = 422, "no_feasible_route"
 
 
+class ModelRejectedInput(RouterError):
+    """The model's own code refused the input: its server answered 4xx (on AWS, InvokeEndpoint's
+    ModelError with a 4xx OriginalStatusCode). A model that crashes (5xx) is BackendError."""
+
+    status, code = 422, "model_error"
+
+
+def model_message(body: bytes | str | None) -> str:
+    """The message in a model server's error body, one line, at most MODEL_MESSAGE_MAX characters.
+
+    Reads {"error": {"message"}} (sagemaker_jobs' inference code), {"error-message"}
+    (sagemaker-containers) or plain text; the sagemaker-inference toolkit appends a traceback
+    after the first line, which is never returned."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else (body or "")
+    text = text.strip()
+    first = text.split("\n", 1)[0].strip()
+    for candidate in (text, first):
+        try:
+            found = _error_text(json.loads(candidate))
+        except ValueError:
+            continue
+        if found:
+            return _one_line(found)
+    return _one_line(first) or "no message"
+
+
+def _error_text(doc: Any) -> str | None:
+    if not isinstance(doc, dict):
+        return None
+    err = doc.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    for key in ("error-message", "message", "errorMessage"):
+        if isinstance(doc.get(key), str):
+            return str(doc[key])
+    return err if isinstance(err, str) else None
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MODEL_MESSAGE_MAX else line[: MODEL_MESSAGE_MAX - 1] + "\u2026"
+
+
 class OutputNotSupported(RouterError):
     status, code = 422, "output_not_supported"
 
 
 class IdempotencyKeyReuse(RouterError):
     status, code = 422, "idempotency_key_reuse"
-
-
-class ModelRejected(RouterError):
-    """The model itself refused the caller's input (it raised on it, or its container answered 4xx)."""
-
-    status, code = 422, "model_error"
-    MAX_MESSAGE = 300  # the model's own message, cut: it may be long and carries no secrets of ours
-
-    @classmethod
-    def from_model(cls, model: str, message: str, **kw: object) -> ModelRejected:
-        text = " ".join(message.split())
-        if len(text) > cls.MAX_MESSAGE:
-            text = text[: cls.MAX_MESSAGE - 3] + "..."
-        return cls(f"model {model!r} refused the input: {text}", details={"model": model})
 
 
 # 429

@@ -31,7 +31,7 @@ from router.errors import (
     JobNotFound,
     ModelIntegrityError,
     ModelNotFound,
-    ModelRejected,
+    ModelRejectedInput,
     NoFeasibleRoute,
     OutputNotSupported,
     RouterError,
@@ -432,7 +432,7 @@ class JobsService:
                 # it now instead of leaving the job `cancelling` until the sweeper's next pass.
                 self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
             return False
-        except (InvalidInput, ModelRejected, OutputNotSupported, ModelIntegrityError) as e:
+        except (InvalidInput, ModelRejectedInput, OutputNotSupported, ModelIntegrityError) as e:
             # The input (as the router or the model judges it), the requested output or the artifact
             # itself is wrong: a retry cannot help.
             self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message, **({"details": e.details} if e.details else {})})

@@ -25,9 +25,10 @@ from router.errors import (
     InternalError,
     InvalidInput,
     ModelIntegrityError,
-    ModelRejected,
+    ModelRejectedInput,
     OutputNotSupported,
     RouterError,
+    model_message,
 )
 from router.ports import ObjectStore
 
@@ -320,7 +321,10 @@ class InlineRunner:
             _refuse_beyond_float32(x, entry.schema)
             # Raised by the model on this (validated) input: the model rejects it, as a SageMaker
             # container answering 4xx does (docs/api.md "model_error").
-            raise ModelRejected.from_model(model.name, str(e) or type(e).__name__) from e
+            raise ModelRejectedInput(
+                f"model {model.name!r} refused the input: {model_message(str(e)) if str(e) else type(e).__name__}",
+                details={"model": model.name},
+            ) from e
         except Exception as e:
             _refuse_beyond_float32(x, entry.schema)
             # The cause stays chained for the logs; the client sees no model internals.

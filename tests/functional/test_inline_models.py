@@ -25,12 +25,14 @@ from router.adapters.inline import InlineRunner
 from router.config import ModelSpec
 from router.domain import OutputKind
 from router.errors import (
+    MODEL_MESSAGE_MAX,
     InternalError,
     InvalidInput,
     ModelIntegrityError,
-    ModelRejected,
+    ModelRejectedInput,
     NotFound,
     OutputNotSupported,
+    model_message,
 )
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -68,7 +70,7 @@ class Verbose:
     n_features_in_ = 2
 
     def predict(self, x: Any) -> Any:
-        raise TypeError("bad record\n" + "x" * 5000)
+        raise TypeError("bad record\n" + "Traceback: x" * 500)
 
 
 class NamedFeatures:
@@ -223,7 +225,7 @@ def test_a_model_that_raises_on_the_callers_input_is_a_422_model_error(art: Arti
     joblib.dump(make_pipeline(OneHotEncoder(), LogisticRegression()).fit([[0], [1], [0], [1]], [0, 1, 0, 1]), art.root / "onehot.joblib")
     spec = art.spec("onehot", "onehot.joblib")
     assert runner.predict(spec, [[1]], OutputKind.PREDICT) == [1]
-    with pytest.raises(ModelRejected) as info:
+    with pytest.raises(ModelRejectedInput) as info:
         runner.predict(spec, [[5]], OutputKind.PREDICT)
     err = info.value
     assert (err.status, err.code) == (422, "model_error")
@@ -232,10 +234,10 @@ def test_a_model_that_raises_on_the_callers_input_is_a_422_model_error(art: Arti
 
 def test_a_model_rejection_message_is_truncated(art: Artifacts, runner: InlineRunner) -> None:
     joblib.dump(Verbose(), art.root / "verbose.joblib")
-    with pytest.raises(ModelRejected) as info:
+    with pytest.raises(ModelRejectedInput) as info:
         runner.predict(art.spec("verbose", "verbose.joblib"), [[1, 2]], OutputKind.PREDICT)
-    assert len(info.value.message) <= ModelRejected.MAX_MESSAGE + len("model 'verbose' refused the input: ")
-    assert info.value.message.endswith("...") and "\n" not in info.value.message
+    assert info.value.message == "model 'verbose' refused the input: bad record"  # the first line only
+    assert len(model_message("x" * 5000)) == MODEL_MESSAGE_MAX
 
 
 def test_frameworks_that_cannot_run_in_process_are_refused(art: Artifacts, runner: InlineRunner) -> None:

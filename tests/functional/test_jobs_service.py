@@ -20,7 +20,7 @@ from router.errors import (
     InvalidRequest,
     JobNotCancellable,
     JobNotFound,
-    ModelRejected,
+    ModelRejectedInput,
     NoFeasibleRoute,
     TooManyJobs,
 )
@@ -131,7 +131,7 @@ def test_bad_input_fails_the_job_without_retry(tmp_path: Path) -> None:
 
 def test_a_model_rejecting_its_input_fails_the_job_at_once(tmp_path: Path) -> None:
     svc, p = make(tmp_path)
-    p["runner"].fail_with = ModelRejected.from_model("m", "Found unknown categories [5] in column 0")
+    p["runner"].fail_with = ModelRejectedInput("model 'm' refused the input: Found unknown categories [5] in column 0")
     job, _ = submit(svc, rows(5))
     assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False
     failed = svc.store.get(job.job_id)
