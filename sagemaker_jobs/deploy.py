@@ -248,9 +248,13 @@ def deploy(
 ) -> str:
     """Plan and (unless `dry_run`) execute the deployment of one model; returns the plan as text.
 
-    Reads the endpoint's current state with DescribeEndpoint (also in a dry run) so the plan is
-    what would really happen: CreateEndpoint the first time, UpdateEndpoint afterwards.
+    A real run reads the endpoint's current state with DescribeEndpoint, so the plan is what
+    really happens: CreateEndpoint the first time, UpdateEndpoint afterwards. A dry run makes no
+    AWS call at all (`sagemaker_client` may be None: no credentials, no network, no SDK needed):
+    it shows a first deployment, and an image it cannot resolve offline as a marked placeholder.
     """
+    if dry_run:
+        return dry_run_text(config, model_spec, image_uri=image_uri, model_data_url=model_data_url)
     region = config.sagemaker.region or str(getattr(getattr(sagemaker_client, "meta", None), "region_name", "") or "")
     image = choose_image_uri(model_spec, image_uri)
     if image is None:
@@ -259,10 +263,42 @@ def deploy(
     existing = describe_existing_endpoint(sagemaker_client, model_spec.endpoint.name) if model_spec.endpoint else None
     plan = plan_deployment(config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing)
     text = describe_plan(plan)
-    if dry_run:
-        return "Dry run, nothing changed. " + text
     execute(plan, sagemaker_client)
     return text
+
+
+IMAGE_PLACEHOLDER = "<IMAGE NOT RESOLVED: {why}>"
+
+
+def dry_run_text(config: RouterConfig, model_spec: ModelSpec, *, image_uri: str | None, model_data_url: str) -> str:
+    """The calls a first deployment of `model_spec` sends, offline: no client, no AWS call."""
+    notes: list[str] = []
+    image = choose_image_uri(model_spec, image_uri)
+    if image is None:
+        region = config.sagemaker.region or _local_region()
+        instance_type = model_spec.endpoint.instance_type if model_spec.endpoint else None
+        try:
+            # The SDK's image table ships inside the package: resolving needs no network.
+            image = resolve_image_uri(model_spec.framework, region, instance_type=instance_type)
+        except DeployError as e:
+            image = IMAGE_PLACEHOLDER.format(why=f"official {model_spec.framework} image for {region or 'your region'}")
+            notes.append(f"The image is a placeholder: {e}. The EndpointConfigName hashes the image, so it changes too.")
+    plan = plan_deployment(config, model_spec, image_uri=image, model_data_url=model_data_url, existing=None)
+    if model_spec.endpoint is not None:
+        notes.append(
+            f"Offline: whether endpoint {model_spec.endpoint.name} exists was not checked. If it does, the deploy "
+            "sends UpdateEndpoint (same EndpointName and EndpointConfigName) instead of CreateEndpoint, and nothing "
+            "when it already runs this EndpointConfig."
+        )
+    text = "Dry run (offline: no AWS call was made), nothing changed. " + describe_plan(plan)
+    return text + "".join(f"Note: {n}\n" for n in notes)
+
+
+def _local_region() -> str:
+    """The region boto3 would use, from the environment and ~/.aws/config only (no network)."""
+    import botocore.session
+
+    return str(botocore.session.get_session().get_config_variable("region") or "")
 
 
 __all__ = [
@@ -272,6 +308,7 @@ __all__ = [
     "deploy",
     "describe_existing_endpoint",
     "describe_plan",
+    "dry_run_text",
     "endpoint_config_name",
     "execute",
     "plan_deployment",

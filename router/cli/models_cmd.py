@@ -129,11 +129,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not data_url.startswith("s3://"):
         print(f"--model-data-url must be an s3:// URL, got {data_url!r}", file=sys.stderr)
         return EXIT_INVALID
-    import boto3
-
-    client = boto3.client("sagemaker", region_name=cfg.sagemaker.region)
     try:
-        text = deploy(cfg, model, client, image_uri=args.image_uri, model_data_url=data_url, dry_run=args.dry_run)
+        if args.dry_run:  # offline: no client, no credentials, no SDK needed
+            text = deploy(cfg, model, None, image_uri=args.image_uri, model_data_url=data_url, dry_run=True)
+        else:
+            import boto3
+
+            client = boto3.client("sagemaker", region_name=cfg.sagemaker.region)
+            text = deploy(cfg, model, client, image_uri=args.image_uri, model_data_url=data_url)
     except (DeployError, ConfigError) as e:
         print(f"deploy failed: {e}", file=sys.stderr)
         return 1
@@ -153,14 +156,15 @@ def register_deploy(sub: Any) -> None:
             "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards. The container image "
             "comes from the model's image_uri, --image-uri, or the official image for its framework "
             "(needs the optional `deploy` extra: pip install 'lambda-sagemaker-router[deploy]'). "
-            "--dry-run prints the exact API calls and changes nothing."
+            "--dry-run prints the exact API calls of a first deployment offline (no AWS call, no credentials; "
+            "an image it cannot resolve without the SDK is shown as a marked placeholder) and changes nothing."
         ),
     )
     p.add_argument("config", metavar="CONFIG", type=Path, help="the operator config (YAML)")
     p.add_argument("name", metavar="NAME", help="the model's name in the config")
     p.add_argument("--model-data-url", metavar="S3_URL", help="s3:// URL of the uploaded model.tar.gz (default: the artifact, when it is one)")
     p.add_argument("--image-uri", metavar="URI", help="container image (default: the model's image_uri, else the official one)")
-    p.add_argument("--dry-run", action="store_true", help="print the API calls, change nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the API calls offline (no AWS call), change nothing")
     p.set_defaults(func=cmd_deploy)
 
 

@@ -3,7 +3,11 @@ run creates the Model, EndpointConfig and Endpoint; bad invocations are clear ex
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -51,6 +55,53 @@ def test_dry_run_then_deploy(config: Path, capsys: pytest.CaptureFixture[str]) -
     assert endpoint["EndpointConfigName"]
     model = sm.list_models()["Models"]
     assert len(model) == 1
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials anywhere, and SageMaker's endpoint a closed port: any AWS call would fail."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+
+
+def _calls(out: str) -> dict[str, dict[str, Any]]:
+    """The plan's calls by operation, parsed back from the dry-run text."""
+    calls: dict[str, dict[str, Any]] = {}
+    for block in re.split(r"^\d+\. sagemaker ", out, flags=re.M)[1:]:
+        op, _, rest = block.partition("\n")
+        calls[op] = json.loads(rest[: rest.index("\n   }") + 5])
+    return calls
+
+
+@pytest.mark.usefixtures("offline")
+def test_dry_run_is_offline_with_the_given_image(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "deploy", str(config), "embedder", "--image-uri", IMAGE, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "no AWS call" in out
+    calls = _calls(out)
+    assert list(calls) == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"]
+    container = calls["CreateModel"]["PrimaryContainer"]
+    assert container["Image"] == IMAGE and container["ModelDataUrl"] == "s3://models-bucket/embedder/model.tar.gz"
+    assert calls["CreateModel"]["ExecutionRoleArn"] == "arn:aws:iam::123456789012:role/RouterSageMaker"
+    variant = calls["CreateEndpointConfig"]["ProductionVariants"][0]
+    assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["ModelName"] == calls["CreateModel"]["ModelName"]
+    assert calls["CreateEndpoint"] == {**calls["CreateEndpoint"], "EndpointName": "embedder-prod",
+                                       "EndpointConfigName": calls["CreateEndpointConfig"]["EndpointConfigName"]}
+    assert "UpdateEndpoint" in out  # says what changes when the endpoint already exists
+
+
+@pytest.mark.usefixtures("offline")
+def test_dry_run_without_an_image_or_the_sdk_shows_a_marked_placeholder(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "deploy", str(config), "embedder", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    image = _calls(out)["CreateModel"]["PrimaryContainer"]["Image"]
+    if importlib.util.find_spec("sagemaker") is None:
+        assert image.startswith("<IMAGE NOT RESOLVED") and "--image-uri" in out
+    else:  # the SDK resolves from its bundled table, offline too
+        assert ".dkr.ecr.us-east-1.amazonaws.com/" in image
 
 
 def test_a_model_without_model_tar_gz_on_s3_needs_a_url(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
