@@ -85,7 +85,7 @@ def test_invalid_file_exits_2_listing_every_problem_on_stderr(
     assert out == ""
     assert err.splitlines() == [
         f"{path}: invalid config, 3 problems:",
-        "  runtime.lambda_timeout_s: input should be less than or equal to 900, got 1200 (line 2)",
+        "  runtime.lambda_timeout_s: input should be less than or equal to 900, got 1200 (AWS's fixed maximum: it cannot be raised) (line 2)",
         "  runtime.bogus: unknown key (line 3)",
         "  models[1].endpoint.name: field required (line 10)",
     ]

@@ -99,13 +99,14 @@ def test_inline_payload_limit_is_6_mib(payload: int, ok: bool) -> None:
         assert cand(d, Route.INLINE).reasons == ("payload 6 MiB exceeds the 6 MiB Lambda sync payload limit",)
 
 
-def test_api_gateway_limit_applies_when_lambda_limit_is_raised() -> None:
-    cfg = make([spec(profile=PROFILE_1MS)], runtime={"sync_payload_mb": 20, "api_payload_mb": 10})
+def test_api_gateway_limit_applies_when_it_is_the_lower_one() -> None:
+    # The Lambda's 6 MB cannot be raised (config refuses more); a deployment's API limit can be lower.
+    cfg = make([spec(profile=PROFILE_1MS)], runtime={"sync_payload_mb": 6, "api_payload_mb": 5})
     m = only(cfg)
-    assert decide(m, sync(1, 10 * MIB), cfg, WARM).route is Route.INLINE
-    d = decide(m, sync(1, 10 * MIB + 1), cfg, WARM)
+    assert decide(m, sync(1, 5 * MIB), cfg, WARM).route is Route.INLINE
+    d = decide(m, sync(1, 5 * MIB + 1), cfg, WARM)
     assert d.route is None and d.payload_limited
-    assert "10 MiB API Gateway payload limit" in d.reason
+    assert "5 MiB API Gateway payload limit" in d.reason
 
 
 @pytest.mark.parametrize(("payload", "ok"), [(6 * MIB, True), (6 * MIB + 1, False)])
