@@ -72,13 +72,6 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
     signal.signal(signal.SIGTERM, _term)
     print(f"router serving {config_path} on {app.url}  ({len(config.models)} models; Ctrl-C to stop)", flush=True)
     if config.auth.enabled and not config.auth.api_keys:
-        print(
-            "warning: auth is on but auth.api_keys is empty, so every request except /v1/health will get 401; "
-            "add keys under auth.api_keys or set auth.enabled: false",
-            file=sys.stderr,
-            flush=True,
-        )
-    if config.auth.enabled and not config.auth.api_keys:
         # The defaults (auth on, no keys) would answer every protected request 401, silently.
         print(
             "warning: auth is enabled but auth.api_keys is empty: every request except /v1/health and "

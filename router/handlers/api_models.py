@@ -1,0 +1,208 @@
+"""The API's request and response bodies as pydantic models: request validation (the predict fast
+path falls back to these for its error messages) and the OpenAPI document at /v1/openapi.json.
+
+Imported only when needed: a valid predict request never builds or loads them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from router.domain import Mode, OutputKind
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def __repr__(self) -> str:
+        # Powertools formats the route arguments into a debug message on every call, even with
+        # debug logging off: the default repr would print every instance (ms on large bodies).
+        n = getattr(self, "instances", None)
+        return f"{type(self).__name__}(instances={'None' if n is None else len(n)})"
+
+
+class PredictBody(_Body):
+    instances: list[Any] = Field(min_length=1, description="Rows in feature order, objects keyed by feature name, or whatever the model's inference code accepts.")
+    output: OutputKind = Field(OutputKind.PREDICT, description="`predict` (default) or `proba` (class probabilities).")
+
+
+# An S3 bucket name as the S3 client accepts it (other characters, or a longer name, are refused
+# before any request is sent), then an object key (not empty: the input is read as one object)
+# without control characters; or an upload's file:// URI.
+_INPUT_URI = r"^(s3://[A-Za-z0-9._-]{1,255}/[^\x00-\x1f\x7f]+|file://[^\x00-\x1f\x7f]+)$"
+_INPUT_URI_RE = re.compile(_INPUT_URI)
+S3_KEY_MAX_BYTES = 1024
+
+
+class JobInput(_Body):
+    uri: str = Field(max_length=4096, json_schema_extra={"pattern": _INPUT_URI},
+                     description="s3://bucket/key of one object (key: 1-1024 bytes), or an upload's input_uri.")
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        if not _INPUT_URI_RE.match(uri):
+            raise ValueError("must be s3://bucket/key (a bucket name of letters, digits, '.', '-' or '_', "
+                             "a non-empty key, no control characters) or an upload's input_uri")
+        if uri.startswith("s3://") and len(uri[len("s3://"):].partition("/")[2].encode()) > S3_KEY_MAX_BYTES:
+            raise ValueError(f"an S3 key is at most {S3_KEY_MAX_BYTES} bytes")
+        return uri
+
+
+class JobBody(_Body):
+    instances: list[Any] | None = Field(None, min_length=1)
+    input: JobInput | None = None
+    output: OutputKind = OutputKind.PREDICT
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobBody:
+        if (self.instances is None) == (self.input is None):
+            raise ValueError("give exactly one of `instances` or `input`")
+        return self
+
+
+class RouteBody(_Body):
+    """A description of a request, or a predict/job body (then `mode` says which; default sync)."""
+
+    mode: Mode | None = None
+    # Strict: `"10"` or `true` is a type error (400), not silently a number.
+    records: StrictInt | None = Field(None, ge=1, le=10**12)
+    payload_bytes: StrictInt | None = Field(None, ge=0, le=10**18)
+    instances: list[Any] | None = Field(None, min_length=1)
+    input: JobInput | None = None
+    output: OutputKind = OutputKind.PREDICT
+
+    @model_validator(mode="after")
+    def _shape(self) -> RouteBody:
+        if self.instances is None and self.input is None and self.records is None:
+            raise ValueError("describe the request with `records` (and `mode`, `payload_bytes`), or send `instances`")
+        return self
+
+
+class EstimatesModel(BaseModel):
+    duration_s: float
+    cost_usd: float | None
+
+
+class CandidateModel(BaseModel):
+    route: str
+    feasible: bool
+    reasons: list[str]
+    estimates: EstimatesModel
+
+
+class DecisionModel(BaseModel):
+    route: str | None
+    mode: Mode
+    reason: str
+    estimates: EstimatesModel | None
+    candidates: list[CandidateModel]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: str
+    route: str
+    predictions: list[Any]
+    decision: dict[str, Any]
+    timing_ms: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str
+    details: dict[str, Any] = Field(description="Always present; an empty object when there is nothing to add.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ModelInfo(BaseModel):
+    name: str
+    framework: str
+    version: str
+    features: list[str] | None
+    feature_count: int | None
+    routes: list[str]
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ModelDetail(ModelInfo):
+    latency_ms: float | None
+    size_bytes: int | None
+    profile: dict[str, Any]
+    endpoint: dict[str, Any] | None
+    batch_transform: dict[str, Any] | None
+    envelope: dict[str, Any] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
+
+
+class JobRecords(BaseModel):
+    total: int | None
+    done: int | None
+
+
+class JobInputRef(BaseModel):
+    uri: str
+    format: str | None = None
+
+
+class JobOutput(BaseModel):
+    uri: str
+    download_url: str | None = None
+    expires_at: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class JobBackend(BaseModel):
+    name: str | None
+
+
+class JobModel(BaseModel):
+    job_id: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]
+    route: str
+    reason: str
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    records: JobRecords
+    input: JobInputRef
+    output: JobOutput | None
+    error: JobError | None
+    backend: JobBackend | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobModel]
+    next_cursor: str | None
+
+
+class UploadSlot(BaseModel):
+    upload_url: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    input_uri: str
+    expires_at: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    config_digest: str
+    runtime: str
