@@ -8,7 +8,8 @@ STAMP   = $(VENV)/.installed
 # machines hold on disk (a plain `torch` from PyPI is the multi-GB CUDA build). Never in the Lambda.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo serve test lint typecheck unit bench clean
+.PHONY: demo serve test lint typecheck unit bench clean package \
+        build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,15 @@ test: $(STAMP)  ## lint, type-check and run every test (unit, functional, end-to
 
 bench: $(STAMP)  ## benchmarks: ratios against named baselines
 	$(BIN)/python -m benchmarks
+
+ROUTER_ARCH ?= x86_64
+package: $(STAMP)  ## the Lambda deployment package in build/lambda, size-checked (router package)
+	$(BIN)/router package --out build/lambda --arch $(ROUTER_ARCH)
+
+# `sam build` (Metadata BuildMethod: makefile) runs build-<LogicalId> with ARTIFACTS_DIR set. All
+# four functions run the same package: built once into build/lambda, then copied.
+build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction: package
+	cp -a build/lambda/. "$(ARTIFACTS_DIR)/"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo

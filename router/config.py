@@ -34,6 +34,7 @@ ROLE_ARN_RE = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 INSTANCE_TYPE_RE = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 # SageMaker endpoint names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 ENDPOINT_NAME_RE = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+VERSION_RE = r"^[0-9]+(\.[0-9A-Za-z+-]+){0,4}$"
 
 Framework = Literal["sklearn", "onnx", "pytorch", "container"]
 INPROCESS_FRAMEWORKS: frozenset[str] = frozenset({"sklearn", "onnx"})
@@ -83,6 +84,13 @@ class Profile(_Strict):
     load_s: NonNegFloat = Field(description="Time to load the model into memory, cold.")
     per_record_ms: NonNegFloat = Field(description="Time to predict one record once loaded.")
     memory_mb: PositiveFloat | None = Field(None, description="Resident memory of the loaded model; default: 3 x artifact size.")
+
+
+class SavedWith(_Strict):
+    """The library versions a model file was saved with (train/serve skew check)."""
+
+    sklearn: str | None = Field(None, pattern=VERSION_RE, description="scikit-learn version that saved the model; a newer one than the Lambda package's is refused.")
+    numpy: str | None = Field(None, pattern=VERSION_RE, description="numpy version that saved the model; numpy 2 pickles need numpy 2.")
 
 
 class Routing(_Strict):
@@ -193,6 +201,9 @@ class ModelSpec(_Strict):
     features: list[str] | None = Field(None, min_length=1, description="Feature names in column order (tabular models).")
     latency_ms: PositiveFloat | None = Field(None, description="Objective for synchronous requests.")
     profile: Profile | None = None
+    saved_with: SavedWith | None = Field(
+        None, description="Versions the model was saved with; read from file:// artifacts, declare it for s3:// ones."
+    )
     inline: bool = Field(True, description="false: never run in-process, even if the framework allows it.")
     endpoint: EndpointSpec | None = None
     batch_transform: BatchTransformOverride | None = None

@@ -372,6 +372,8 @@ class InlineRunner:
             unpacked = self._unpacked_path(model.name, model.sha256, model.framework)
             _extract_model_file(path, model.name, model.framework, unpacked)
             path = unpacked
+        if model.framework == "sklearn":
+            _refuse_version_skew(model, path)
         try:
             loaded = loader(path)
         except Exception as e:
@@ -410,6 +412,24 @@ class InlineRunner:
         finally:
             tmp.unlink(missing_ok=True)
         return path
+
+
+def _refuse_version_skew(model: ModelSpec, path: Path) -> None:
+    """A model saved with a newer scikit-learn (or numpy) than this runtime's is refused at load
+    with both versions named: it could load and then fail at predict time with an AttributeError."""
+    import sklearn
+
+    from router.model_versions import numpy_refusal, read_saved_with, sklearn_refusal
+
+    saved = read_saved_with(path)
+    problem = sklearn_refusal(model.name, saved.sklearn, sklearn.__version__, "this runtime") or numpy_refusal(
+        model.name, saved.numpy_major, np.__version__, "this runtime"
+    )
+    if problem:
+        raise InternalError(
+            problem,
+            details={"model": model.name, "saved_with": saved.sklearn, "runtime": sklearn.__version__},
+        )
 
 
 def _sha256_of(path: Path) -> str:

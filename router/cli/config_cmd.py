@@ -7,6 +7,7 @@ or every problem as `path: message (line N)`; `schema` prints the JSON Schema fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ from typing import Any
 
 from router import routing
 from router.cli.common import print_config_error
-from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config
+from router.config import INPROCESS_FRAMEWORKS, ModelSpec, RouterConfig, json_schema, load_config, uri_to_path
 from router.domain import Route
 from router.errors import ConfigError
+from router.model_versions import SavedWith, numpy_refusal, read_saved_with, sklearn_refusal
 from router.routing import RouteOptions
 
 EXIT_OK = 0
@@ -26,6 +28,55 @@ EXIT_INVALID = 2
 def possible_routes(cfg: RouterConfig, model: ModelSpec) -> RouteOptions:
     """Which routes the config allows this model at all (the routing engine's own answer)."""
     return routing.possible_routes(model, cfg)
+
+
+def lambda_versions(package: Path | None = None) -> dict[str, str]:
+    """The library versions of the Lambda package: a built package's own (`router package`), else
+    the pinned set it is built from."""
+    if package is not None:
+        manifest = package / ".router-package.json"
+        try:
+            versions = json.loads(manifest.read_text())["result"]["versions"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(str(manifest), ["not a package built by `router package` (run it first)"]) from None
+        return {str(k): str(v) for k, v in versions.items()}
+    pins: dict[str, str] = {}
+    for name in ("lambda-base.txt", "lambda-onnx.txt"):
+        for line in (Path(__file__).resolve().parent / "requirements" / name).read_text().splitlines():
+            req, _, version = line.split("#", 1)[0].strip().partition("==")
+            if version:
+                pins[req.strip().lower()] = version.strip()
+    return pins
+
+
+def saved_with(model: ModelSpec) -> SavedWith:
+    """What the model was saved with: declared in the config, else read from a file:// artifact."""
+    declared = model.saved_with
+    found = SavedWith()
+    if model.framework == "sklearn" and model.artifact.startswith("file://") and not model.artifact.endswith((".tar.gz", ".tgz")):
+        with contextlib.suppress(OSError):  # a missing file is reported by the artifact check
+            found = read_saved_with(uri_to_path(model.artifact))
+    sk = (declared.sklearn if declared else None) or found.sklearn
+    major = found.numpy_major
+    if declared is not None and declared.numpy:
+        major = int(declared.numpy.split(".")[0])
+    return SavedWith(sklearn=sk, numpy_major=major)
+
+
+def model_version_problems(cfg: RouterConfig, versions: dict[str, str]) -> list[tuple[str, bool]]:
+    """(message, refused) for each in-process model the Lambda's libraries cannot load."""
+    out: list[tuple[str, bool]] = []
+    for i, m in enumerate(cfg.models):
+        if not m.in_process or m.framework != "sklearn":
+            continue
+        found = saved_with(m)
+        for problem in (
+            sklearn_refusal(m.name, found.sklearn, versions.get("scikit-learn", "0")),
+            numpy_refusal(m.name, found.numpy_major, versions.get("numpy", "0")),
+        ):
+            if problem:
+                out.append((f"models[{i}]: {problem}", True))
+    return out
 
 
 def summary(cfg: RouterConfig, source: str) -> dict[str, Any]:
@@ -39,6 +90,7 @@ def summary(cfg: RouterConfig, source: str) -> dict[str, Any]:
                 "framework": m.framework,
                 "version": m.version,
                 "size_bytes": m.size_bytes,
+                "saved_with": _saved_with_json(m),
                 "routes": [r.value for r in opts.routes],
                 "excluded": {r.value: why for r, why in opts.excluded.items()},
             }
@@ -50,6 +102,13 @@ def summary(cfg: RouterConfig, source: str) -> dict[str, Any]:
         "models": models,
         "storage": cfg.storage.model_dump(),
     }
+
+
+def _saved_with_json(m: ModelSpec) -> dict[str, Any] | None:
+    if m.framework != "sklearn":
+        return None
+    found = saved_with(m)
+    return {"sklearn": found.sklearn, "numpy_major": found.numpy_major}
 
 
 def _print_summary(cfg: RouterConfig, source: str) -> None:
@@ -95,6 +154,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_config_error(e)
         if args.json:
             print(json.dumps({"valid": False, "source": source, "problems": e.problems}, indent=2))
+        return EXIT_INVALID
+    try:
+        versions = lambda_versions(args.package)
+    except ConfigError as e:
+        print_config_error(e)
+        return EXIT_INVALID
+    refusals = [msg for msg, refused in model_version_problems(cfg, versions) if refused]
+    if refusals:
+        # Valid YAML, but a model the Lambda cannot load: it would fail at its first request.
+        print(f"{source}: {len(refusals)} model{'s' if len(refusals) != 1 else ''} the Lambda package cannot load:", file=sys.stderr)
+        for msg in refusals:
+            print(f"  {msg}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"valid": False, "source": source, "problems": refusals}, indent=2))
         return EXIT_INVALID
     if args.json:
         print(json.dumps(summary(cfg, source), indent=2))
@@ -143,6 +216,12 @@ def register(subparsers: Any) -> None:
         "--skip-artifact-check",
         action="store_true",
         help="do not check that file:// artifacts exist and match their sha256 (s3:// artifacts are never checked offline)",
+    )
+    validate.add_argument(
+        "--package",
+        type=Path,
+        metavar="DIR",
+        help="check models against this built Lambda package's libraries (default: the pinned set `router package` installs)",
     )
     validate.set_defaults(func=cmd_validate)
 

@@ -25,6 +25,7 @@ from samtranslator.translator.transform import transform
 
 from router.adapters import dynamodb_schema as schema
 from router.adapters.sagemaker_batch import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAME_PREFIX, transform_job_name
+from router.cli.package_cmd import DEFAULT_RUNTIME
 from router.config import Jobs, Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def template() -> dict[str, Any]:
 def translated(template: dict[str, Any]) -> dict[str, Any]:
     sam = copy.deepcopy(template)
     # What `sam package` / `sam deploy` do first: the local CodeUri becomes the uploaded zip.
-    assert sam["Globals"]["Function"]["CodeUri"] == "../build/lambda"
+    assert sam["Globals"]["Function"]["CodeUri"] == ".."  # `sam build` runs the root Makefile
     sam["Globals"]["Function"]["CodeUri"] = "s3://router-deploy-bucket/router.zip"
     return transform(sam, {}, OfflinePolicyLoader())
 
@@ -173,7 +174,7 @@ def test_sam_transform_yields_the_deployed_resources(translated: dict[str, Any])
     assert {name: f["Properties"]["Handler"] for name, f in functions.items()} == HANDLERS
     for name, f in functions.items():
         props = f["Properties"]
-        assert props["Runtime"] == "python3.11", name
+        assert props["Runtime"] == DEFAULT_RUNTIME, name
         assert props["Code"] == {"S3Bucket": "router-deploy-bucket", "S3Key": "router.zip"}, name
         assert props["Architectures"] == [{"Ref": "Architecture"}], name
         assert props["LoggingConfig"] == {"LogGroup": {"Ref": name.replace("Function", "LogGroup")}}, name
@@ -378,6 +379,21 @@ def test_only_the_api_and_sweeper_start_transform_jobs_and_only_the_api_invokes_
         assert not any(a.startswith("sagemaker:") for a in actions_of(role)), role
     assert "dynamodb:PutItem" in actions_of("ApiFunctionRole")
     assert "dynamodb:PutItem" not in actions_of("EventsFunctionRole") | actions_of("WorkerFunctionRole")
+
+
+def test_sam_build_runs_router_package_for_every_function(template: dict[str, Any]) -> None:
+    # BuildMethod makefile: `sam build` runs `make build-<LogicalId>` in CodeUri (the repository
+    # root) with ARTIFACTS_DIR; each target must build the size-checked package and copy it there.
+    makefile = (ROOT / "Makefile").read_text()
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert (TEMPLATE.parent / template["Globals"]["Function"]["CodeUri"]).resolve() == ROOT
+    recipe = re.search(r"^(build-\w+(?: build-\w+)*): package\n\tcp -a build/lambda/\. \"\$\(ARTIFACTS_DIR\)/\"$", makefile, re.M)
+    assert recipe is not None
+    assert set(recipe.group(1).split()) == {f"build-{name}" for name in functions}
+    assert re.search(r"^package: \$\(STAMP\).*\n\t\$\(BIN\)/router package --out build/lambda", makefile, re.M)
+    for name, f in functions.items():
+        assert f["Metadata"] == {"BuildMethod": "makefile"}, name
+        assert "CodeUri" not in f["Properties"] and "Runtime" not in f["Properties"], name
 
 
 # ---------------------------------------------------------------- handlers and environment

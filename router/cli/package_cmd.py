@@ -1,0 +1,443 @@
+"""`router package`: build the Lambda deployment package (the folder the template's functions run).
+
+Installs the pinned runtime set (router/cli/requirements/lambda-*.txt) for the Lambda's platform
+(Amazon Linux 2023: manylinux wheels up to glibc 2.34) and Python, copies the router package,
+strips only files that nothing imports (each rule checked against the tree it runs on), measures
+the unzipped and zipped sizes against Lambda's limits and prints the versions it packaged.
+A folder built from the same inputs is reused, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import router
+from router.cli.common import print_config_error, wrap
+
+RUNTIMES = {"python3.12": "3.12", "python3.13": "3.13"}
+DEFAULT_RUNTIME = "python3.12"  # infra/template.yaml's Runtime
+ARCHES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# Amazon Linux 2023 has glibc 2.34: wheels tagged manylinux_2_17 (manylinux2014) up to 2_34 run.
+GLIBC_MINORS = range(34, 16, -1)
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code + layers, unzipped (Lambda quota: 250 MB)
+ZIPPED_LIMIT = 50 * 1024 * 1024  # a .zip uploaded directly to the Lambda API (quota: 50 MB)
+REQUIREMENTS = Path(__file__).resolve().parent / "requirements"
+MANIFEST = ".router-package.json"
+REPORTED = ("numpy", "scikit-learn", "scipy", "pydantic", "aws-lambda-powertools", "onnxruntime", "boto3")
+# Compile-time files: headers, Cython and C sources. The import system never loads them.
+SOURCE_SUFFIXES = frozenset({".pyx", ".pxd", ".pxi", ".c", ".cpp", ".h", ".hpp"})
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "package",
+        help="build the Lambda deployment package (build/lambda) and check it against Lambda's size limits",
+        description=wrap(
+            "Install the pinned runtime set for the Lambda platform and Python into OUT, add the router "
+            "package, strip test suites nothing imports, and print the unzipped and zipped sizes against "
+            "Lambda's 250 MB / 50 MB limits and the versions packaged. Exits 1 when over a limit or when "
+            "pip fails, 2 when a model of --config cannot load in the packaged runtime. A folder built "
+            "from the same inputs is reused (--force rebuilds). docs/operations.md walks the deploy."
+        ),
+    )
+    p.add_argument("--runtime", choices=sorted(RUNTIMES), default=DEFAULT_RUNTIME, help=f"Lambda runtime (default {DEFAULT_RUNTIME}, as in infra/template.yaml)")
+    p.add_argument("--arch", choices=sorted(ARCHES), default="x86_64", help="Lambda architecture (default x86_64)")
+    p.add_argument("--out", type=Path, default=Path("build/lambda"), help="output folder (default build/lambda)")
+    p.add_argument("--with-onnx", action="store_true", help="add onnxruntime (ONNX models inline); often over 250 MB: see the container image")
+    p.add_argument("--with-boto3", action="store_true", help="bundle boto3/botocore instead of using the runtime's own")
+    p.add_argument("--config", type=Path, metavar="FILE", help="refuse if a model of this operator config cannot load in the package")
+    p.add_argument("--zip", type=Path, metavar="FILE", help="also write the package as a .zip (for a direct upload)")
+    p.add_argument("--force", action="store_true", help="rebuild even when OUT was built from the same inputs")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=cmd_package)
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    runtime: str
+    arch: str
+    with_onnx: bool
+    with_boto3: bool
+
+    @property
+    def python_version(self) -> str:
+        return RUNTIMES[self.runtime]
+
+    @property
+    def platforms(self) -> list[str]:
+        machine = ARCHES[self.arch]
+        return [f"manylinux_2_{m}_{machine}" for m in GLIBC_MINORS] + [f"manylinux2014_{machine}"]
+
+    @property
+    def requirement_files(self) -> list[Path]:
+        names = ["lambda-base.txt"] + (["lambda-onnx.txt"] if self.with_onnx else []) + (["lambda-boto3.txt"] if self.with_boto3 else [])
+        return [REQUIREMENTS / n for n in names]
+
+    def deps_key(self) -> str:
+        """Digest of what pip installs: the pins and the options."""
+        h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        for path in self.requirement_files:
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
+    def key(self) -> str:
+        """Digest of every input: the pins, the options and the router's own source."""
+        h = hashlib.sha256(self.deps_key().encode())
+        for path in sorted(_router_sources()):
+            h.update(str(path.relative_to(_router_dir())).encode())
+            h.update(path.read_bytes())
+        return h.hexdigest()
+
+
+def _router_dir() -> Path:
+    return Path(router.__file__).resolve().parent
+
+
+def _router_sources() -> list[Path]:
+    return [p for p in _router_dir().rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+
+
+# ---------------------------------------------------------------- result
+
+
+@dataclass
+class Result:
+    out: str
+    runtime: str
+    arch: str
+    reused: bool
+    versions: dict[str, str]
+    unzipped_bytes: int
+    zipped_bytes: int
+    stripped: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    refused_models: list[str] = field(default_factory=list)
+    zip_path: str | None = None
+
+    @property
+    def within_limits(self) -> bool:
+        """250 MB unzipped always; 50 MB zipped only for a .zip uploaded directly (--zip): `sam
+        deploy` uploads the package to S3 first, where only the unzipped limit applies."""
+        direct = self.zip_path is None or self.zipped_bytes <= ZIPPED_LIMIT
+        return self.unzipped_bytes <= UNZIPPED_LIMIT and direct
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["limits"] = {"unzipped_bytes": UNZIPPED_LIMIT, "zipped_bytes": ZIPPED_LIMIT}
+        out["within_limits"] = self.within_limits
+        return out
+
+
+def _progress(text: str) -> None:
+    print(f"router package: {text}", file=sys.stderr, flush=True)
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+# ---------------------------------------------------------------- build steps
+
+
+def _pip_install(plan: Plan, target: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
+        "--no-deps", "--no-compile", "--only-binary=:all:", "--target", str(target),
+        "--python-version", plan.python_version, "--implementation", "cp",
+    ]
+    for tag in plan.platforms:
+        cmd += ["--platform", tag]
+    for req in plan.requirement_files:
+        cmd += ["-r", str(req)]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        lines = [ln for ln in (run.stderr or run.stdout).splitlines() if "is ignored" not in ln]
+        raise PackageError("pip could not install the runtime set:\n  " + "\n  ".join(lines[-15:]))
+
+
+def _copy_router(target: Path) -> None:
+    shutil.copytree(_router_dir(), target / "router", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _module_name(root: Path, path: Path) -> str:
+    rel = path.relative_to(root)
+    parts = list(rel.parts)
+    if path.is_file():
+        parts[-1] = path.stem
+        if parts[-1] == "__init__":
+            parts.pop()
+    return ".".join(parts)
+
+
+def _imported_modules(source: bytes, module: str, is_package: bool) -> set[str]:
+    """Absolute names of every module an import statement in this file may load (top level or
+    nested: an import inside a function counts too)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    package = module if is_package else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = ".".join(parts[: len(parts) - node.level + 1]) if node.level - 1 < len(parts) else ""
+                base = f"{anchor}.{base}" if base else anchor
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def strip(root: Path) -> tuple[list[str], dict[str, str]]:
+    """Remove test suites and compile-time sources that nothing left in the tree imports.
+
+    A `tests`/`test` package is removed only when no other file's import statements name it (numpy's
+    `numpy._core.tests` is imported by `numpy.testing`, which scipy loads: it stays). Returns the
+    removed paths and the kept candidates with the file that imports each."""
+    candidates = sorted(
+        {p for p in root.rglob("*") if p.is_dir() and p.name in ("tests", "test") and (p / "__init__.py").is_file()},
+        key=lambda p: len(p.parts),
+    )
+    top: list[Path] = []
+    for c in candidates:  # a tests package inside another one goes with it
+        if not any(parent in top for parent in c.parents):
+            top.append(c)
+    names = {_module_name(root, c): c for c in top}
+    kept: dict[str, str] = {}
+    for py in root.rglob("*.py"):
+        if any(py.is_relative_to(c) for c in top):
+            continue
+        data = py.read_bytes()
+        if b"test" not in data:
+            continue
+        mod = _module_name(root, py)
+        for imported in _imported_modules(data, mod, py.name == "__init__.py"):
+            for name in names:
+                if (imported == name or imported.startswith(name + ".")) and name not in kept:
+                    kept[name] = str(py.relative_to(root))
+    removed: list[str] = []
+    for name, path in names.items():
+        if name in kept:
+            continue
+        shutil.rmtree(path)
+        removed.append(str(path.relative_to(root)))
+    for path in list(root.rglob("*")):
+        if path.is_dir() and path.name == "__pycache__":
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and path.suffix in SOURCE_SUFFIXES:
+            path.unlink()
+    return removed, kept
+
+
+class _CountingSink(io.RawIOBase):
+    """A seekable stream that keeps no data, only its length: the exact size of the zip (the same
+    headers as a file, which zipfile rewrites in place) without writing it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = 0
+        self.n = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.n}[whence]
+        self.pos = base + offset
+        return self.pos
+
+    def write(self, b: Any) -> int:
+        n = len(memoryview(b))
+        self.pos += n
+        self.n = max(self.n, self.pos)
+        return n
+
+
+def zip_size(root: Path, dest: Path | None = None) -> int:
+    """The size of `root` deflated as `sam deploy` zips it (optionally written to `dest`)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    counter = _CountingSink()
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") if dest is not None else counter as sink, zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            zf.write(path, path.relative_to(root).as_posix())
+    return dest.stat().st_size if dest is not None else counter.n
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def packaged_versions(root: Path) -> dict[str, str]:
+    found = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions(path=[str(root)])}
+    return {name: found[name] for name in REPORTED if name in found}
+
+
+class PackageError(Exception):
+    pass
+
+
+def build(plan: Plan, out: Path, *, force: bool = False) -> Result:
+    key = plan.key()
+    manifest = out / MANIFEST
+    saved: dict[str, Any]
+    if not force and manifest.is_file():
+        try:
+            saved = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("key") == key:
+            result = Result(**{k: v for k, v in saved["result"].items() if k in Result.__dataclass_fields__})
+            result.reused = True
+            result.out = str(out)
+            result.zip_path = None
+            return result
+    else:
+        saved = {}
+    if out.exists() and any(out.iterdir()) and not manifest.is_file():
+        raise PackageError(f"{out} is not empty and is not a package built by `router package`; choose a new or empty folder")
+    if not force and saved.get("deps_key") == plan.deps_key() and (out / "router").is_dir():
+        # Same pins and options: only the router's own code changed. Replace just that.
+        _progress("the runtime set is unchanged; updating the router package only ...")
+        shutil.rmtree(out / "router")
+        _copy_router(out)
+        (out / MANIFEST).unlink()
+        result = _measure(out, plan, saved["result"].get("stripped", []), saved["result"].get("kept", {}))
+        manifest.write_text(json.dumps({"key": key, "deps_key": plan.deps_key(), "result": asdict(result)}, indent=2) + "\n")
+        return result
+    stage = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        files = ", ".join(p.name for p in plan.requirement_files)
+        _progress(f"installing the pinned runtime set ({files}) for {plan.runtime} {plan.arch} with pip (a few minutes on first run) ...")
+        _pip_install(plan, stage)
+        _copy_router(stage)
+        _progress("stripping test suites nothing imports ...")
+        removed, kept = strip(stage)
+        result = _measure(stage, plan, removed, kept)
+        result.out = str(out)
+        (stage / MANIFEST).write_text(json.dumps({"key": key, "deps_key": plan.deps_key(), "result": asdict(result)}, indent=2) + "\n")
+        if out.exists():
+            # Only a folder this command built (checked above), or an empty one, is replaced.
+            if out.is_dir() and not out.is_symlink():
+                for child in out.iterdir():
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            for child in stage.iterdir():
+                child.rename(out / child.name)
+            stage.rmdir()
+        else:
+            stage.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return result
+
+
+def _measure(root: Path, plan: Plan, removed: list[str], kept: dict[str, str]) -> Result:
+    unzipped = tree_size(root)
+    _progress(f"measuring the zipped size of {_mb(unzipped)} ...")
+    return Result(
+        out=str(root), runtime=plan.runtime, arch=plan.arch, reused=False, versions=packaged_versions(root),
+        unzipped_bytes=unzipped, zipped_bytes=zip_size(root), stripped=sorted(removed), kept=kept,
+    )
+
+
+# ---------------------------------------------------------------- models
+
+
+def check_models(config_path: Path, versions: dict[str, str]) -> list[str]:
+    """Refusals for models of the config that the packaged libraries cannot load."""
+    from router.cli.config_cmd import model_version_problems
+    from router.config import load_config
+
+    cfg = load_config(config_path)
+    return [p for p, refused in model_version_problems(cfg, versions) if refused]
+
+
+# ---------------------------------------------------------------- command
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from router.errors import ConfigError
+
+    plan = Plan(args.runtime, args.arch, args.with_onnx, args.with_boto3)
+    out = args.out.resolve()
+    try:
+        result = build(plan, out, force=args.force)
+        if args.zip is not None:
+            _progress(f"writing {args.zip} ...")
+            result.zipped_bytes = zip_size(out, args.zip)
+            result.zip_path = str(args.zip)
+    except PackageError as e:
+        print(f"router package: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.config is not None:
+        try:
+            result.refused_models = check_models(args.config, result.versions)
+        except ConfigError as e:
+            print_config_error(e)
+            return EXIT_INVALID
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        _print(result)
+    for problem in result.refused_models:
+        print(f"error: {problem}", file=sys.stderr)
+    if result.refused_models:
+        return EXIT_INVALID
+    return EXIT_OK if result.within_limits else EXIT_FAILED
+
+
+def _print(r: Result) -> None:
+    state = "up to date, reused" if r.reused else "built"
+    print(f"{r.out}: Lambda package for {r.runtime} {r.arch} ({state})")
+
+    def line(label: str, n: int, limit: int, note: str = "") -> str:
+        verdict = "ok" if n <= limit else "OVER THE LIMIT"
+        return f"  {label:<9} {_mb(n):>9}  of {_mb(limit):>9}  {verdict}{note}"
+
+    print(line("unzipped", r.unzipped_bytes, UNZIPPED_LIMIT, "  (function + layers, every deploy)"))
+    if r.zip_path is not None:
+        print(line("zipped", r.zipped_bytes, ZIPPED_LIMIT, f"  ({r.zip_path}, direct upload)"))
+    else:
+        over = "over" if r.zipped_bytes > ZIPPED_LIMIT else "under"
+        print(
+            f"  zipped    {_mb(r.zipped_bytes):>9}  {over} the {_mb(ZIPPED_LIMIT)} direct-upload limit, which does not "
+            "apply: sam deploy uploads through S3"
+        )
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in r.versions.items()))
+    if r.kept:
+        for name, by in sorted(r.kept.items()):
+            print(f"kept {name} (imported by {by})")
+    if not r.within_limits:
+        print(
+            "over Lambda's limits: deploy the container image instead (infra/Dockerfile, docs/operations.md)",
+            file=sys.stderr,
+        )
