@@ -8,6 +8,7 @@ the config's `auth.api_keys`, or everything is owner `local` when the operator t
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -57,9 +58,25 @@ class NoAuth:
         return "local"
 
 
+# arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION (role names have no '/'; a role's path is not in it).
+_ASSUMED_ROLE = re.compile(r"^(arn:aws[a-z-]*:sts::\d{12}:assumed-role/[^/]+)/(.+)$")
+# IAM Identity Center roles: the session name is the signed-in person (stable across sessions).
+_PER_PERSON_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/AWSReservedSSO_[^/]+$")
+
+
+def principal(user_arn: str) -> str:
+    """The owner an IAM caller's ARN stands for: an assumed-role session is owned by its role (a new
+    session of the same role sees the same jobs), except for IAM Identity Center roles, whose
+    session name is the person; any other ARN (IAM user, root, federated user) is itself."""
+    m = _ASSUMED_ROLE.match(user_arn)
+    if m is None or _PER_PERSON_ROLE.match(m.group(1)):
+        return user_arn
+    return m.group(1)
+
+
 class IamAuth:
     """AWS: the identity API Gateway put in the request context (JWT `sub`, the authorizer's
-    principal, or the SigV4 caller's ARN), in that order."""
+    principal, or the SigV4 caller's ARN mapped by `principal`), in that order."""
 
     def owner(self, event: Mapping[str, Any]) -> str:
         ctx = event.get("requestContext") or {}
@@ -67,7 +84,13 @@ class IamAuth:
         claims = authorizer.get("claims") or {}
         jwt = (authorizer.get("jwt") or {}).get("claims") or {}
         identity = ctx.get("identity") or {}
-        for candidate in (claims.get("sub"), jwt.get("sub"), authorizer.get("principalId"), identity.get("userArn"), identity.get("caller")):
+        for candidate in (claims.get("sub"), jwt.get("sub"), authorizer.get("principalId")):
             if candidate:
                 return str(candidate)
+        arn = identity.get("userArn")
+        if arn:
+            return principal(str(arn))
+        caller = identity.get("caller")  # without an ARN, whether a role is per person is unknown: kept whole
+        if caller:
+            return str(caller)
         raise Unauthorized("the request carries no caller identity (is IAM auth enabled on the API?)")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from router.auth import ApiKeyAuth, Authenticator, IamAuth, NoAuth
 from router.config import RouterConfig, load_config, parse_config, uri_to_path
-from router.errors import ConfigError
+from router.errors import BackendUnavailable, ConfigError, StartupError
 from router.ports import EndpointClient, ObjectStore
 from router.service import RouterService
 
@@ -59,6 +59,20 @@ def _signing_key(state_dir: Path) -> bytes:
         return key
 
 
+def _writable(folder: Path) -> Path:
+    """`folder`, created if needed, once a file could be written in it (else StartupError)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".router-write-check-"):
+            pass
+    except OSError as e:
+        raise StartupError(
+            f"{folder}: {e.strerror or e}. router serve keeps its job table, job data and signing key there: "
+            "make it writable, or point storage.jobs and storage.job_table at a writable folder"
+        ) from None
+    return folder
+
+
 def build_local(
     config: RouterConfig,
     *,
@@ -76,7 +90,9 @@ def build_local(
         jobs_loc = config.storage.jobs
         # Not /tmp/router: a folder named like the package in the working directory would shadow it.
         state_dir = uri_to_path(jobs_loc).parent if jobs_loc.startswith("file://") else Path(tempfile.gettempdir()) / "router-state"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    _writable(state_dir)
+    if with_jobs and config.storage.jobs.startswith("file://"):
+        _writable(uri_to_path(config.storage.jobs))
     files = FileObjectStore(_signing_key(state_dir), public_base_url)
     objects = CompositeObjectStore(files, _s3_factory)
     runner = InlineRunner(objects, state_dir / "model-cache")
@@ -108,8 +124,11 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulato
     if not config.storage.job_table.startswith("sqlite:///"):
         raise ConfigError("config", ["storage.job_table: `router serve` needs sqlite:///PATH (dynamodb:// is for AWS)"])
     db_path = Path(config.storage.job_table[len("sqlite:///"):])
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
+    _writable(db_path.parent)
+    try:
+        store = SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
+    except BackendUnavailable as e:
+        raise StartupError(f"{e.message}: router serve needs a writable job table") from None
     queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
@@ -186,7 +205,7 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
         batch = SageMakerBatchClient(boto3.client("sagemaker", region_name=config.sagemaker.region))
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
-        transform_name=transform_job_name,
+        transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""],
     )
 
 

@@ -16,11 +16,14 @@ MODEL_MESSAGE_MAX = 500
 class RouterError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # Seconds a client should wait before retrying (the Retry-After header); None: not transient.
+    default_retry_after_s: ClassVar[int | None] = None
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
+        self.retry_after_s: int | None = retry_after_s if retry_after_s is not None else self.default_retry_after_s
 
     def to_body(self, request_id: str) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message, "request_id": request_id}
@@ -152,6 +155,7 @@ class TooManyJobs(RouterError):
 
 class Throttled(RouterError):
     status, code = 429, "throttled"
+    default_retry_after_s = 1
 
 
 # 500
@@ -170,6 +174,12 @@ class BackendError(RouterError):
 
 class BackendUnavailable(RouterError):
     status, code = 503, "backend_unavailable"
+    default_retry_after_s = 5
+
+
+class StorageAccessDenied(BackendUnavailable):
+    """The storage refused the router's own role (S3 AccessDenied): the operator's to fix, so 503;
+    for an input the client named, the jobs service answers 422 instead."""
 
 
 class BackendTimeout(RouterError):
@@ -186,3 +196,8 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__(f"{source}: invalid config\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class StartupError(Exception):
+    """The runtime cannot start where it was told to (e.g. a read-only state folder). Not an HTTP
+    error: `router serve` prints the message and exits non-zero, without a traceback."""

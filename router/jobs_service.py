@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,7 @@ from router.errors import (
     NoFeasibleRoute,
     OutputNotSupported,
     RouterError,
+    StorageAccessDenied,
     Throttled,
     TooManyJobs,
 )
@@ -60,6 +62,7 @@ class JobsService:
         queue: WorkerQueue | None = None,
         batch: BatchClient | None = None,
         transform_name: Callable[[str], str] | None = None,
+        private_uris: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.service = service
@@ -70,6 +73,11 @@ class JobsService:
         self.batch = batch
         self.transform_name = transform_name
         self.jobs_root = config.storage.jobs.rstrip("/")
+        # Buckets the router keeps its own data in (jobs, artifacts, the config): never a job's
+        # input, except the caller's own uploads. `private_uris` adds locations only the
+        # runtime knows (ROUTER_CONFIG).
+        own = [config.storage.jobs, config.storage.artifacts, *(m.artifact for m in config.models), *private_uris]
+        self._private_buckets = frozenset(u[len("s3://"):].partition("/")[0] for u in own if u.startswith("s3://"))
 
     # ------------------------------------------------------------------ locations
 
@@ -77,8 +85,9 @@ class JobsService:
         return f"{self.jobs_root}/{job_id}/{name}"
 
     def _uploads_prefix(self, owner: str) -> str:
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", owner)[:100]
-        return f"{self.jobs_root}/uploads/{safe}/"
+        # Readable, plus a digest of the exact owner: sanitising alone maps two owners to one folder.
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", owner)[:64]
+        return f"{self.jobs_root}/uploads/{safe}-{hashlib.sha256(owner.encode()).hexdigest()[:16]}/"
 
     # ------------------------------------------------------------------ submit
 
@@ -106,7 +115,7 @@ class JobsService:
             payload = len(data)
         else:
             assert input_uri is not None
-            self._check_input_uri(owner, input_uri)
+            input_uri = self._confine_input(owner, input_uri)
             records, payload = self._count_records(input_uri)
         digest = request_digest(
             {
@@ -180,16 +189,37 @@ class JobsService:
         except Exception:  # best effort: an orphan file is harmless (like a crash after staging)
             log.warning("could not delete the unused input snapshot %s", snapshot)
 
-    def _check_input_uri(self, owner: str, uri: str) -> None:
-        # Inputs inside the router's own job store must be this owner's uploads (no reading other
-        # owners' inputs or outputs through a crafted URI).
-        if uri.startswith(self.jobs_root + "/") and not uri.startswith(self._uploads_prefix(owner)):
-            raise InvalidInput("input.uri points into the router's job storage outside your uploads")
-        if uri.startswith("file://") and not uri.startswith(self.jobs_root + "/"):
-            # Local files are readable by the router process: only uploads may be named.
-            raise InvalidInput("file:// inputs must come from POST /v1/uploads")
-        if not self.objects.exists(uri):
-            raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
+    def _confine_input(self, owner: str, uri: str) -> str:
+        """The canonical URI of an input this owner may name, or InvalidInput.
+
+        Decided on the URI (and, for files, where its links lead) before anything is read, with one
+        message for every refusal: a refused URI reveals nothing about what it names."""
+        refused = InvalidInput(
+            "input.uri must be one of your own uploads (POST /v1/uploads) or an s3:// object outside the router's own buckets"
+        )
+        scheme, sep, rest = uri.partition("://")
+        if not sep or scheme not in ("file", "s3") or any(seg in (".", "..") for seg in rest.split("/")):
+            raise refused  # dot segments are refused, not folded: S3 keys are literal, other tools fold them
+        uploads = self._uploads_prefix(owner)
+        if scheme == "file":
+            uri = "file://" + posixpath.normpath(rest)  # "a//b" is "a/b"
+        try:
+            canonical = self.objects.resolve(uri)
+            own = uri.startswith(uploads) and canonical.startswith(self.objects.resolve(uploads.rstrip("/")) + "/")
+        except RouterError:
+            raise refused from None
+        if not own:
+            if scheme == "file" or canonical.startswith(self.jobs_root + "/"):
+                raise refused  # local files and the job store: only the caller's own uploads
+            if canonical[len("s3://"):].partition("/")[0] in self._private_buckets:
+                raise refused  # artifacts, the config, other owners' inputs and outputs
+        try:
+            found = self.objects.exists(canonical)
+        except StorageAccessDenied:
+            found = False
+        if not found:
+            raise InvalidInput(f"input not found or not readable by the router: {uri} (upload it first: POST /v1/uploads)")
+        return canonical
 
     def _count_records(self, uri: str) -> tuple[int, int]:
         """Exact record and byte counts, streaming (memory stays flat)."""

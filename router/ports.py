@@ -120,6 +120,10 @@ class ObjectStore(Protocol):
 
     def exists(self, uri: str) -> bool: ...
 
+    def resolve(self, uri: str) -> str:
+        """The canonical URI of what `uri` names (file: '..' and symlinks resolved; s3: itself)."""
+        ...
+
     def list_uris(self, prefix_uri: str) -> Iterator[str]: ...
 
     def fetch_to(self, uri: str, path: str) -> None:

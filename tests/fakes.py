@@ -104,6 +104,9 @@ class MemoryObjectStore:
     def exists(self, uri: str) -> bool:
         return uri in self.objects
 
+    def resolve(self, uri: str) -> str:
+        return uri  # keys are literal, as on S3
+
     def list_uris(self, prefix_uri: str) -> Iterator[str]:
         return iter(sorted(u for u in self.objects if u.startswith(prefix_uri)))
 

@@ -7,8 +7,10 @@ URLs are HMAC-signed links to the local HTTP server's `/_local/objects` route.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
+import logging
 import os
 import shutil
 import tempfile
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from router.errors import InternalError, InvalidRequest, NotFound
+from router.errors import BackendUnavailable, InternalError, InvalidRequest, NotFound
 
+log = logging.getLogger("router.storage")
 SCHEME = "file://"
 LOCAL_OBJECTS_ROUTE = "/_local/objects"
 # Temp files of in-flight writes end with this; listings hide them (S3 never shows partial uploads).
@@ -39,10 +42,27 @@ def path_of(uri: str) -> Path:
     return Path(os.path.normpath(raw))
 
 
+# A full, read-only or forbidden disk: the storage's state, not the request's fault (503, retry).
+_UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+@contextlib.contextmanager
+def _storage_writes(target: Path) -> Iterator[None]:
+    """Turn an OSError of a full or read-only disk into BackendUnavailable (the path stays in the log)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
+            raise
+        log.error("cannot write %s: %s", target, e.strerror)
+        raise BackendUnavailable(f"the router's storage cannot be written ({e.strerror}); retry later") from e
+
+
 def _atomic_tmp(target: Path) -> tuple[int, Path]:
     """A temp file beside `target` (same file system, so os.replace is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+    with _storage_writes(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
     return fd, Path(name)
 
 
@@ -82,6 +102,10 @@ class FileObjectStore:
     def exists(self, uri: str) -> bool:
         return path_of(uri).is_file()
 
+    def resolve(self, uri: str) -> str:
+        """The URI of the file `uri` really names: '..' and symlinks resolved (confinement checks)."""
+        return SCHEME + os.path.realpath(path_of(uri))
+
     def list_uris(self, prefix_uri: str) -> Iterator[str]:
         """Every object whose URI starts with `prefix_uri` (S3 prefix semantics), sorted."""
         prefix = path_of(prefix_uri)
@@ -106,9 +130,10 @@ class FileObjectStore:
         target = Path(path)
         fd, tmp = _atomic_tmp(target)
         try:
-            with self.open_read(uri) as src, os.fdopen(fd, "wb") as dst:
+            with _storage_writes(target), self.open_read(uri) as src, os.fdopen(fd, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            tmp.replace(target)
+            with _storage_writes(target):
+                tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -126,9 +151,10 @@ class FileObjectStore:
         target = path_of(uri)
         fd, tmp = _atomic_tmp(target)
         try:
-            with os.fdopen(fd, "wb") as f:
-                yield f
-            tmp.replace(target)
+            with _storage_writes(target):
+                with os.fdopen(fd, "wb") as f:
+                    yield f
+                tmp.replace(target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -140,8 +166,9 @@ class FileObjectStore:
 
     def delete(self, uri: str) -> None:
         """Remove the object; removing a missing object is not an error (as in S3)."""
-        with contextlib.suppress(FileNotFoundError):
-            path_of(uri).unlink()
+        path = path_of(uri)
+        with _storage_writes(path), contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     # ------------------------------------------------------------ presigned URLs
 

@@ -51,6 +51,9 @@ class CompositeObjectStore:
     def exists(self, uri: str) -> bool:
         return self._for(uri).exists(uri)
 
+    def resolve(self, uri: str) -> str:
+        return self._for(uri).resolve(uri)
+
     def list_uris(self, prefix_uri: str) -> Iterator[str]:
         return self._for(prefix_uri).list_uris(prefix_uri)
 

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from router.errors import BackendUnavailable, InvalidRequest, NotFound, RouterError, Throttled
+from router.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
+    RouterError,
+    StorageAccessDenied,
+    Throttled,
+)
 
 if TYPE_CHECKING:  # boto3 is imported by whoever builds the client, never at import time here.
     from mypy_boto3_s3 import S3Client
@@ -29,6 +36,7 @@ SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
 _READ_BUFFER = 1 << 20
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+_DENIED = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
 _THROTTLED = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "503"}
 )
@@ -56,6 +64,8 @@ def map_error(exc: BaseException, uri: str) -> RouterError:
             return NotFound(f"object not found: {uri}", details={"uri": uri})
         if code in _THROTTLED or status == 429:
             return Throttled("S3 is throttling requests; retry later", details={"uri": uri, "aws_code": code})
+        if code in _DENIED or status == 403:
+            return StorageAccessDenied(f"S3 refused the router access to {uri} ({code or status})", details={"uri": uri, "aws_code": code})
         return BackendUnavailable(f"S3 request failed ({code or status})", details={"uri": uri, "aws_code": code})
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
@@ -138,6 +148,11 @@ class S3ObjectStore:
         except NotFound:
             return False
         return True
+
+    def resolve(self, uri: str) -> str:
+        """S3 keys are literal (no '..', no links): the URI itself, once it parses."""
+        split_uri(uri)
+        return uri
 
     def list_uris(self, prefix_uri: str) -> Iterator[str]:
         """Every object whose key starts with the prefix, in S3's (lexicographic) order."""

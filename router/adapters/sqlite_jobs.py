@@ -8,6 +8,7 @@ processes on one file serialize their writes too. The rules come from router/job
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from router.errors import BackendUnavailable, InternalError
 from router.ports import Clock, Page
 
 T = TypeVar("T")
+log = logging.getLogger("router.jobs")
 
 # Indexed columns beside the full record (JSON of jobs.to_record). `idempotency_key` holds the key
 # only while it is remembered (jobs.idempotency_expiry); it is cleared when a new job takes it.
@@ -92,7 +94,13 @@ class SqliteJobStore:
                 self._conn.execute("COMMIT")
                 return result
             except BaseException as exc:
-                self._conn.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk, I/O): a second
+                # ROLLBACK would raise "no transaction is active" and hide the real error.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.warning("rollback of the job table failed", exc_info=True)
                 if isinstance(exc, sqlite3.Error):
                     raise BackendUnavailable(f"job table: {exc}") from exc
                 raise

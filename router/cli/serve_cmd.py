@@ -11,7 +11,7 @@ from typing import Any
 
 from router.cli.common import print_config_error
 from router.config import load_config
-from router.errors import ConfigError
+from router.errors import ConfigError, StartupError
 
 
 def register(sub: Any) -> None:
@@ -60,6 +60,9 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
         return 2
     try:
         app = create_app(config, host, port)
+    except StartupError as e:
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 1

@@ -135,6 +135,8 @@ def error_response(err: RouterError, rid: str) -> Response:
     m.dimension("code", err.code)
     m.count("Errors")
     resp = json_response(err.status, with_details(err.to_body(rid)))
+    if err.retry_after_s is not None:  # a transient state (503, 429): when to try again
+        resp["multiValueHeaders"]["Retry-After"] = [str(err.retry_after_s)]
     if isinstance(err, MethodNotAllowed):
         resp["multiValueHeaders"]["Allow"] = [", ".join(err.details.get("allowed", []))]
     return resp

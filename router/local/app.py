@@ -43,7 +43,11 @@ def create_app(config: RouterConfig, host: str = "127.0.0.1", port: int = 8080) 
         max_body_bytes=int(config.runtime.api_payload_mb * MIB),
         timeout_s=config.runtime.sync_timeout_s,
     )
-    runtime = build_local(config, public_base_url=server.url)
+    try:
+        runtime = build_local(config, public_base_url=server.url)
+    except BaseException:
+        server.server_close()
+        raise
     server.lambda_handler = make_handler(runtime)
     server.objects = getattr(runtime.objects, "file_store", None)
     runtime.start()

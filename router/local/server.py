@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from router.errors import RouterError
+
 log = logging.getLogger("router.local")
 
 _CHUNK_SIZE = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
@@ -334,6 +336,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._handle(rid)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except RouterError as e:  # the presigned-URL route's storage (a full disk: 503 + Retry-After)
+            retry = {} if e.retry_after_s is None else {"Retry-After": str(e.retry_after_s)}
+            try:
+                self._reject(e.status, e.code, e.message, rid, e.details, retry)
+            except OSError:
+                self.close_connection = True
         except Exception:  # the server keeps serving whatever one request does
             log.exception("local server error")
             try:
