@@ -47,6 +47,8 @@ from router.service import RouterService
 log = logging.getLogger("router.jobs")
 
 S = JobStatus
+# A replay (same Idempotency-Key and body) dispatches a job that has been queued at least this long.
+REPLAY_DISPATCH_AFTER_S = 10.0
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (docs/api.md)
 
 
@@ -180,8 +182,26 @@ class JobsService:
                 raise IdempotencyKeyReuse(
                     "this Idempotency-Key was already used with a different request body", details={"job_id": stored.job_id}
                 )
-            return stored, False
-        return self._dispatch(stored), True
+            # This very create retried under us after a lost reply (same job id) is new. A replay
+            # of a job still queued is dispatched again: the request that created it may have
+            # lost its reply before dispatching.
+            created = stored.job_id == job_id
+            if not created:
+                again = self._claim_replay_dispatch(stored)
+                if again is None:
+                    return stored, False
+                stored = again
+        return self._dispatch(stored), created
+
+    def _claim_replay_dispatch(self, job: Job) -> Job | None:
+        """The job to dispatch again for a replay, or None. Only a job queued for
+        REPLAY_DISPATCH_AFTER_S (its first dispatch had its chance), and only one replay per such
+        window (a version-checked touch), so a burst of retries is not a burst of workers.
+        Dispatching twice is still safe: the worker claims the job conditionally and resumes from
+        its checkpoint, a transform job has a deterministic name."""
+        if job.status is not S.QUEUED or self.clock.now() - job.updated_at < timedelta(seconds=REPLAY_DISPATCH_AFTER_S):
+            return None
+        return self.store.update(job.job_id, job.version, attempts=job.attempts)
 
     def _drop_snapshot(self, snapshot: str) -> None:
         try:
