@@ -212,3 +212,12 @@ def test_an_s3_input_the_router_may_not_read_is_422_not_503(tmp_path: Path) -> N
             s3_submit(svc, "s3://someone-elses/rows.jsonl")
         stub.assert_no_pending_responses()
     assert "not readable" in e.value.message
+
+
+def test_transform_jobs_may_not_read_the_router_config() -> None:
+    from cfnlint.decode import cfn_yaml
+
+    template = cfn_yaml.load(str(Path(__file__).parents[2] / "infra" / "template.yaml"))
+    role = template["Resources"]["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    denied = [st for st in role if st["Effect"] == "Deny" and "s3:GetObject" in st["Action"]]
+    assert [str(st["Resource"]) for st in denied] == [str({"Fn::Sub": "${ArtifactsBucket.Arn}/${ConfigKey}"})]
