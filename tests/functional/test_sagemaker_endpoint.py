@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -193,6 +195,63 @@ def test_a_5xx_model_error_is_502_without_the_models_body(status: int) -> None:
     assert (err.status, err.code) == (502, "backend_error")
     assert "secret" not in err.message and "Traceback" not in err.message
     assert err.details["model_status"] == status
+
+
+class ModelErrorServer(ThreadingHTTPServer):
+    """sagemaker-runtime as seen on the wire when the container answered `status`: HTTP 424, the
+    error type header and the JSON body InvokeEndpoint returns (botocore parses it for real)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status, self.body = status, body
+        super().__init__(("127.0.0.1", 0), _ModelErrorHandler)
+
+
+class _ModelErrorHandler(BaseHTTPRequestHandler):
+    server: ModelErrorServer
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        doc = {
+            "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if self.server.status < 500 else "SERVER_ERROR_FROM_MODEL",
+            "LogStreamArn": LOG_STREAM,
+            "Message": SAGEMAKER_MESSAGE.format(status=self.server.status, body=self.server.body[:100]),
+            "OriginalMessage": self.server.body,
+            "OriginalStatusCode": self.server.status,
+        }
+        raw = json.dumps(doc).encode()
+        self.send_response(424)
+        self.send_header("x-amzn-ErrorType", "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "expected"), [(400, ModelRejectedInput), (500, BackendError)])
+def test_model_error_parsed_by_botocore_from_the_wire(status: int, expected: type[Exception]) -> None:
+    server = ModelErrorServer(status, TOOLKIT_BODY)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        runtime = SESSION.client(
+            "sagemaker-runtime",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
+        with pytest.raises(expected) as info:
+            SageMakerEndpointClient(runtime, None).invoke("iris-prod", b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert type(info.value) is expected
+    assert info.value.details["model_status"] == status
+    if status == 400:
+        assert info.value.message == f"the model on endpoint 'iris-prod' refused the input: {REJECTION}"
+    assert "Traceback" not in info.value.message
 
 
 def test_a_model_error_without_an_original_status_is_502() -> None:

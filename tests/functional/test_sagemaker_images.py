@@ -40,7 +40,7 @@ SUPPORT = {"setuptools": "80.9.0"}
 
 def find_python(version: str) -> str | None:
     """pyenv's Python `version` (newest patch), else python`version` on PATH, if it runs."""
-    versions = Path("~/.pyenv/versions").expanduser()
+    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     candidates = sorted(str(p) for p in versions.glob(f"{version}.*/bin/python"))[::-1]
     on_path = shutil.which(f"python{version}")
     for python in [*candidates, *([on_path] if on_path else [])]:
@@ -163,6 +163,31 @@ def test_json_jsonlines_and_csv_in_and_out(runtime: tuple[Path, Path, dict[str, 
     assert results[3]["content_type"].startswith("text/csv")
     assert [[float(v) for v in line.split(",")] for line in results[4]["body"].decode().splitlines()] == proba
     assert json.loads(results[5]["body"]) == {"predictions": predict}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_model_saved_by_the_dev_stack_predicts_there_as_here(runtime: tuple[Path, Path, dict[str, Any]], stack: str,
+                                                                tmp_path: Path) -> None:
+    """The usual path: trained with this project's scikit-learn (1.9.x), packaged, served by the image's."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = load_iris(return_X_y=True)
+    model = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, y)
+    joblib.dump(model, tmp_path / "forest.joblib")
+    package = build_package(tmp_path / "forest.joblib", tmp_path / "model.tar.gz", framework="sklearn")
+    unpack(package.path, tmp_path / "base" / "model")
+    rows = x[::15].tolist()
+    python, _, _ = runtime
+    (tmp_path / "requests.json").write_text(json.dumps([
+        request("application/json", json.dumps({"instances": rows, "output": "proba"})),
+        request("text/csv", "".join(",".join(repr(v) for v in r) + "\n" for r in rows), "application/jsonlines"),
+    ]))
+    proba, lines = run(python, stack, str(tmp_path / "base"), str(tmp_path / "requests.json"))
+    assert proba["status"] == lines["status"] == 200
+    assert json.loads(proba["body"]) == {"predictions": model.predict_proba(x[::15]).tolist()}
+    assert [json.loads(line) for line in lines["body"].splitlines()] == model.predict(x[::15]).tolist()
 
 
 BAD = [
