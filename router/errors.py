@@ -187,8 +187,8 @@ class BackendUnavailable(RouterError):
 
 
 class StorageAccessDenied(BackendUnavailable):
-    """The storage refused the router's own role (S3 AccessDenied): the operator's to fix, so 503;
-    for an input the client named, the jobs service answers 422 instead."""
+    """The storage refused the router (S3 AccessDenied, or no AWS credentials at all): the
+    operator's to fix, so 503; for an input the client named, the jobs service answers 422."""
 
 
 class BackendTimeout(RouterError):

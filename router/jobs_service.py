@@ -235,10 +235,10 @@ class JobsService:
                 raise refused  # artifacts, the config, other owners' inputs and outputs
         try:
             found = self.objects.exists(canonical)
-        except StorageAccessDenied:
-            found = False
+        except StorageAccessDenied as e:  # retrying cannot help: the client's to change
+            raise InvalidInput(f"input not readable by the router: {e.message} (or upload it: POST /v1/uploads)") from None
         if not found:
-            raise InvalidInput(f"input not found or not readable by the router: {uri} (upload it first: POST /v1/uploads)")
+            raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
         return canonical
 
     def _count_records(self, uri: str) -> tuple[int, int]:
