@@ -168,3 +168,20 @@ def forest_rows(n: int, seed: int = 0) -> list[list[float]]:
     """n records for forest100: standard normal features, rounded as a client would send them."""
     rows: list[list[float]] = np.round(np.random.default_rng(seed).normal(size=(n, FOREST_FEATURES)), 3).tolist()
     return rows
+
+
+def lr20(out_dir: Path) -> dict[str, Any]:
+    """The cheap-model case: a LogisticRegression on 20 features (make_classification, 2,000 rows),
+    as the config entry `lr20`."""
+    import hashlib
+
+    import joblib
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, y = make_classification(n_samples=2_000, n_features=FOREST_FEATURES, n_informative=10, random_state=0)
+    path = out_dir / "lr20.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), path)
+    return {"name": "lr20", "framework": "sklearn", "artifact": path.as_uri(),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "latency_ms": 1000}

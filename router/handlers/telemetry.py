@@ -41,6 +41,16 @@ def correlation(correlation_id: str, **keys: str) -> Iterator[None]:
         _ids.reset(token)
 
 
+def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> tuple[Any, Any]:
+    """correlation() and metrics.active() without the context managers' cost (the hot path)."""
+    return _ids.set({"correlation_id": correlation_id, **keys}), _current.set(metrics)
+
+
+def leave_event(tokens: tuple[Any, Any]) -> None:
+    _ids.reset(tokens[0])
+    _current.reset(tokens[1])
+
+
 class _CorrelationFilter(logging.Filter):
     """Puts the current request's ids on every record the handler formats (also records from
     child loggers and other threads, which carry their own ids or none)."""
