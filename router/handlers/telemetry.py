@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -170,6 +171,41 @@ _current: ContextVar[EventMetrics] = ContextVar("router_event_metrics", default=
 def event_metrics() -> EventMetrics:
     """The current event's metrics (a no-op outside an event)."""
     return _current.get()
+
+
+_FINISHED = {"succeeded": "JobsSucceeded", "failed": "JobsFailed", "cancelled": "JobsCancelled"}
+
+
+def count_job(metrics: EventMetrics, job: Any) -> None:
+    """A job's `model` dimension, and one of JobsSucceeded/JobsFailed/JobsCancelled when it ended."""
+    if job is None:
+        return
+    metrics.dimension("model", str(job.model))
+    name = _FINISHED.get(str(job.status.value))
+    if name:
+        metrics.count(name)
+
+
+@contextlib.contextmanager
+def job_event(job_id: str | None, invocation_id: str) -> Iterator[EventMetrics]:
+    """One worker, events or sweeper invocation: log lines carry correlation_id (the job id, else
+    the invocation's request id) and job_id; its metrics (plus Errors when it raises) are flushed
+    at the end, raise or not."""
+    metrics = EventMetrics()
+    tokens = enter_event(job_id or invocation_id, metrics, **({"job_id": job_id} if job_id else {}))
+    try:
+        yield metrics
+    except Exception:
+        metrics.count("Errors")
+        raise
+    finally:
+        leave_event(tokens)
+        metrics.flush()
+
+
+def invocation_id(context: Any) -> str:
+    rid = getattr(context, "aws_request_id", None)
+    return str(rid) if rid else "local-" + uuid.uuid4().hex
 
 
 _metrics_lock = threading.Lock()
