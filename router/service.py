@@ -17,7 +17,6 @@ from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
 from router.errors import (
     BackendError,
-    InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
     SyncNotPossible,
@@ -144,28 +143,18 @@ class RouterService:
 
     def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         assert model.endpoint is not None and self.endpoints is not None
-        rows: list[Any] = list(instances)
-        if model.features and model.framework in ("sklearn", "onnx"):
-            # Validate tabular input here, as inline does, so a bad row is a 422 before it costs an
-            # endpoint call; named-feature objects become rows in the declared order.
-            from router.adapters.inline import FeatureSchema
+        from router.adapters import sagemaker_contract as contract
 
-            rows = FeatureSchema(names=tuple(model.features), n_features=None).to_matrix(instances).tolist()
-        try:
-            body = json.dumps({"instances": rows, "output": output.value}, allow_nan=False).encode()
-        except ValueError:
-            raise InvalidInput("instances contain NaN or Infinity, which the endpoint cannot receive") from None
-        raw = self.endpoints.invoke(model.endpoint.name, body, "application/json")
+        # The one request shape of every SageMaker path (batch transform sends the same documents).
+        # Tabular rows are validated here, as inline does, so a bad row is a 422 before it costs
+        # an endpoint call.
+        body = contract.request_body(model, instances, output.value)
+        raw = self.endpoints.invoke(model.endpoint.name, body, contract.CONTENT_TYPE)
         try:
             parsed = json.loads(raw)
-            preds = parsed["predictions"] if isinstance(parsed, dict) else parsed
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             raise BackendError("the endpoint returned a response that is not {\"predictions\": [...]}") from None
-        if not isinstance(preds, list) or len(preds) != len(instances):
-            raise BackendError(
-                f"the endpoint returned {len(preds) if isinstance(preds, list) else 'no'} predictions for {len(instances)} instances"
-            )
-        return preds
+        return contract.predictions_of(parsed, len(instances), f"endpoint {model.endpoint.name}")
 
     def not_syncable_error(self, decision: Decision) -> SyncNotPossible | PayloadTooLarge:
         details = {"decision": decision.to_dict()}

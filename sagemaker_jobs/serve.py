@@ -34,7 +34,6 @@ PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 # SageMaker real-time endpoints cap a request at 6 MB, batch transform at MaxPayloadInMB <= 100 MB:
 # anything larger cannot have come from SageMaker, so refuse it before reading it.
 MAX_BODY_BYTES = 100 * 1024 * 1024
-LINE_FORMATS = (inference.JSONLINES, inference.CSV)
 
 
 class ModelError(RuntimeError):
@@ -306,6 +305,11 @@ class TransformResult:
     batches: int
 
 
+SPLIT_TYPES = ("None", "Line")
+BATCH_STRATEGIES = ("SingleRecord", "MultiRecord")
+ASSEMBLE_WITH = ("None", "Line")
+
+
 def transform_file(
     model_dir_or_model: str | Path | ModelService,
     in_path: str | Path,
@@ -316,23 +320,32 @@ def transform_file(
     batch_records: int,
     max_payload_bytes: int | None,
     should_stop: Callable[[], bool] | None = None,
+    split_type: str = "Line",
+    batch_strategy: str = "MultiRecord",
+    assemble_with: str = "Line",
 ) -> TransformResult:
-    """Batch-transform one input object as SageMaker does with SplitType=Line,
-    BatchStrategy=MultiRecord and AssembleWith=Line.
+    """Batch-transform one input object as SageMaker does with these CreateTransformJob parameters.
+
+    SplitType "None": the whole object is one request. "Line": records are lines; BatchStrategy
+    "SingleRecord" sends each line alone (without its newline), "MultiRecord" as many whole lines
+    as `batch_records` and `max_payload_bytes` allow (None: no byte limit). Every request carries
+    `content_type` and `accept`, whatever they are (SageMaker does not check them against the
+    split). A record over the byte limit fails the transform, as MaxPayloadInMB does.
+    AssembleWith "Line" writes each answer followed by a newline (unless it already ends with
+    one), "None" concatenates the answers as they are; nothing checks their number.
 
     `out_path` is the output location (a directory, created when missing), like S3OutputPath:
-    the result is `<out_path>/<input file name>.out`, one output line per input line, in order.
-    Mini-batches hold at most `batch_records` lines and `max_payload_bytes` bytes (None: no byte
-    limit); a single line over the byte limit fails the transform, as MaxPayloadInMB does.
-    The output is written to a temporary file and renamed, so a failure leaves no partial .out.
-    `should_stop` is asked before each mini-batch; True raises TransformStopped (StopTransformJob).
+    the result is `<out_path>/<input file name>.out`, answers in input order. It is written to a
+    temporary file and renamed, so a failure leaves no partial .out. `should_stop` is asked
+    before each request; True raises TransformStopped (StopTransformJob).
     """
     if batch_records < 1:
         raise ValueError(f"batch_records must be >= 1, got {batch_records}")
-    for name, value in (("content_type", content_type), ("accept", accept)):
-        media = inference.parse_media_type(value)[0]
-        if media not in (*LINE_FORMATS, *inference.JSONLINES_TYPES):
-            raise ValueError(f"{name} {media!r} is not a line format: transform_file needs {' or '.join(LINE_FORMATS)}")
+    for name, value, allowed in (
+        ("split_type", split_type, SPLIT_TYPES), ("batch_strategy", batch_strategy, BATCH_STRATEGIES), ("assemble_with", assemble_with, ASSEMBLE_WITH)
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     service = model_dir_or_model if isinstance(model_dir_or_model, ModelService) else load_service(model_dir_or_model)
     src = Path(in_path)
     out_dir = Path(out_path)
@@ -342,7 +355,13 @@ def transform_file(
     records = batches = 0
     try:
         with src.open("rb") as fin, tmp.open("wb") as fout:
-            for first_line, lines in _mini_batches(fin, batch_records, max_payload_bytes):
+            if split_type == "None":
+                requests: Iterator[tuple[int, list[bytes]]] = _whole_object(fin, max_payload_bytes)
+            elif batch_strategy == "SingleRecord":
+                requests = _single_records(fin, max_payload_bytes)
+            else:
+                requests = _mini_batches(fin, batch_records, max_payload_bytes)
+            for first_line, lines in requests:
                 if should_stop is not None and should_stop():
                     raise TransformStopped(f"{src.name}: stopped before line {first_line}")
                 last_line = first_line + len(lines) - 1
@@ -353,17 +372,30 @@ def transform_file(
                     raise TransformError(f"{where}: bad input: {e}") from e
                 except ModelError as e:
                     raise TransformError(f"{where}: model error: {e}") from e
-                out_lines = body.splitlines()
-                if len(out_lines) != len(lines):
-                    raise TransformError(f"{where}: the model returned {len(out_lines)} lines for {len(lines)} records")
-                for line in out_lines:
-                    fout.write(line + b"\n")
+                fout.write(body)
+                if assemble_with == "Line" and not body.endswith(b"\n"):
+                    fout.write(b"\n")
                 records += len(lines)
                 batches += 1
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
     return TransformResult(target, records, batches)
+
+
+def _whole_object(fin: Any, max_payload_bytes: int | None) -> Iterator[tuple[int, list[bytes]]]:
+    data = fin.read()
+    if max_payload_bytes is not None and len(data) > max_payload_bytes:
+        raise TransformError(f"the object is {len(data)} bytes, over the {max_payload_bytes}-byte payload limit (SplitType None)")
+    yield 1, [data]
+
+
+def _single_records(fin: Any, max_payload_bytes: int | None) -> Iterator[tuple[int, list[bytes]]]:
+    for number, raw in enumerate(fin, start=1):
+        record = raw[:-1] if raw.endswith(b"\n") else raw
+        if max_payload_bytes is not None and len(record) > max_payload_bytes:
+            raise TransformError(f"line {number} is {len(record)} bytes, over the {max_payload_bytes}-byte payload limit")
+        yield number, [record]
 
 
 def _mini_batches(fin: Any, batch_records: int, max_payload_bytes: int | None) -> Iterator[tuple[int, list[bytes]]]:

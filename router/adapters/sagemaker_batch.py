@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, cast
 
+from router.adapters.sagemaker_contract import ACCEPT, CONTENT_TYPE
 from router.config import BatchTransformDefaults, ModelSpec
 from router.domain import Job
 from router.errors import BackendError, BackendUnavailable, InvalidRequest, RouterError, Throttled
@@ -31,7 +32,6 @@ TRANSFORM_STATUSES = frozenset({"InProgress", "Completed", "Failed", "Stopping",
 FINISHED_TRANSFORM_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Transform Job State Change"
-OUTPUT_ENV = "SAGEMAKER_ROUTER_OUTPUT"
 TAG_JOB_ID = "router:job-id"
 TAG_MODEL = "router:model"
 _COPY_CHUNK = 1 << 20  # stream .out files 1 MiB at a time: a result can exceed Lambda memory
@@ -180,6 +180,45 @@ def _connection_error_types() -> tuple[type[Exception], ...]:
     return (BotoConnectionError, HTTPClientError)
 
 
+# ---------------------------------------------------------------- the request
+
+
+def transform_job_request(
+    job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str, *, model_name: str
+) -> dict[str, Any]:
+    """CreateTransformJob's parameters for a router job whose input the router staged as one
+    request document per line (router/adapters/sagemaker_contract.py): each line goes to the model
+    alone, as the endpoint's very body, and each answer becomes one line of `<input>.out`. The
+    local emulator runs the same parameters."""
+    return {
+        "TransformJobName": transform_job_name(job.job_id),
+        "ModelName": model_name,
+        # SplitType=Line + SingleRecord: one line (one {"instances": [...]} document) per invocation.
+        "BatchStrategy": "SingleRecord",
+        "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+        # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100 (checked by the config).
+        "MaxPayloadInMB": settings.max_payload_mb,
+        "ModelClientConfig": {
+            # <= 3600 s per invocation and <= 3 retries (CreateTransformJob limits).
+            "InvocationsTimeoutInSeconds": settings.invocation_timeout_s,
+            "InvocationsMaxRetries": settings.max_retries,
+        },
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+            "ContentType": CONTENT_TYPE,
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": output_uri,
+            "Accept": ACCEPT,
+            # A newline after each answer, in request order, in `<input-object>.out`.
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count},
+        "Tags": [{"Key": TAG_JOB_ID, "Value": job.job_id}, {"Key": TAG_MODEL, "Value": model.name}],
+    }
+
+
 # ---------------------------------------------------------------- the adapter
 
 
@@ -202,34 +241,7 @@ class SageMakerBatchClient:
         for label, uri in (("input", input_uri), ("output", output_uri)):
             if not uri.startswith("s3://"):
                 raise InvalidRequest(f"batch transform needs an s3:// {label} location, got {uri!r}")
-        return {
-            "TransformJobName": transform_job_name(job.job_id),
-            "ModelName": self._model_name_for(model),
-            # MultiRecord packs as many lines as fit in MaxPayloadInMB into one /invocations call.
-            "BatchStrategy": "MultiRecord",
-            "MaxConcurrentTransforms": settings.max_concurrent_transforms,
-            # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100 (checked by the config).
-            "MaxPayloadInMB": settings.max_payload_mb,
-            "ModelClientConfig": {
-                # <= 3600 s per invocation and <= 3 retries (CreateTransformJob limits).
-                "InvocationsTimeoutInSeconds": settings.invocation_timeout_s,
-                "InvocationsMaxRetries": settings.max_retries,
-            },
-            "Environment": {OUTPUT_ENV: job.output_kind.value},
-            "TransformInput": {
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
-                "ContentType": "application/jsonlines",
-                "SplitType": "Line",
-            },
-            "TransformOutput": {
-                "S3OutputPath": output_uri,
-                "Accept": "application/jsonlines",
-                # One output line per input line, in order, in `<input-object>.out`.
-                "AssembleWith": "Line",
-            },
-            "TransformResources": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count},
-            "Tags": [{"Key": TAG_JOB_ID, "Value": job.job_id}, {"Key": TAG_MODEL, "Value": model.name}],
-        }
+        return transform_job_request(job, model, settings, input_uri, output_uri, model_name=self._model_name_for(model))
 
     def submit(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str) -> str:
         """Start the transform job for `job`, or adopt the one a previous attempt started.

@@ -11,6 +11,7 @@ state lives on disk, so a `router serve` restart resumes what was running.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,13 +30,7 @@ from typing import Any
 
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig, uri_to_path
 from router.domain import Job
-from router.errors import (
-    BackendError,
-    BackendTimeout,
-    BackendUnavailable,
-    ModelIntegrityError,
-    ModelRejectedInput,
-)
+from router.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidInput, ModelIntegrityError
 from router.ports import BatchJobState, ObjectStore
 
 log = logging.getLogger("router.emulator")
@@ -167,13 +162,13 @@ class LocalEndpoints:
             with urllib.request.urlopen(req, timeout=self._timeout) as r:
                 return bytes(r.read())
         except urllib.error.HTTPError as e:
-            # As the endpoint adapter maps InvokeEndpoint's ModelError by its OriginalStatusCode.
-            details = {"endpoint": endpoint_name, "aws_error": "ModelError", "model_status": e.code}
-            with e:  # the error response holds the connection until closed
-                error_body = e.read()
+            detail = e.read().decode("utf-8", "replace")[:500]
+            with contextlib.suppress(ValueError, AttributeError):
+                detail = json.loads(detail).get("error", {}).get("message", detail)
             if 400 <= e.code < 500:
-                raise ModelRejectedInput.from_endpoint(endpoint_name, e.code, error_body) from None
-            raise BackendError(f"endpoint {endpoint_name}: the model failed on this request", details=details) from None
+                # The model container refused the input (InvokeEndpoint: ModelError, OriginalStatusCode 4xx).
+                raise InvalidInput(f"the model rejected the input: {detail}") from None
+            raise BackendError(f"the model failed (status {e.code}): {detail}") from None
         except TimeoutError:
             raise BackendTimeout(f"endpoint {endpoint_name} did not answer within {self._timeout:g} s") from None
         except urllib.error.URLError as e:
@@ -249,9 +244,11 @@ class LocalBatch:
 
     # -- the port
     def submit(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str) -> str:
-        from router.adapters.sagemaker_batch import transform_job_name
+        from router.adapters.sagemaker_batch import transform_job_name, transform_job_request
 
         name = transform_job_name(job.job_id)
+        # The very CreateTransformJob parameters the AWS adapter sends; the job runs by them.
+        params = transform_job_request(job, model, settings, input_uri, output_uri, model_name=model.name)
         with self._lock:
             if self._read(name) is not None:
                 return name  # adopt: SageMaker refuses a second job with the same name
@@ -263,8 +260,13 @@ class LocalBatch:
                 "Input": input_uri,
                 "Output": output_uri,
                 "OutputKind": job.output_kind.value,
-                "MaxPayloadInMB": settings.max_payload_mb,
-                "MaxRetries": settings.max_retries,
+                "MaxPayloadInMB": params["MaxPayloadInMB"],
+                "MaxRetries": params["ModelClientConfig"]["InvocationsMaxRetries"],
+                "BatchStrategy": params["BatchStrategy"],
+                "ContentType": params["TransformInput"]["ContentType"],
+                "SplitType": params["TransformInput"]["SplitType"],
+                "Accept": params["TransformOutput"]["Accept"],
+                "AssembleWith": params["TransformOutput"]["AssembleWith"],
                 "CreationTime": _now(),
             }
             self._write(rec)
@@ -336,7 +338,15 @@ class LocalBatch:
             if not inputs:
                 raise BackendError("no input objects under " + rec["Input"])
             out_dir = uri_to_path(rec["Output"])
-            media = "application/jsonlines" + ("; output=proba" if rec["OutputKind"] == "proba" else "")
+            # A job recorded before the emulator kept its parameters ran the JSON Lines transform.
+            legacy_type = "application/jsonlines" + ("; output=proba" if rec["OutputKind"] == "proba" else "")
+            how = {
+                "content_type": rec.get("ContentType", legacy_type),
+                "accept": rec.get("Accept", "application/jsonlines"),
+                "split_type": rec.get("SplitType", "Line"),
+                "batch_strategy": rec.get("BatchStrategy", "MultiRecord"),
+                "assemble_with": rec.get("AssembleWith", "Line"),
+            }
             for path in inputs:
                 attempt = 0
                 while True:
@@ -344,7 +354,7 @@ class LocalBatch:
                         raise TransformStopped()
                     try:
                         transform_file(
-                            service, path, out_dir, content_type=media, accept="application/jsonlines",
+                            service, path, out_dir, **how,
                             batch_records=self._batch_records, max_payload_bytes=int(rec["MaxPayloadInMB"]) * 1024 * 1024 or None,
                             **_stop_kw(transform_file, stop),
                         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -28,7 +28,7 @@ from router.jobs import new_job_id
 from router.jobs_service import JobsService
 from router.ports import BatchJobState
 from router.service import RouterService
-from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore
+from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore, answer_transform
 
 SHA = "cd" * 32
 JOBS = "s3://bucket/jobs"
@@ -208,8 +208,7 @@ def big_batch_job(svc: JobsService) -> Job:
 
 
 def transform_output(svc: JobsService, job: Job, lines: int) -> None:
-    name = job.input_uri.rsplit("/", 1)[-1]
-    svc.objects.put_bytes(f"{JOBS}/{job.job_id}/transform/{name}.out", b"3\n" * lines)
+    assert answer_transform(cast(MemoryObjectStore, svc.objects), JOBS, job.job_id) == lines
 
 
 def test_batch_job_lifecycle_with_duplicate_and_stale_events(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from router.errors import IdempotencyKeyReuse, JobNotCancellable
 from router.jobs_service import JobsService
 from router.ports import BatchJobState
 from router.service import RouterService
-from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore
+from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore, answer_transform
 
 SHA = "ab" * 32
 FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -98,8 +98,7 @@ class JobLifecycle(RuleBasedStateMachine):
             return
         name = transform_job_name(job_id)
         if status == "Completed":  # SageMaker wrote the output before saying so
-            src = job.input_uri.rsplit("/", 1)[-1]
-            self.objects.put_bytes(f"s3://bucket-x/jobs/{job_id}/transform/{src}.out", b"1\n" * self.records[job_id])
+            answer_transform(self.objects, "s3://bucket-x/jobs", job_id, lambda record: 1)
         self.svc.on_batch_state(job_id, BatchJobState(name, status, "boom" if status == "Failed" else None))
 
     @precondition(lambda self: self.job_ids)

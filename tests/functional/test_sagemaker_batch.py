@@ -149,17 +149,18 @@ def test_submit_sends_a_transform_job_botocore_and_moto_accept(sm: Any) -> None:
     assert name == transform_job_name(JOB_ID)
     job = sm.describe_transform_job(TransformJobName=name)
     assert job["ModelName"] == sagemaker_model_name(MODEL)
-    assert job["BatchStrategy"] == "MultiRecord"
+    # Each line of the staged input is one {"instances": [...]} request, the endpoint's very body.
+    assert job["BatchStrategy"] == "SingleRecord"
     assert job["MaxPayloadInMB"] == 6
     assert job["MaxConcurrentTransforms"] == 2
     assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 600, "InvocationsMaxRetries": 3}
-    assert job["Environment"] == {"SAGEMAKER_ROUTER_OUTPUT": "proba"}
+    assert not job.get("Environment")  # the output kind travels in each request's "output"
     assert job["TransformInput"] == {
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": IN_URI}},
-        "ContentType": "application/jsonlines",
+        "ContentType": "application/json",
         "SplitType": "Line",
     }
-    assert job["TransformOutput"] == {"S3OutputPath": OUT_URI, "Accept": "application/jsonlines", "AssembleWith": "Line"}
+    assert job["TransformOutput"] == {"S3OutputPath": OUT_URI, "Accept": "application/json", "AssembleWith": "Line"}
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
 
 

@@ -230,13 +230,6 @@ def test_transform_file_line_over_the_payload_limit_fails(tmp_path: Path, model_
         transform_file(model_dir, src, tmp_path / "out", content_type="text/csv", accept="text/csv", batch_records=5, max_payload_bytes=20)
 
 
-def test_transform_file_refuses_whole_document_formats(tmp_path: Path, model_dir: Path) -> None:
-    src = tmp_path / "in.json"
-    src.write_text("[[0.1, 0.1]]\n")
-    with pytest.raises(ValueError, match="accept 'application/json' is not a line format"):
-        transform_file(model_dir, src, tmp_path, content_type="text/csv", accept="application/json", batch_records=5, max_payload_bytes=None)
-
-
 def test_transform_file_stops_between_mini_batches_when_asked(tmp_path: Path, model_dir: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("".join(f"{a},{b}\n" for a, b in _rows(9)))
