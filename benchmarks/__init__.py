@@ -8,6 +8,7 @@ from __future__ import annotations
 # Run order; `--only NAME[,NAME]` picks from these.
 BENCHMARKS: dict[str, str] = {
     "inline": "benchmarks.bench_inline",
+    "handler": "benchmarks.bench_handler",
     "routing": "benchmarks.bench_routing",
     "coldstart": "benchmarks.bench_coldstart",
     "jobs": "benchmarks.bench_jobs",

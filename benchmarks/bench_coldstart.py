@@ -48,6 +48,30 @@ heavy = HEAVY_PLACEHOLDER
 print(json.dumps({m: sum(1 for k in sys.modules if k == m or k.startswith(m + ".")) for m in heavy}))
 """.replace("HEAVY_PLACEHOLDER", repr(HEAVY))
 
+# The floor a Lambda serving a scikit-learn model cannot go below: import numpy, joblib and
+# scikit-learn, load the model, predict one event's rows. argv: model path, event JSON.
+FLOOR = """
+import json, sys
+import numpy as np, joblib, sklearn
+model = joblib.load(sys.argv[1])
+body = json.loads(json.loads(sys.argv[2])["body"])
+print(json.dumps({"predictions": model.predict(np.array(body["instances"], dtype=np.float64)).tolist()}))
+"""
+
+# The deployed entry point (router.handlers.api.handler) from its environment, as Lambda starts it:
+# ROUTER_CONFIG / ROUTER_RUNTIME, first event, 200. argv: event JSON.
+LAMBDA_ENTRY = """
+import json, sys
+from router.handlers.api import handler
+class Context:  # the LambdaContext attributes the handlers read
+    aws_request_id = "cold"
+    def get_remaining_time_in_millis(self): return 29000
+resp = handler(json.loads(sys.argv[1]), Context())
+assert resp["statusCode"] == 200, resp
+print(sorted(m for m in sys.modules if m.startswith(("aws_lambda_powertools.event_handler", "boto3"))))
+"""
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)
@@ -106,6 +130,52 @@ def run(ctx: Context) -> None:
             counts = json.loads(runners[label].stdout.strip().splitlines()[-1])
             ctx.report.note(NAME, f"heavy modules after the first {model} answer: " + ", ".join(m for m, c in counts.items() if c))
     _import_profile(ctx, env)
+    _lambda_entry(ctx, env)
+
+
+def _lambda_entry(ctx: Context, env: dict[str, str]) -> None:
+    """The Lambda entry point's cold start on the cheap model (20-feature LR) against the floor,
+    wired for the local runtime and for the AWS one (DynamoDB job table, worker Lambda, IAM
+    owners: boto3 clients are built, no AWS call is made, so no moto is needed)."""
+    if ctx.settings.quick:  # six fresh interpreters importing scikit-learn: too slow for --quick
+        ctx.report.note(NAME, "Lambda entry vs floor: skipped in --quick")
+        return
+    import yaml
+
+    from benchmarks.fixtures import API_KEY, lr20, predict_event
+
+    state = ctx.scratch / NAME / "entry"
+    entry = lr20(state / "models")
+    base = {"models": [{k: v for k, v in entry.items() if k != "latency_ms"}], "auth": {"api_keys": {API_KEY: "alice"}}}
+    local_cfg, aws_cfg = state / "local.yaml", state / "aws.yaml"
+    local_cfg.write_text(yaml.safe_dump({**base, "storage": {"jobs": (state / "jobs").as_uri(), "job_table": f"sqlite:///{state / 'jobs.db'}"}}))
+    aws_cfg.write_text(yaml.safe_dump({**base, "storage": {"artifacts": "s3://router-bench-artifacts/models", "jobs": "s3://router-bench-jobs/jobs",
+                                                          "job_table": "dynamodb://router-bench-jobs"}}))
+    event = predict_event("lr20", [[0.1] * 20])
+    aws_event = json.loads(json.dumps(event))
+    aws_event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/alice"
+    aws_env = {**env, "ROUTER_CONFIG": str(aws_cfg), "ROUTER_RUNTIME": "aws", "ROUTER_WORKER_FUNCTION": "router-bench-worker",
+               "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"), "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    floor = "floor: python importing numpy, joblib, sklearn + joblib.load + predict (lr20)"
+    local = "Lambda entry, local runtime: first lr20 answer"
+    aws = "Lambda entry, AWS runtime wiring: first lr20 answer"
+    from router.config import uri_to_path
+
+    runners = {
+        floor: _Runner(["-c", FLOOR, str(uri_to_path(entry["artifact"])), json.dumps(event)], env),
+        local: _Runner(["-c", LAMBDA_ENTRY, json.dumps(event)], {**env, "ROUTER_CONFIG": str(local_cfg), "ROUTER_RUNTIME": "local"}),
+        aws: _Runner(["-c", LAMBDA_ENTRY, json.dumps(aws_event)], aws_env),
+    }
+    for warm_up in runners.values():
+        warm_up()
+    rounds = max(5, ctx.settings.rounds)
+    times = run_rounds(runners, rounds)
+    for name, target in ((local, 1.15), (aws, 1.25)):
+        ctx.report.add(compare(NAME, times, name, floor, unit="process",
+                               note=f"cold start {fmt_s(overhead(times, name, floor))} over the floor (target <= {target}x)"))
+    ctx.report.note(NAME, f"imported by the first local answer: {runners[local].stdout.strip() or '[]'}; "
+                          f"by the first AWS-wired answer: {runners[aws].stdout.strip() or '[]'}")
 
 
 def _onnx_entry(ctx: Context) -> dict[str, object] | None:

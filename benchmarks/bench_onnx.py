@@ -24,7 +24,7 @@ from benchmarks.fixtures import (
 from benchmarks.harness import Context, Result, compare, fmt_s, overhead, run_calls
 
 NAME = "onnx"
-TITLE = "100-tree forest: router handler on its ONNX conversion vs bare session.run and vs sklearn"
+TITLE = "100-tree forest compiled to ONNX: router handler vs bare session.run and vs the sklearn forest"
 
 
 def run(ctx: Context) -> None:
@@ -44,7 +44,7 @@ def run(ctx: Context) -> None:
 
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     state = ctx.scratch / NAME
-    sk_entry, onnx_entry = forest100(state / "models")
+    sk_entry, onnx_entry = forest100()
     iris_entry = iris_onnx(ctx.demo_config, state / "models")
     cfg = bench_config(ctx.demo_config, state, extra_models=[sk_entry, onnx_entry, iris_entry])
     runtime = build_local(cfg, state_dir=state, with_jobs=True)
@@ -59,7 +59,8 @@ def run(ctx: Context) -> None:
             ctx.report.note(NAME, f"float32 ONNX and sklearn labels agree on {agree:.2%} of {what}")
 
         row = forest_rows(1, seed=7)
-        sess = ort.InferenceSession(str(uri_to_path(ox.artifact)), providers=["CPUExecutionProvider"])
+        assert ox.onnx is not None
+        sess = ort.InferenceSession(str(uri_to_path(ox.onnx.artifact)), providers=["CPUExecutionProvider"])
         inp, label = sess.get_inputs()[0].name, sess.get_outputs()[0].name
         model = joblib.load(uri_to_path(sk.artifact))
         handler = make_handler(runtime)

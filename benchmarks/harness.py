@@ -42,11 +42,13 @@ class Result:
     unit: str = "call"
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    measure: str = "time"  # "time": subject_s/baseline_s are seconds; "bytes": they are bytes (memory)
 
     def line(self) -> str:
+        fmt = fmt_bytes if self.measure == "bytes" else fmt_s
         text = (
-            f"[{self.bench}] {self.subject}: {fmt_s(self.subject_s)}/{self.unit} = {fmt_ratio(self.ratio)}x "
-            f"vs baseline {self.baseline}: {fmt_s(self.baseline_s)}/{self.unit}"
+            f"[{self.bench}] {self.subject}: {fmt(self.subject_s)}/{self.unit} = {fmt_ratio(self.ratio)}x "
+            f"vs baseline {self.baseline}: {fmt(self.baseline_s)}/{self.unit}"
         )
         return f"{text}; {self.note}" if self.note else text
 
@@ -61,6 +63,7 @@ class Result:
             "rounds": self.rounds,
             "unit": self.unit,
             "note": self.note,
+            "measure": self.measure,
             **self.extra,
         }
 
@@ -76,6 +79,11 @@ def fmt_s(seconds: float) -> str:
     else:
         v, unit = s, "s"
     return f"{sign}{v:.3g} {unit}" if v < 100 else f"{sign}{v:.0f} {unit}"
+
+
+def fmt_bytes(n: float) -> str:
+    """'183 MB', '1.2 GB' (memory figures)."""
+    return f"{n / 1e9:.3g} GB" if n >= 1e9 else f"{n / 1e6:.3g} MB"
 
 
 def fmt_ratio(r: float) -> str:

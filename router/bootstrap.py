@@ -46,6 +46,67 @@ class Runtime:
         self.closers.clear()
 
 
+# ---------------------------------------------------------------- AWS clients
+# Every boto3 client the router uses is built by aws_client(), with explicit timeouts and retries
+# whose worst case fits the tightest budget the client serves: the API's 29 s (API Gateway cuts
+# the request there) and the worker's checkpoint reserve (jobs_service: the last chunk's part,
+# checkpoint and self re-invoke must finish before Lambda's deadline). Worst case of one call:
+#   attempts x (connect + read) + sum over retries of (backoff cap + Retry-After allowance),
+# with botocore "standard" mode's backoff of at most min(2^(k-1), 20) s before retry k and at most
+# 5 s more when the service sends x-amz-retry-after (tests/unit/test_aws_clients.py checks it).
+BACKOFF_CAP_S = 20.0
+RETRY_AFTER_ALLOWANCE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    connect_timeout_s: float
+    read_timeout_s: float  # per socket read: a streamed S3 body may take longer in total
+    max_attempts: int  # total attempts, the first one included
+
+
+def worst_case_s(connect_timeout_s: float, read_timeout_s: float, max_attempts: int) -> float:
+    """The longest one call can take before it fails, retries included."""
+    backoff = sum(min(2.0 ** (k - 1), BACKOFF_CAP_S) + RETRY_AFTER_ALLOWANCE_S for k in range(1, max_attempts))
+    return max_attempts * (connect_timeout_s + read_timeout_s) + backoff
+
+
+CLIENTS: dict[str, ClientSettings] = {
+    # Item reads and conditional writes answer in milliseconds; a throttle gets one retry.
+    "dynamodb": ClientSettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=2),
+    # Config, artifacts (streamed), job data, server-side copies of job inputs.
+    "s3": ClientSettings(connect_timeout_s=1.0, read_timeout_s=6.0, max_attempts=2),
+    # Asynchronous (Event) invokes of the worker: Lambda only queues the event.
+    "lambda": ClientSettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=2),
+    # Control plane: DescribeEndpoint, Create/Describe/StopTransformJob.
+    "sagemaker": ClientSettings(connect_timeout_s=1.0, read_timeout_s=5.0, max_attempts=2),
+}
+
+
+def aws_client(service: str, *, region: str | None = None, sync_timeout_s: float = 29.0) -> Any:
+    """A boto3 client with the router's timeouts and retries (CLIENTS; sagemaker-runtime's are
+    sized by router.adapters.sagemaker_endpoint to the sync budget)."""
+    if service == "sagemaker-runtime":
+        from router.adapters.sagemaker_endpoint import make_runtime_client
+
+        return make_runtime_client(sync_timeout_s, region=region)
+    import boto3
+    from botocore.config import Config
+
+    s = CLIENTS[service]
+    extra: dict[str, Any] = {}
+    if service == "s3":
+        # SigV4 presigned URLs: required by every region launched after 2014 and by KMS-encrypted objects.
+        extra["signature_version"] = "s3v4"
+    config = Config(
+        connect_timeout=s.connect_timeout_s,
+        read_timeout=s.read_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": s.max_attempts},
+        **extra,
+    )
+    return boto3.client(service, region_name=region, config=config)  # type: ignore[call-overload]
+
+
 def _signing_key(state_dir: Path) -> bytes:
     """A per-installation key for local presigned URLs, kept so URLs survive a restart."""
     path = state_dir / "signing.key"
@@ -161,18 +222,16 @@ def build_aws(config: RouterConfig) -> Runtime:
     from router.adapters.file_store import FileObjectStore
     from router.adapters.inline import InlineRunner
     from router.adapters.objects import CompositeObjectStore
-    from router.adapters.sagemaker_endpoint import SageMakerEndpointClient, make_runtime_client
+    from router.adapters.sagemaker_endpoint import SageMakerEndpointClient
 
     files = FileObjectStore(secrets.token_bytes(32), None)
     objects = CompositeObjectStore(files, _s3_factory)
     runner = InlineRunner(objects, Path(tempfile.gettempdir()) / "models")
     endpoints: EndpointClient | None = None
     if any(m.endpoint is not None for m in config.models):
-        import boto3
-
         endpoints = SageMakerEndpointClient(
-            make_runtime_client(config.runtime.sync_timeout_s, region=config.sagemaker.region),
-            boto3.client("sagemaker", region_name=config.sagemaker.region),
+            aws_client("sagemaker-runtime", region=config.sagemaker.region, sync_timeout_s=config.runtime.sync_timeout_s),
+            aws_client("sagemaker", region=config.sagemaker.region),
             status_ttl_s=config.routing.endpoint_status_ttl_s,
         )
     service = RouterService(config, runner=runner, endpoints=endpoints)
@@ -183,8 +242,6 @@ def build_aws(config: RouterConfig) -> Runtime:
 
 def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
     """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION) and SageMaker batch transform."""
-    import boto3
-
     from router.adapters.dynamodb_jobs import DynamoDBJobStore
     from router.adapters.lambda_worker import LambdaWorkerQueue
     from router.adapters.sagemaker_batch import SageMakerBatchClient, transform_job_name
@@ -194,15 +251,15 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
     table = config.storage.job_table
     if not table.startswith("dynamodb://"):
         raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
-    store = DynamoDBJobStore(boto3.client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
+    store = DynamoDBJobStore(aws_client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
     worker = os.environ.get("ROUTER_WORKER_FUNCTION")
     if not worker and any(m.in_process for m in config.models):
         # lambda-job jobs would be accepted and never run: refuse at cold start instead.
         raise ConfigError("environment", ["ROUTER_WORKER_FUNCTION is not set: the worker Lambda's name is needed to run lambda-job jobs"])
-    queue = LambdaWorkerQueue(boto3.client("lambda"), worker) if worker else None
+    queue = LambdaWorkerQueue(aws_client("lambda"), worker) if worker else None
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
-        batch = SageMakerBatchClient(boto3.client("sagemaker", region_name=config.sagemaker.region))
+        batch = SageMakerBatchClient(aws_client("sagemaker", region=config.sagemaker.region))
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
         transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""],
@@ -210,13 +267,9 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
 
 
 def _s3_factory() -> ObjectStore:
-    import boto3
-    from botocore.config import Config
-
     from router.adapters.s3_store import S3ObjectStore
 
-    # SigV4 presigned URLs: required by every region launched after 2014 and by KMS-encrypted objects.
-    return S3ObjectStore(boto3.client("s3", config=Config(signature_version="s3v4")))
+    return S3ObjectStore(aws_client("s3"))
 
 
 def load_config_uri(uri: str) -> RouterConfig:

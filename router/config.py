@@ -192,6 +192,40 @@ class EndpointSpec(_Strict):
     instance_count: int = Field(1, ge=1)
 
 
+class CompiledOnnx(_Strict):
+    """A scikit-learn model's ONNX conversion, checked against it (`router models compile`)."""
+
+    artifact: str = Field(description="file://PATH or s3://bucket/key of the .onnx file.")
+    sha256: str = Field(description="The .onnx file's SHA-256 (64 hex characters); a mismatch refuses to load it.")
+    rows: int = Field(ge=1, description="Records the check compared.")
+    data: str = Field(description="Where those records came from: the --data file, or how they were generated.")
+    tolerance: NonNegFloat = Field(description="Classifiers: the least share of agreeing labels; regressors: the largest absolute error allowed.")
+    agreement: float | None = Field(None, ge=0, le=1, description="Classifiers: the share of records whose labels agree.")
+    max_abs_error: NonNegFloat | None = Field(None, description="Regressors: the largest absolute difference of a prediction.")
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _sha(cls, v: Any) -> Any:
+        return _normalize_sha256(v)
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError(f"must be file://PATH or s3://bucket/key, got {v!r}")
+        return v
+
+
+def _normalize_sha256(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip().lower()
+        if v.startswith("sha256:"):
+            v = v[len("sha256:"):]
+        if not SHA256_RE.match(v):
+            raise ValueError(f"must be 64 hexadecimal characters, got {len(v)} characters")
+    return v
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=MODEL_NAME_RE)
     framework: Framework
@@ -209,17 +243,18 @@ class ModelSpec(_Strict):
     batch_transform: BatchTransformOverride | None = None
     image_uri: str | None = Field(None, description="Container image for SageMaker (framework `container`, or to override the official image).")
     description: str | None = None
+    onnx: CompiledOnnx | None = Field(None, description="sklearn models: an ONNX conversion the inline route and lambda-job run instead.")
 
     @field_validator("sha256", mode="before")
     @classmethod
     def _sha(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = v.strip().lower()
-            if v.startswith("sha256:"):
-                v = v[len("sha256:"):]
-            if not SHA256_RE.match(v):
-                raise ValueError(f"must be 64 hexadecimal characters, got {len(v)} characters")
-        return v
+        return _normalize_sha256(v)
+
+    @model_validator(mode="after")
+    def _onnx_of_sklearn(self) -> ModelSpec:
+        if self.onnx is not None and self.framework != "sklearn":
+            raise ValueError(f"onnx: only a scikit-learn model has an ONNX conversion; this one is {self.framework}")
+        return self
 
     @field_validator("artifact")
     @classmethod
@@ -240,6 +275,13 @@ class ModelSpec(_Strict):
     @property
     def version(self) -> str:
         return f"sha256:{self.sha256}"
+
+    @property
+    def inline_source(self) -> tuple[str, str, str]:
+        """(framework, artifact, sha256) of what runs in-process: the ONNX conversion when there is one."""
+        if self.onnx is not None:
+            return "onnx", self.onnx.artifact, self.onnx.sha256
+        return self.framework, self.artifact, self.sha256
 
     @property
     def in_process(self) -> bool:
@@ -400,6 +442,8 @@ def _resolve_locations(data: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def _resolve_model(m: dict[str, Any], fix: Any) -> dict[str, Any]:
     m = {**m, "artifact": fix(m["artifact"])}
+    if isinstance(m.get("onnx"), dict) and "artifact" in m["onnx"]:
+        m["onnx"] = {**m["onnx"], "artifact": fix(m["onnx"]["artifact"])}
     art = m["artifact"]
     if isinstance(art, str) and art.startswith("file://") and m.get("size_bytes") is None:
         path = uri_to_path(art)
@@ -416,33 +460,38 @@ def uri_to_path(uri: str) -> Path:
 
 
 def _check_artifacts(cfg: RouterConfig, root: yaml.Node | None, source: str, *, digests: bool = False) -> None:
-    """file:// artifacts must exist, and with `digests` match their sha256. (s3:// ones are
-    checked when they are loaded.)"""
+    """file:// artifacts (a model's, and its ONNX conversion's) must exist, and with `digests`
+    match their sha256. (s3:// ones are checked when they are loaded.)"""
     problems = []
     for i, m in enumerate(cfg.models):
-        if not m.artifact.startswith("file://"):
-            continue
-        path = uri_to_path(m.artifact)
-        if not path.is_file():
-            problems.append(_with_line(f"models[{i}].artifact: file not found: {path}", root, ("models", i, "artifact")))
-            continue
-        if not digests:
-            continue
-        try:
-            with path.open("rb") as f:
-                actual = hashlib.file_digest(f, "sha256").hexdigest()
-        except OSError as e:
-            problems.append(_with_line(f"models[{i}].artifact: cannot read {path}: {e.strerror or e}", root, ("models", i, "artifact")))
-            continue
-        if actual != m.sha256:
-            problems.append(
-                _with_line(
-                    f"models[{i}].sha256: does not match {path} (its sha256 is {actual}); "
-                    f"the router would refuse to load model {m.name!r}",
-                    root,
-                    ("models", i, "sha256"),
+        files: list[tuple[str, str, tuple[int | str, ...]]] = [(m.artifact, m.sha256, ("models", i))]
+        if m.onnx is not None:
+            files.append((m.onnx.artifact, m.onnx.sha256, ("models", i, "onnx")))
+        for artifact, sha256, loc in files:
+            if not artifact.startswith("file://"):
+                continue
+            where = _format_loc(loc)
+            path = uri_to_path(artifact)
+            if not path.is_file():
+                problems.append(_with_line(f"{where}.artifact: file not found: {path}", root, (*loc, "artifact")))
+                continue
+            if not digests:
+                continue
+            try:
+                with path.open("rb") as f:
+                    actual = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError as e:
+                problems.append(_with_line(f"{where}.artifact: cannot read {path}: {e.strerror or e}", root, (*loc, "artifact")))
+                continue
+            if actual != sha256:
+                problems.append(
+                    _with_line(
+                        f"{where}.sha256: does not match {path} (its sha256 is {actual}); "
+                        f"the router would refuse to load model {m.name!r}",
+                        root,
+                        (*loc, "sha256"),
+                    )
                 )
-            )
     if problems:
         raise ConfigError(source, problems)
 

@@ -103,6 +103,15 @@ class ModelRejectedInput(RouterError):
 
     status, code = 422, "model_error"
 
+    @classmethod
+    def from_endpoint(cls, endpoint: str, status: int, body: bytes | str | None) -> ModelRejectedInput:
+        """The endpoint's container answered `status` (4xx) with `body`: on AWS, InvokeEndpoint's
+        ModelError with that OriginalStatusCode and OriginalMessage; locally, the model server's reply."""
+        return cls(
+            f"the model on endpoint {endpoint!r} refused the input: {model_message(body)}",
+            details={"endpoint": endpoint, "aws_error": "ModelError", "model_status": status},
+        )
+
 
 def model_message(body: bytes | str | None) -> str:
     """The message in a model server's error body, one line, at most MODEL_MESSAGE_MAX characters.
@@ -178,8 +187,8 @@ class BackendUnavailable(RouterError):
 
 
 class StorageAccessDenied(BackendUnavailable):
-    """The storage refused the router's own role (S3 AccessDenied): the operator's to fix, so 503;
-    for an input the client named, the jobs service answers 422 instead."""
+    """The storage refused the router (S3 AccessDenied, or no AWS credentials at all): the
+    operator's to fix, so 503; for an input the client named, the jobs service answers 422."""
 
 
 class BackendTimeout(RouterError):

@@ -10,14 +10,13 @@ parts and a checkpoint, so a re-run resumes instead of starting over or writing 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import posixpath
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from router.adapters import sagemaker_contract as contract
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
@@ -42,12 +41,16 @@ from router.errors import (
     TooManyJobs,
 )
 from router.jobs import format_time, new_job_id, request_digest
+from router.jobs_io import encode_jsonl as _jsonl
+from router.jobs_io import read_chunks as _read_chunks
 from router.ports import BatchClient, BatchJobState, Clock, JobStore, ObjectStore, Page, WorkerQueue
 from router.service import RouterService
 
 log = logging.getLogger("router.jobs")
 
 S = JobStatus
+# A replay (same Idempotency-Key and body) dispatches a job that has been queued at least this long.
+REPLAY_DISPATCH_AFTER_S = 10.0
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (docs/api.md)
 
 
@@ -181,8 +184,26 @@ class JobsService:
                 raise IdempotencyKeyReuse(
                     "this Idempotency-Key was already used with a different request body", details={"job_id": stored.job_id}
                 )
-            return stored, False
-        return self._dispatch(stored), True
+            # This very create retried under us after a lost reply (same job id) is new. A replay
+            # of a job still queued is dispatched again: the request that created it may have
+            # lost its reply before dispatching.
+            created = stored.job_id == job_id
+            if not created:
+                again = self._claim_replay_dispatch(stored)
+                if again is None:
+                    return stored, False
+                stored = again
+        return self._dispatch(stored), created
+
+    def _claim_replay_dispatch(self, job: Job) -> Job | None:
+        """The job to dispatch again for a replay, or None. Only a job queued for
+        REPLAY_DISPATCH_AFTER_S (its first dispatch had its chance), and only one replay per such
+        window (a version-checked touch), so a burst of retries is not a burst of workers.
+        Dispatching twice is still safe: the worker claims the job conditionally and resumes from
+        its checkpoint, a transform job has a deterministic name."""
+        if job.status is not S.QUEUED or self.clock.now() - job.updated_at < timedelta(seconds=REPLAY_DISPATCH_AFTER_S):
+            return None
+        return self.store.update(job.job_id, job.version, attempts=job.attempts)
 
     def _drop_snapshot(self, snapshot: str) -> None:
         try:
@@ -216,10 +237,10 @@ class JobsService:
                 raise refused  # artifacts, the config, other owners' inputs and outputs
         try:
             found = self.objects.exists(canonical)
-        except StorageAccessDenied:
-            found = False
+        except StorageAccessDenied as e:  # retrying cannot help: the client's to change
+            raise InvalidInput(f"input not readable by the router: {e.message} (or upload it: POST /v1/uploads)") from None
         if not found:
-            raise InvalidInput(f"input not found or not readable by the router: {uri} (upload it first: POST /v1/uploads)")
+            raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
         return canonical
 
     def _count_records(self, uri: str) -> tuple[int, int]:
@@ -672,61 +693,3 @@ class JobsService:
 
 def _t(dt: datetime | None) -> str | None:
     return None if dt is None else format_time(dt)
-
-
-_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # one encoder, not one per record
-
-
-def _jsonl(items: Sequence[Any]) -> bytes:
-    if not items:
-        return b""
-    return ("\n".join(map(_ENCODE, items)) + "\n").encode()
-
-
-def _parse_jsonl(lines: list[tuple[int, bytes]]) -> list[Any]:
-    """Parse a chunk of JSON Lines in one json.loads call (5x faster than one call per line); only
-    when that fails, parse line by line to say which line is bad."""
-    try:
-        rows = json.loads(b"[" + b",".join(raw for _, raw in lines) + b"]")
-        if isinstance(rows, list) and len(rows) == len(lines):
-            return rows
-    except (ValueError, UnicodeDecodeError):
-        pass
-    out = []
-    for lineno, raw in lines:
-        try:
-            out.append(json.loads(raw))
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput(f"input line {lineno} is not valid JSON", details={"line": lineno}) from None
-    return out
-
-
-def _read_chunks(f: BinaryIO, fmt: str, chunk: int, skip: int) -> Iterator[list[Any]]:
-    """Records from a JSON Lines or CSV stream, `chunk` at a time, after skipping `skip` records."""
-    def parse(batch: list[tuple[int, bytes]]) -> list[Any]:
-        if fmt != "csv":
-            return _parse_jsonl(batch)
-        rows = []
-        for lineno, line in batch:
-            try:
-                rows.append([float(x) for x in line.decode("utf-8").split(",")])
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidInput(f"input line {lineno} is not valid CSV numbers", details={"line": lineno}) from None
-        return rows
-
-    with f:
-        batch: list[tuple[int, bytes]] = []
-        n = 0
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            n += 1
-            if n <= skip:
-                continue
-            batch.append((lineno, line))
-            if len(batch) >= chunk:
-                yield parse(batch)
-                batch = []
-        if batch:
-            yield parse(batch)

@@ -22,15 +22,11 @@ from router.adapters.sagemaker_batch import (
 )
 from router.config import ModelSpec, RouterConfig
 from router.errors import ConfigError
+from sagemaker_jobs.images import DEFAULT_IMAGES
 
 VARIANT_NAME = "AllTraffic"
 # Framework containers load code/inference.py from inside model.tar.gz (sagemaker_jobs/package.py).
 CODE_DIR = "/opt/ml/model/code"
-# The SDK's framework name and a default framework version for each router framework. ONNX has
-# no official image: it runs in the scikit-learn container with onnxruntime from
-# code/requirements.txt.
-SDK_FRAMEWORK = {"sklearn": "sklearn", "onnx": "sklearn", "pytorch": "pytorch"}
-DEFAULT_FRAMEWORK_VERSION = {"sklearn": "1.2-1", "onnx": "1.2-1", "pytorch": "2.1"}
 # Endpoint statuses that accept UpdateEndpoint; others are mid-change or failed.
 UPDATABLE_STATUSES = frozenset({"InService", "OutOfService"})
 TAG_MODEL = "router:model"
@@ -72,26 +68,29 @@ def endpoint_config_name(endpoint_name: str, model_name: str, container: dict[st
 
 
 def resolve_image_uri(framework: str, region: str, version: str | None = None, *, instance_type: str | None = None) -> str:
-    """The official SageMaker inference image for a router framework, via the optional SDK.
+    """The official SageMaker inference image for a router framework, via the optional SDK: by
+    default the one sagemaker_jobs/images.py names (an image whose Python and packages run
+    code/inference.py).
 
     Raises DeployError when the SDK is not installed (it is 900+ MB and never part of the Lambda):
     install `lambda-sagemaker-router[deploy]`, or pass --image-uri / set the model's image_uri.
     """
-    sdk_framework = SDK_FRAMEWORK.get(framework)
-    if sdk_framework is None:
+    image = DEFAULT_IMAGES.get(framework)
+    if image is None:
         raise DeployError(f"framework {framework!r} has no official SageMaker image: set the model's image_uri or pass --image-uri")
     retrieve = _sdk_retrieve()
+    version = version or image.version
     try:
         uri = retrieve(
-            framework=sdk_framework,
+            framework=image.sdk_framework,
             region=region,
-            version=version or DEFAULT_FRAMEWORK_VERSION[framework],
-            py_version="py3",
+            version=version,
+            py_version=image.py_version,
             image_scope="inference",
             instance_type=instance_type,
         )
     except (ValueError, KeyError) as e:
-        raise DeployError(f"no {sdk_framework} image for version {version!r} in {region}: {e}") from None
+        raise DeployError(f"no {image.sdk_framework} image for version {version!r} in {region}: {e}") from None
     return str(uri)
 
 

@@ -33,26 +33,45 @@ variable SAGEMAKER_ROUTER_OUTPUT (how the router asks for probabilities in a bat
 whose Environment is set per job). PyTorch: "predict" returns the module's output as is, "proba"
 applies softmax over the last axis.
 
-Bad input raises InputError (a ValueError), which the model server maps to HTTP 400 (415 for an
-unsupported media type). The four functions keep SageMaker's exact arity: the toolkit passes an
-extra context argument to any function that declares one more parameter.
+Bad input is an InputError (a ValueError) with an HTTP status: 400, or 415 for an unsupported media
+type; the error body is {"error": {"code", "message"}}. Each server that loads this file answers it
+with that status, never a 500 (sagemaker_jobs/images.py names the servers of the default images):
+- sagemaker_jobs.serve (the local emulator) catches it;
+- the sagemaker-inference toolkit (multi-model-server, TorchServe) answers any exception with
+  its status_code: InputError is a BaseInferenceToolkitError whenever the toolkit is importable;
+- sagemaker-containers (the scikit-learn image's single-model server, gunicorn + Flask) answers any
+  raised exception with 500, so inside its Flask request the error travels as a Rejected value
+  through predict_fn to output_fn, which returns it as a Flask response with the status.
+The four functions keep SageMaker's exact arity: the toolkit passes an extra context argument to
+any function that declares one more parameter. Runs on Python >= 3.10 (the images' interpreters:
+sagemaker_jobs/images.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import http
 import io
 import json
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    _ToolkitError = Exception
+else:
+    try:  # present in the images that serve through the sagemaker-inference toolkit
+        from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+    except ImportError:
+        _ToolkitError = Exception
 
 MODEL_FILES: dict[str, str] = {"sklearn": "model.joblib", "onnx": "model.onnx", "pytorch": "model.pt"}
 OUTPUT_ENV = "SAGEMAKER_ROUTER_OUTPUT"
@@ -66,11 +85,31 @@ JSONLINES_TYPES = frozenset({JSONLINES, "application/x-jsonlines", "application/
 OUTPUT_KINDS = ("predict", "proba")
 
 
-class InputError(ValueError):
+class InputError(ValueError, _ToolkitError):
     """The request cannot be served as sent (HTTP 400 unless a subclass says otherwise)."""
 
     status = 400
     code = "invalid_input"
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+
+    def body(self) -> bytes:
+        """The error response body, one line of JSON (the toolkit appends a traceback after it)."""
+        return json.dumps({"error": {"code": self.code, "message": str(self)}}, separators=(",", ":")).encode()
+
+    # The sagemaker-inference toolkit's error interface (BaseInferenceToolkitError).
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def message(self) -> str:
+        return self.body().decode()
+
+    @property
+    def phrase(self) -> str:
+        return http.HTTPStatus(self.status).phrase
 
 
 class UnsupportedMediaType(InputError):
@@ -92,6 +131,26 @@ class Instances:
 
     records: list[Any]
     output: str = "predict"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An InputError carried from input_fn or predict_fn to output_fn (sagemaker-containers only)."""
+
+    error: InputError
+
+
+def _flask_request_active() -> bool:
+    flask = sys.modules.get("flask")
+    return flask is not None and bool(flask.has_request_context())
+
+
+def _reject(error: InputError) -> Rejected:
+    """Inside sagemaker-containers' Flask request, carry the error on to output_fn (a raised
+    exception would be a 500 there); anywhere else, raise it."""
+    if _flask_request_active():
+        return Rejected(error)
+    raise error
 
 
 # ---------------------------------------------------------------- model_fn
@@ -236,15 +295,20 @@ def _torch_forward(module: Any, x: Any) -> Any:
 # ---------------------------------------------------------------- input_fn
 
 
-def input_fn(body: bytes | str, content_type: str) -> Instances:
+def input_fn(body: bytes | str, content_type: str) -> Instances | Rejected:
     """Decode a request body into Instances (records + output kind)."""
-    return decode(body, content_type, default_output=os.environ.get(OUTPUT_ENV) or "predict")
+    try:
+        return decode(body, content_type, default_output=os.environ.get(OUTPUT_ENV) or "predict")
+    except InputError as e:
+        return _reject(e)
 
 
 def decode(body: bytes | str, content_type: str, *, default_output: str = "predict") -> Instances:
     """input_fn with the environment's default output kind made explicit (for tests and callers)."""
     media, params = parse_media_type(content_type or JSON)
     output = params.get("output") or default_output
+    if media not in (JSON, CSV, *JSONLINES_TYPES):  # before decoding: binary bodies are 415, not 400
+        raise UnsupportedMediaType(f"unsupported Content-Type {media!r}: use {JSON}, {JSONLINES} or {CSV}")
     if isinstance(body, bytes | bytearray):
         try:
             text = bytes(body).decode(params.get("charset", "utf-8"))
@@ -256,10 +320,8 @@ def decode(body: bytes | str, content_type: str, *, default_output: str = "predi
         records, output = _decode_json(text, output)
     elif media in JSONLINES_TYPES:
         records = [_json_value(line, f"line {i}") for i, line in _lines(text)]
-    elif media == CSV:
-        records = _decode_csv(text)
     else:
-        raise UnsupportedMediaType(f"unsupported Content-Type {media!r}: use {JSON}, {JSONLINES} or {CSV}")
+        records = _decode_csv(text)
     if not records:
         raise InputError("no records: send at least one")
     if output not in OUTPUT_KINDS:
@@ -341,8 +403,17 @@ def _decode_csv(text: str) -> list[Any]:
 # ---------------------------------------------------------------- predict_fn
 
 
-def predict_fn(data: Instances, model: LoadedModel) -> list[Any]:
+def predict_fn(data: Instances | Rejected, model: LoadedModel) -> list[Any] | Rejected:
     """Run the model on decoded Instances; one JSON-ready prediction per record, in order."""
+    if isinstance(data, Rejected):
+        return data
+    try:
+        return _predict(data, model)
+    except InputError as e:
+        return _reject(e)
+
+
+def _predict(data: Instances, model: LoadedModel) -> list[Any]:
     if not isinstance(data, Instances):
         # A custom input_fn may hand over plain rows; serve them as "predict".
         data = Instances(list(data))
@@ -417,8 +488,24 @@ def _ragged_message(rows: list[Any]) -> str:
 # ---------------------------------------------------------------- output_fn
 
 
-def output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    """Encode predictions as `accept` asks; returns (body, content type), as the toolkit allows."""
+def output_fn(prediction: Any, accept: str) -> Any:
+    """Encode predictions as `accept` asks; returns (body, content type), as the toolkit allows.
+    A Rejected (sagemaker-containers only) becomes a Flask response with the error's status."""
+    if isinstance(prediction, Rejected):
+        return _flask_error(prediction.error)
+    try:
+        return encode(prediction, accept)
+    except InputError as e:
+        return _flask_error(_reject(e).error)
+
+
+def _flask_error(error: InputError) -> Any:
+    flask = sys.modules["flask"]
+    return flask.Response(error.body(), status=error.status, mimetype=JSON)
+
+
+def encode(prediction: Any, accept: str) -> tuple[bytes, str]:
+    """output_fn for callers outside a model server: (body, content type), or InputError."""
     media, _ = parse_media_type(accept or "*/*")
     if media in ("", "*/*"):
         media, _ = parse_media_type(os.environ.get(DEFAULT_ACCEPT_ENV) or JSON)

@@ -208,7 +208,9 @@ class DynamoDBJobStore:
         }
         for _ in range(_CREATE_ATTEMPTS):
             try:
-                self._call("transact_write_items", TransactItems=[{"Put": put_job}, {"Put": put_idem}])
+                # The token makes botocore's own retry after a lost reply succeed (within 10 min)
+                # instead of failing its condition on the items the first attempt wrote.
+                self._call("transact_write_items", TransactItems=[{"Put": put_job}, {"Put": put_idem}], ClientRequestToken=job.job_id)
                 return job, True
             except _ConditionFailed as failed:
                 reasons = failed.reasons + ["None", "None"]

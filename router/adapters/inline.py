@@ -30,6 +30,7 @@ from router.errors import (
     RouterError,
     model_message,
 )
+from router.jobs_io import NumberRows
 from router.ports import ObjectStore
 
 Matrix = npt.NDArray[np.floating[Any]]  # float64, or float32 for a float32 ONNX graph
@@ -262,9 +263,25 @@ class FeatureSchema:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    sha256: str
+    sha256: str  # of what was loaded: the artifact, or the model's ONNX conversion
+    framework: str
     model: LoadedModel
     schema: FeatureSchema
+
+
+def _digest(model: ModelSpec) -> str:
+    """The digest of what runs in-process (ModelSpec.inline_source, without building the tuple)."""
+    compiled = model.onnx
+    return model.sha256 if compiled is None else compiled.sha256
+
+
+def _runnable(model: ModelSpec) -> ModelSpec:
+    """The spec of what runs in-process: a compiled sklearn model's ONNX conversion stands in
+    for its joblib artifact (same name, features and limits)."""
+    if model.onnx is None:
+        return model
+    framework, artifact, sha256 = model.inline_source
+    return model.model_copy(update={"framework": framework, "artifact": artifact, "sha256": sha256, "onnx": None})
 
 
 class InlineRunner:
@@ -283,11 +300,11 @@ class InlineRunner:
 
     def is_warm(self, model: ModelSpec) -> bool:
         entry = self._models.get(model.name)
-        return entry is not None and entry.sha256 == model.sha256
+        return entry is not None and entry.sha256 == _digest(model)
 
     def feature_count(self, model: ModelSpec) -> int | None:
         entry = self._models.get(model.name)
-        return entry.schema.n_features if entry is not None and entry.sha256 == model.sha256 else None
+        return entry.schema.n_features if entry is not None and entry.sha256 == _digest(model) else None
 
     def load(self, model: ModelSpec) -> None:
         """Fetch, verify and deserialize the model now (warm-up); a no-op when already loaded."""
@@ -334,21 +351,21 @@ class InlineRunner:
 
     def _entry(self, model: ModelSpec) -> _Entry:
         entry = self._models.get(model.name)
-        if entry is not None and entry.sha256 == model.sha256:
+        if entry is not None and entry.sha256 == _digest(model):
             return entry  # hot path: one dict lookup, no lock
         with self._locks_guard:
             lock = self._locks.setdefault(model.name, threading.Lock())
         with lock:
             entry = self._models.get(model.name)
-            if entry is not None and entry.sha256 == model.sha256:
+            if entry is not None and entry.sha256 == _digest(model):
                 return entry
-            entry = self._load(model)
+            entry = self._load(_runnable(model))
             old = self._models.get(model.name)
             self._models[model.name] = entry
             if old is not None and old.sha256 != entry.sha256:
                 for artifact in ("", ".tar.gz"):  # the old artifact was a bare file or a package
-                    self._cache_path(model.name, old.sha256, model.framework, artifact).unlink(missing_ok=True)
-                self._unpacked_path(model.name, old.sha256, model.framework).unlink(missing_ok=True)
+                    self._cache_path(model.name, old.sha256, old.framework, artifact).unlink(missing_ok=True)
+                self._unpacked_path(model.name, old.sha256, old.framework).unlink(missing_ok=True)
             return entry
 
     def _cache_path(self, name: str, sha256: str, framework: str, artifact: str = "") -> Path:
@@ -446,7 +463,7 @@ def _make_entry(model: ModelSpec, loaded: LoadedModel) -> _Entry:
             f"model {model.name!r} expects {loaded.n_features} features but the config lists {len(names)}",
             details={"model": model.name, "expected": loaded.n_features, "configured": len(names)},
         )
-    return _Entry(sha256=model.sha256, model=loaded, schema=FeatureSchema(names=names, n_features=n))
+    return _Entry(sha256=model.sha256, framework=model.framework, model=loaded, schema=FeatureSchema(names=names, n_features=n))
 
 
 # ---------------------------------------------------------------- input validation
@@ -496,16 +513,17 @@ def _to_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floating[An
             ok = False
         if ok:
             return np.array(rows, dtype=dtype)
-    x = _checked_float64(rows, schema)
+    x = _checked_float64(rows, schema, typed=type(instances) is NumberRows)
     if f32:
         _refuse_beyond_float32(x, schema)  # the cast would turn such a value into infinity
         return x.astype(np.float32)
     return x
 
 
-def _checked_float64(rows: Sequence[Any], schema: FeatureSchema) -> Matrix:
-    """Equal-length rows as a float64 matrix of finite numbers, or InvalidInput naming the first bad value."""
-    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+def _checked_float64(rows: Sequence[Any], schema: FeatureSchema, *, typed: bool = False) -> Matrix:
+    """Equal-length rows as a float64 matrix of finite numbers, or InvalidInput naming the first
+    bad value. `typed`: the values are known to be numbers or lists (NumberRows)."""
+    if not typed and not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
         _explain_types(rows, schema)  # raises unless every value is a number subclass (numpy float)
     try:
         x = np.asarray(rows, dtype=np.float64)

@@ -70,7 +70,7 @@ def map_error(exc: BaseException, uri: str) -> RouterError:
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return BackendUnavailable(
+        return StorageAccessDenied(
             f"cannot reach {uri} on S3: no AWS credentials found; configure AWS credentials, or use a file:// location under router serve",
             details={"uri": uri},
         )

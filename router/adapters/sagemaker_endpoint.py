@@ -1,6 +1,7 @@
 """SageMaker real-time endpoints behind the EndpointClient port (sagemaker-runtime InvokeEndpoint).
 
-Maps every runtime failure to a RouterError (502 model error, 503 unavailable, 504 timeout),
+Maps every runtime failure to a RouterError (422 the model rejected the input, 502 the model
+failed, 503 unavailable, 504 timeout),
 caches DescribeEndpoint status briefly for routing, and builds a runtime client whose timeouts
 and retries fit inside the synchronous budget.
 """
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from router.adapters.sagemaker_batch import aws_error_code, aws_error_message, is_not_found
-from router.errors import BackendError, BackendTimeout, BackendUnavailable
+from router.errors import BackendError, BackendTimeout, BackendUnavailable, ModelRejectedInput
 
 # Statuses in which an endpoint answers InvokeEndpoint: during Updating / SystemUpdating the old
 # variant keeps serving until the new one is ready (UpdateEndpoint API reference).
@@ -121,11 +122,16 @@ class SageMakerEndpointClient:
             # SageMaker gave up waiting for the container (60 s real-time limit).
             return BackendTimeout(f"endpoint {endpoint_name}: the model did not answer in time", details=details)
         if code == "ModelError":
-            # The container answered with an error: its status code, not its (possibly sensitive) body.
-            response = getattr(err, "response", {})
-            if "OriginalStatusCode" in response:
-                details["model_status"] = response["OriginalStatusCode"]
-            return BackendError(f"endpoint {endpoint_name}: the model returned an error", details=details)
+            # The container answered with an error. 4xx: the model refused the input, and says why
+            # (its message, one line, truncated). 5xx or no status: it failed; its body (possibly a
+            # traceback) stays in its CloudWatch log stream.
+            response = getattr(err, "response", {}) or {}
+            status = response.get("OriginalStatusCode")
+            if isinstance(status, int):
+                details["model_status"] = status
+            if isinstance(status, int) and 400 <= status < 500:
+                return ModelRejectedInput.from_endpoint(endpoint_name, status, response.get("OriginalMessage"))
+            return BackendError(f"endpoint {endpoint_name}: the model failed on this request", details=details)
         if code in ("ValidationError", "ValidationException"):
             lowered = message.lower()
             if "not found" in lowered or "inservice" in lowered.replace(" ", "") or "in service" in lowered:

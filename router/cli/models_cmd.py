@@ -1,7 +1,7 @@
 """`router models <subcommand>`: operator commands on the models a config declares.
 
 `package` builds a model's SageMaker model.tar.gz; `deploy` creates or updates its SageMaker Model,
-EndpointConfig and Endpoint. To add a subcommand, write a `register_<name>(sub)` function, here or
+EndpointConfig and Endpoint; `compile` converts a scikit-learn model to ONNX (models_compile.py). To add a subcommand, write a `register_<name>(sub)` function, here or
 in a `router/cli/models_<name>.py` module (no `_cmd` suffix, so the top-level discovery skips it),
 and append it to SUBCOMMANDS.
 """
@@ -170,13 +170,19 @@ def register_deploy(sub: Any) -> None:
 
 # ---------------------------------------------------------------- the group
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy]
+def _register_compile(sub: Any) -> None:
+    from router.cli.models_compile import register_compile  # imports this module: loaded after it
+
+    register_compile(sub)
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy, _register_compile]
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "models",
-        help="package and deploy the models a config declares (SageMaker)",
+        help="package, deploy (SageMaker) and compile (ONNX) the models a config declares",
         description="Operator commands on the models of an operator config file.",
     )
     sub = parser.add_subparsers(dest="models_command", metavar="SUBCOMMAND")

@@ -49,7 +49,7 @@ def measure(spec: ModelSpec, objects: Any, *, rows: int = 200, repeats: int = 3)
         runner.load(spec)  # fetch + digest check + deserialize
         fetch_and_load = time.perf_counter() - start
         path = next(p for p in Path(cache).glob(f"{spec.name}-*") if not p.name.startswith("."))
-        cold = _probe(spec.framework, path)
+        cold = _probe(spec.inline_source[0], path)  # a compiled sklearn model runs its ONNX graph
         width = runner.feature_count(spec)
         if width is None:
             raise InvalidRequest(f"model {spec.name!r}: cannot tell its input width; declare `features` in the config")
@@ -109,6 +109,12 @@ def with_profile(text: str, model_name: str, profile: dict[str, float]) -> str:
     """The config text with `profile:` of one model replaced or added, everything else (comments,
     order, formatting) untouched. Raises ConfigError when the model's entry is written in flow
     style (`- {name: ...}`), which cannot be edited safely: paste the profile by hand then."""
+    return with_model_value(text, model_name, "profile", flow(profile))
+
+
+def with_model_value(text: str, model_name: str, key: str, value: str) -> str:
+    """The config text with `key:` of one model set to `value` (YAML flow text), replaced in
+    place or added after the model's `name:`; comments, order and formatting kept."""
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     models = _value(root, "models")
     if not isinstance(models, yaml.SequenceNode):
@@ -116,12 +122,12 @@ def with_profile(text: str, model_name: str, profile: dict[str, float]) -> str:
     for item in models.value:
         if isinstance(item, yaml.MappingNode) and _scalar(_value(item, "name")) == model_name:
             if item.flow_style:
-                raise ConfigError("config", [f"models: {model_name} is written inline ({{...}}); add `profile: {flow(profile)}` by hand"])
-            existing = _value(item, "profile")
+                raise ConfigError("config", [f"models: {model_name} is written inline ({{...}}); add `{key}: {value}` by hand"])
+            existing = _value(item, key)
             if existing is not None:
                 start: int = existing.start_mark.index
                 stop: int = existing.end_mark.index
-                return text[:start] + flow(profile) + text[stop:]
+                return text[:start] + value + text[stop:]
             name_key = next(k for k, _ in item.value if _scalar(k) == "name")
             name_val = _value(item, "name")
             assert name_val is not None
@@ -129,15 +135,19 @@ def with_profile(text: str, model_name: str, profile: dict[str, float]) -> str:
             column: int = name_key.start_mark.column
             eol = text.find("\n", end)
             eol = len(text) if eol == -1 else eol
-            return text[:eol] + "\n" + " " * column + f"profile: {flow(profile)}" + text[eol:]
+            return text[:eol] + "\n" + " " * column + f"{key}: {value}" + text[eol:]
     raise ConfigError("config", [f"models: no model named {model_name!r}"])
 
 
 def write_profile(path: Path, model_name: str, profile: dict[str, float]) -> None:
     """Update the file in place, atomically, after checking the result is still a valid config."""
-    text = path.read_text(encoding="utf-8")
-    new = with_profile(text, model_name, profile)
-    parse_config(new, source=str(path), base_dir=path.resolve().parent, check_artifacts=False)
+    write_config_text(path, with_profile(path.read_text(encoding="utf-8"), model_name, profile))
+
+
+def write_config_text(path: Path, new: str, *, check_artifacts: bool = False) -> None:
+    """Replace the config file atomically with `new`, after checking it is still a valid config
+    (ConfigError otherwise, the file untouched)."""
+    parse_config(new, source=str(path), base_dir=path.resolve().parent, check_artifacts=check_artifacts)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(new, encoding="utf-8")
     tmp.replace(path)

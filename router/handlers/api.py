@@ -88,7 +88,7 @@ def loads_json(text: str) -> Any:
     """json.loads that refuses duplicate keys (RFC 8259 leaves them undefined: no silent last
     wins) and turns pathological nesting into a JSON error instead of a RecursionError (400, not 500)."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return _DECODER.decode(text)
     except RecursionError:
         raise json.JSONDecodeError(MAX_JSON_DEPTH_MSG, text[:64], 0) from None
     except json.JSONDecodeError:
@@ -105,8 +105,9 @@ def _parse_int(s: str) -> int | float:
     return int(s) if not limit or len(s.lstrip("-")) <= limit else float(s)
 
 
-def _dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"), default=str)
+# Built once: json.loads/dumps with arguments build a new decoder/encoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -163,14 +164,13 @@ def validation_error(errors: list[Any]) -> RouterError:
 # ---------------------------------------------------------------- events
 
 
-def _get_header(event: Mapping[str, Any], name: str) -> str | None:
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-case name (single-value headers win over multi-value ones)."""
+    out = {k.lower(): str(vs[-1]) for k, vs in (event.get("multiValueHeaders") or {}).items() if vs}
     for k, v in (event.get("headers") or {}).items():
-        if k.lower() == name:
-            return None if v is None else str(v)
-    for k, vs in (event.get("multiValueHeaders") or {}).items():
-        if k.lower() == name and vs:
-            return str(vs[-1])
-    return None
+        if v is not None:
+            out[k.lower()] = str(v)
+    return out
 
 
 def _set_header(event: Event, name: str, value: str) -> None:
@@ -316,14 +316,16 @@ class ApiHandler:
         rid = str(ctx.get("requestId") or ("local-" + uuid.uuid4().hex))
         ctx["requestId"] = rid
         metrics = telemetry.EventMetrics()
-        with telemetry.correlation(rid, request_id=rid), metrics.active():
-            try:
-                resp = self._dispatch(event, context, rid)
-            except RouterError as err:
-                resp = error_response(err, rid)
-            except Exception:
-                telemetry.logger().exception("unhandled error")
-                resp = error_response(InternalError("internal error; see the router's logs with this request id"), rid)
+        tokens = telemetry.enter_event(rid, metrics, request_id=rid)
+        try:
+            resp = self._dispatch(event, context, rid)
+        except RouterError as err:
+            resp = error_response(err, rid)
+        except Exception:
+            telemetry.logger().exception("unhandled error")
+            resp = error_response(InternalError("internal error; see the router's logs with this request id"), rid)
+        finally:
+            telemetry.leave_event(tokens)
         metrics.flush()
         _add_header(resp, "X-Request-Id", rid)
         return to_v2_response(resp) if v2 else resp
@@ -370,8 +372,9 @@ class ApiHandler:
         owner: str | None = None
         if _normalized(path) not in PUBLIC_PATHS:
             owner = str(self.runtime.auth.owner(event))
+        headers = _headers(event)
         if method in BODY_METHODS and event.get("body"):
-            ctype = _get_header(event, "content-type")
+            ctype = headers.get("content-type")
             if ctype is not None:
                 media = ctype.split(";", 1)[0].strip().lower()
                 if media != JSON_TYPE and not media.endswith("+json"):
@@ -381,7 +384,7 @@ class ApiHandler:
         if self.fast_path:
             segs = [p for p in path.split("/") if p]
             if method == "POST" and len(segs) == 4 and segs[3] == "predict" and owner is not None:
-                return self._predict(event, segs[2], owner)
+                return self._predict(event, headers, segs[2], owner)
             if method == "GET" and len(segs) == 3 and segs[1] == "jobs" and owner is not None and self.jobs is not None:
                 return json_response(200, self.jobs.to_dict(self.jobs.get(owner, segs[2]), with_download=True))
             if method == "GET" and segs == ["v1", "health"]:
@@ -394,11 +397,11 @@ class ApiHandler:
         rt = self.runtime
         return json_response(200, {"status": "ok", "version": __version__, "config_digest": rt.config.digest, "runtime": rt.kind})
 
-    def _predict(self, event: Event, name: str, owner: str) -> Response:
+    def _predict(self, event: Event, headers: dict[str, str], name: str, owner: str) -> Response:
         start = time.perf_counter()
         text = body_text(event)
         size = utf8_len(text)
-        prefer = (_get_header(event, "prefer") or "").lower()
+        prefer = headers.get("prefer", "").lower()
         if size > self._sync_limit_bytes and not ("respond-async" in prefer and self.jobs is not None):
             # Over what any synchronous route takes: 413 before the rows are parsed or validated.
             self._refuse_size(name, size)
@@ -409,7 +412,7 @@ class ApiHandler:
         if data is None:  # no body, or JSON null: as the resolver words it
             raise validation_error([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
         instances, output = predict_body(data)
-        return self.predict(owner, name, instances, output, size, prefer, _get_header(event, "idempotency-key"), start)
+        return self.predict(owner, name, instances, output, size, prefer, headers.get("idempotency-key"), start)
 
     def _refuse_size(self, name: str, size: int) -> None:
         spec = self.service.model(name)

@@ -1,7 +1,8 @@
 """The EventBridge Lambda: "SageMaker Transform Job State Change" events move router jobs.
 
 Duplicated, reordered and unrelated events are harmless: the job is found from the transform job
-name, and every move is a conditional transition (a stale event changes nothing).
+name, and every move is a conditional transition (a stale event changes nothing). Log lines carry
+the job id as correlation_id; with metrics on, the job's end is counted by `model`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from typing import Any
 
 from router.adapters.sagemaker_batch import job_id_from_transform_job_name, parse_state_change_event
 from router.errors import InvalidRequest
-from router.handlers import Handler, lambda_entry
+from router.handlers import Handler, lambda_entry, telemetry
 
 log = logging.getLogger("router.events")
-
 
 
 def make_events_handler(runtime: Any) -> Handler:
@@ -28,8 +28,10 @@ def make_events_handler(runtime: Any) -> Handler:
         job_id = job_id_from_transform_job_name(state.name)
         if job_id is None:
             return {"ignored": f"transform job {state.name} is not a router job"}
-        job = runtime.jobs.on_batch_state(job_id, state)
-        return {"job_id": job_id, "status": None if job is None else job.status.value}
+        with telemetry.job_event(job_id, telemetry.invocation_id(context)) as metrics:
+            job = runtime.jobs.on_batch_state(job_id, state)
+            telemetry.count_job(metrics, job)
+            return {"job_id": job_id, "status": None if job is None else job.status.value}
 
     return handle
 

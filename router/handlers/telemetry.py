@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -39,6 +40,16 @@ def correlation(correlation_id: str, **keys: str) -> Iterator[None]:
         yield
     finally:
         _ids.reset(token)
+
+
+def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> tuple[Any, Any]:
+    """correlation() and metrics.active() without the context managers' cost (the hot path)."""
+    return _ids.set({"correlation_id": correlation_id, **keys}), _current.set(metrics)
+
+
+def leave_event(tokens: tuple[Any, Any]) -> None:
+    _ids.reset(tokens[0])
+    _current.reset(tokens[1])
 
 
 class _CorrelationFilter(logging.Filter):
@@ -160,6 +171,41 @@ _current: ContextVar[EventMetrics] = ContextVar("router_event_metrics", default=
 def event_metrics() -> EventMetrics:
     """The current event's metrics (a no-op outside an event)."""
     return _current.get()
+
+
+_FINISHED = {"succeeded": "JobsSucceeded", "failed": "JobsFailed", "cancelled": "JobsCancelled"}
+
+
+def count_job(metrics: EventMetrics, job: Any) -> None:
+    """A job's `model` dimension, and one of JobsSucceeded/JobsFailed/JobsCancelled when it ended."""
+    if job is None:
+        return
+    metrics.dimension("model", str(job.model))
+    name = _FINISHED.get(str(job.status.value))
+    if name:
+        metrics.count(name)
+
+
+@contextlib.contextmanager
+def job_event(job_id: str | None, invocation_id: str) -> Iterator[EventMetrics]:
+    """One worker, events or sweeper invocation: log lines carry correlation_id (the job id, else
+    the invocation's request id) and job_id; its metrics (plus Errors when it raises) are flushed
+    at the end, raise or not."""
+    metrics = EventMetrics()
+    tokens = enter_event(job_id or invocation_id, metrics, **({"job_id": job_id} if job_id else {}))
+    try:
+        yield metrics
+    except Exception:
+        metrics.count("Errors")
+        raise
+    finally:
+        leave_event(tokens)
+        metrics.flush()
+
+
+def invocation_id(context: Any) -> str:
+    rid = getattr(context, "aws_request_id", None)
+    return str(rid) if rid else "local-" + uuid.uuid4().hex
 
 
 _metrics_lock = threading.Lock()

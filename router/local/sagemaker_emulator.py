@@ -11,7 +11,6 @@ state lives on disk, so a `router serve` restart resumes what was running.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,7 +29,13 @@ from typing import Any
 
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig, uri_to_path
 from router.domain import Job
-from router.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidInput, ModelIntegrityError
+from router.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelIntegrityError,
+    ModelRejectedInput,
+)
 from router.ports import BatchJobState, ObjectStore
 
 log = logging.getLogger("router.emulator")
@@ -162,13 +167,13 @@ class LocalEndpoints:
             with urllib.request.urlopen(req, timeout=self._timeout) as r:
                 return bytes(r.read())
         except urllib.error.HTTPError as e:
-            detail = e.read().decode("utf-8", "replace")[:500]
-            with contextlib.suppress(ValueError, AttributeError):
-                detail = json.loads(detail).get("error", {}).get("message", detail)
+            # As the endpoint adapter maps InvokeEndpoint's ModelError by its OriginalStatusCode.
+            details = {"endpoint": endpoint_name, "aws_error": "ModelError", "model_status": e.code}
+            with e:  # the error response holds the connection until closed
+                error_body = e.read()
             if 400 <= e.code < 500:
-                # The model container refused the input (InvokeEndpoint: ModelError, OriginalStatusCode 4xx).
-                raise InvalidInput(f"the model rejected the input: {detail}") from None
-            raise BackendError(f"the model failed (status {e.code}): {detail}") from None
+                raise ModelRejectedInput.from_endpoint(endpoint_name, e.code, error_body) from None
+            raise BackendError(f"endpoint {endpoint_name}: the model failed on this request", details=details) from None
         except TimeoutError:
             raise BackendTimeout(f"endpoint {endpoint_name} did not answer within {self._timeout:g} s") from None
         except urllib.error.URLError as e:

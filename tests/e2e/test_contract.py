@@ -386,7 +386,10 @@ def test_endpoint_route_with_proba(server: Server) -> None:
     r = call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [[0.0] * 64], "output": "proba"}, key=ALICE)
     assert r.status == 200 and r.header("X-Router-Route") == "endpoint", r
     assert len(r.json["predictions"][0]) == 10
-    assert_error(call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [[1, 2]]}, key=ALICE), 422, "invalid_input")
+    # The endpoint's own code refuses the row: 422 model_error with its message, as on AWS.
+    err = assert_error(call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [[1, 2]]}, key=ALICE), 422, "model_error")
+    assert err["message"] == "the model on endpoint 'digits-mlp-local' refused the input: expected 64 features per record, got 2", err
+    assert err["details"]["model_status"] == 400 and err["details"]["aws_error"] == "ModelError", err
 
 
 def test_payload_too_large_sync_and_at_the_api_limit(server: Server, own: Server) -> None:
@@ -894,4 +897,6 @@ def test_nasty_names_ids_and_instances_stay_4xx(own: Server) -> None:
 
 def test_values_beyond_float32_on_an_onnx_endpoint_are_422(server: Server) -> None:
     row = [1e300] + [0.0] * 63
-    assert_error(call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [row]}, key=ALICE), 422, "invalid_input")
+    # The endpoint's model code refuses it (it computes in float32): the model's 422 model_error.
+    err = assert_error(call("POST", server.url + "/v1/models/digits-mlp/predict", {"instances": [row]}, key=ALICE), 422, "model_error")
+    assert "32-bit float range" in err["message"], err

@@ -36,7 +36,7 @@ from sagemaker_jobs.deploy import (
 SESSION = boto3.session.Session(region_name="us-east-1")
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE = "arn:aws:iam::123456789012:role/RouterSageMaker"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
 DATA = "s3://artifacts/iris/model.tar.gz"
 SHA1 = "1" * 64
 SHA2 = "2" * 64

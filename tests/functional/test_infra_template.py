@@ -363,9 +363,21 @@ def test_pass_role_only_for_the_sagemaker_execution_role_and_only_to_sagemaker(t
 
 def test_function_roles_carry_only_basic_logging_and_the_stacks_own_policies(translated: dict[str, Any]) -> None:
     basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"  # SAM's, for `Tracing` (EnableTracing): trace writes only
     for name in HANDLERS:
         role = translated["Resources"][f"{name}Role"]["Properties"]
-        assert role["ManagedPolicyArns"] == [basic, {"Ref": "JobStateAccessPolicy"}], name
+        assert role["ManagedPolicyArns"] == [basic, xray, {"Ref": "JobStateAccessPolicy"}], name
+
+
+def test_enable_tracing_turns_on_xray_and_the_powertools_tracer(template: dict[str, Any], translated: dict[str, Any]) -> None:
+    assert template["Parameters"]["EnableTracing"]["Default"] == "false"
+    on = {"Fn::Equals": [{"Ref": "EnableTracing"}, "true"]}
+    assert template["Conditions"]["TracingOn"] == on
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingOn", "false", "true"]}
+    for name in HANDLERS:
+        props = translated["Resources"][name]["Properties"]
+        assert props["TracingConfig"] == {"Mode": {"Fn::If": ["TracingOn", "Active", "PassThrough"]}}, name
 
 
 def test_only_the_api_and_sweeper_start_transform_jobs_and_only_the_api_invokes_endpoints(translated: dict[str, Any]) -> None:

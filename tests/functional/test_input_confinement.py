@@ -212,3 +212,27 @@ def test_an_s3_input_the_router_may_not_read_is_422_not_503(tmp_path: Path) -> N
             s3_submit(svc, "s3://someone-elses/rows.jsonl")
         stub.assert_no_pending_responses()
     assert "not readable" in e.value.message
+
+
+def test_an_s3_input_without_any_aws_credentials_is_422_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = boto3.session.Session().client("s3", region_name="us-east-1")
+    svc = s3_service(tmp_path, S3ObjectStore(client))
+    with pytest.raises(InvalidInput) as e:
+        s3_submit(svc, "s3://customer-data/rows.jsonl")
+    assert "no AWS credentials" in e.value.message
+
+
+def test_transform_jobs_may_not_read_the_router_config() -> None:
+    from cfnlint.decode import cfn_yaml
+
+    template = cfn_yaml.load(str(Path(__file__).parents[2] / "infra" / "template.yaml"))
+    role = template["Resources"]["SageMakerExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    denied = [st for st in role if st["Effect"] == "Deny" and "s3:GetObject" in st["Action"]]
+    assert [str(st["Resource"]) for st in denied] == [str({"Fn::Sub": "${ArtifactsBucket.Arn}/${ConfigKey}"})]

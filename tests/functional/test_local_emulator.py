@@ -21,9 +21,10 @@ from router.adapters.file_store import FileObjectStore
 from router.adapters.sagemaker_batch import parse_state_change_event, transform_job_name
 from router.config import RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
-from router.errors import InvalidInput
+from router.errors import BackendError, ModelRejectedInput
 from router.jobs import new_job_id
 from router.local.sagemaker_emulator import LocalBatch, LocalEndpoints
+from sagemaker_jobs.package import build_package
 from tests.fakes import FakeClock
 
 
@@ -164,9 +165,52 @@ def test_endpoint_process_serves_the_model(tmp_path: Path, model_file: tuple[Pat
         body = json.dumps({"instances": rows}).encode()
         got = json.loads(eps.invoke("clf-local", body))["predictions"]
         assert got == model_file[2].predict(np.array(rows)).tolist()
-        with pytest.raises(InvalidInput):
+        # The model's own code refuses the row: 422 model_error, as InvokeEndpoint's 4xx ModelError is.
+        with pytest.raises(ModelRejectedInput) as info:
             eps.invoke("clf-local", json.dumps({"instances": [[1, 2]]}).encode())
+        assert (info.value.status, info.value.code) == (422, "model_error")
+        assert info.value.message == "the model on endpoint 'clf-local' refused the input: expected 3 features per record, got 2"
+        assert info.value.details == {"endpoint": "clf-local", "aws_error": "ModelError", "model_status": 400}
     finally:
         eps.close()
     assert not eps.in_service("clf-local")
     time.sleep(0)
+
+
+CRASHING_CODE = """
+import joblib
+import numpy as np
+
+
+def model_fn(model_dir):
+    return joblib.load(model_dir + "/model.joblib")
+
+
+def predict_fn(data, model):
+    x = np.asarray(data.records, dtype=float)
+    if (x == 13).any():
+        raise RuntimeError("secret internals of the model")
+    return model.predict(x).tolist()
+"""
+
+
+def test_endpoint_model_that_crashes_is_502_without_its_message(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(CRASHING_CODE)
+    info = build_package(model_file[0], tmp_path / "model.tar.gz", framework="sklearn", code_dir=code)
+    cfg = config((info.path, info.sha256, model_file[2]))
+    eps = LocalEndpoints(cfg, FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", invoke_timeout_s=20)
+    eps.start()
+    try:
+        assert eps.wait_ready(60)
+        assert json.loads(eps.invoke("clf-local", b'{"instances": [[1, 2, 3]]}'))["predictions"] == [1]
+        with pytest.raises(BackendError) as crash:
+            eps.invoke("clf-local", b'{"instances": [[1, 13, 3]]}')
+        assert type(crash.value) is BackendError and crash.value.status == 502
+        assert "secret" not in crash.value.message
+        assert crash.value.details == {"endpoint": "clf-local", "aws_error": "ModelError", "model_status": 500}
+        with pytest.raises(ModelRejectedInput):  # input_fn (the default one) still judges the body
+            eps.invoke("clf-local", b'{"instances": [[1, 2, 3]], "bogus": 1}')
+    finally:
+        eps.close()

@@ -5,8 +5,11 @@ real read timeout against a silent local socket, connection failures) to a Route
 from __future__ import annotations
 
 import io
+import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -24,7 +27,13 @@ from router.adapters.sagemaker_endpoint import (
     endpoint_read_timeout,
     make_runtime_client,
 )
-from router.errors import BackendError, BackendTimeout, BackendUnavailable
+from router.errors import (
+    MODEL_MESSAGE_MAX,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ModelRejectedInput,
+)
 
 # One session for the module: it caches the (large) SageMaker service models, so each client
 # is cheap. Created after `import moto`, so moto's handler is part of it.
@@ -121,19 +130,136 @@ def test_invoke_errors_map_to_router_errors(code: str, message: str, status: int
     assert type(info.value) is expected
 
 
-def test_model_error_keeps_the_status_but_not_the_models_message() -> None:
-    runtime, stub = stubbed_runtime()
+LOG_STREAM = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/iris-prod:log-stream:AllTraffic/i-0abc"
+# What SageMaker says in Message; the container's own body is OriginalMessage.
+SAGEMAKER_MESSAGE = (
+    "Received client error ({status}) from primary with message \"{body}\". See "
+    "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:group=/aws/sagemaker/Endpoints/iris-prod "
+    "in account 123456789012 for more information."
+)
+
+
+def model_error(stub: Stubber, status: int, body: str) -> None:
+    """InvokeEndpoint's ModelError exactly as modeled: HTTP 424, OriginalStatusCode, OriginalMessage
+    (the container's body) and LogStreamArn (the Stubber validates them against the error shape)."""
     stub.add_client_error(
         "invoke_endpoint",
         "ModelError",
-        "secret stack trace from the container",
+        SAGEMAKER_MESSAGE.format(status=status, body=body[:100]),
         http_status_code=424,
-        response_meta={"OriginalStatusCode": 500},
+        modeled_fields={"OriginalStatusCode": status, "OriginalMessage": body, "LogStreamArn": LOG_STREAM},
     )
+
+
+def invoke_failing(status: int, body: str) -> Exception:
+    runtime, stub = stubbed_runtime()
+    model_error(stub, status, body)
+    with stub, pytest.raises((ModelRejectedInput, BackendError)) as info:
+        SageMakerEndpointClient(runtime, None).invoke("iris-prod", b"{}")
+    return info.value
+
+
+# The bodies the model servers of the default images send for one rejected record.
+REJECTION = "expected 4 features per record, got 3"
+SERVE_BODY = json.dumps({"error": {"code": "invalid_input", "message": REJECTION}})  # sagemaker_jobs.serve, output_fn
+TOOLKIT_BODY = (  # sagemaker-inference: the error's message, then the traceback
+    json.dumps({"error": {"code": "invalid_input", "message": REJECTION}}, separators=(",", ":"))
+    + '\nTraceback (most recent call last):\n  File "/opt/ml/model/code/inference.py", line 312, in to_matrix\n'
+    + "    raise InputError(...)\ninference.InputError: " + REJECTION + "\n"
+)
+CONTAINERS_BODY = json.dumps({"error": "ClientError", "error-message": REJECTION, "stack-trace": "Traceback (most recent call last): ..."})
+
+
+@pytest.mark.parametrize("body", [SERVE_BODY, TOOLKIT_BODY, CONTAINERS_BODY, REJECTION + "\nTraceback (most recent call last):\n  x"])
+@pytest.mark.parametrize("status", [400, 415, 422])
+def test_a_4xx_model_error_is_422_model_error_with_the_models_message(status: int, body: str) -> None:
+    err = invoke_failing(status, body)
+    assert type(err) is ModelRejectedInput
+    assert (err.status, err.code) == (422, "model_error")
+    assert err.message == f"the model on endpoint 'iris-prod' refused the input: {REJECTION}"
+    assert err.details == {"endpoint": "iris-prod", "aws_error": "ModelError", "model_status": status}
+
+
+def test_the_models_message_is_one_line_and_truncated() -> None:
+    err = invoke_failing(400, json.dumps({"error": {"message": "bad\nvalue " + "x" * 5000}}))
+    assert isinstance(err, ModelRejectedInput)
+    reason = err.message.removeprefix("the model on endpoint 'iris-prod' refused the input: ")
+    assert reason.startswith("bad value xxx") and "\n" not in reason
+    assert len(reason) == MODEL_MESSAGE_MAX and reason.endswith("\u2026")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_model_error_is_502_without_the_models_body(status: int) -> None:
+    err = invoke_failing(status, "Traceback (most recent call last):\n  secret stack trace from the container")
+    assert type(err) is BackendError
+    assert (err.status, err.code) == (502, "backend_error")
+    assert "secret" not in err.message and "Traceback" not in err.message
+    assert err.details["model_status"] == status
+
+
+class ModelErrorServer(ThreadingHTTPServer):
+    """sagemaker-runtime as seen on the wire when the container answered `status`: HTTP 424, the
+    error type header and the JSON body InvokeEndpoint returns (botocore parses it for real)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status, self.body = status, body
+        super().__init__(("127.0.0.1", 0), _ModelErrorHandler)
+
+
+class _ModelErrorHandler(BaseHTTPRequestHandler):
+    server: ModelErrorServer
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        doc = {
+            "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if self.server.status < 500 else "SERVER_ERROR_FROM_MODEL",
+            "LogStreamArn": LOG_STREAM,
+            "Message": SAGEMAKER_MESSAGE.format(status=self.server.status, body=self.server.body[:100]),
+            "OriginalMessage": self.server.body,
+            "OriginalStatusCode": self.server.status,
+        }
+        raw = json.dumps(doc).encode()
+        self.send_response(424)
+        self.send_header("x-amzn-ErrorType", "ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "expected"), [(400, ModelRejectedInput), (500, BackendError)])
+def test_model_error_parsed_by_botocore_from_the_wire(status: int, expected: type[Exception]) -> None:
+    server = ModelErrorServer(status, TOOLKIT_BODY)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        runtime = SESSION.client(
+            "sagemaker-runtime",
+            endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
+        with pytest.raises(expected) as info:
+            SageMakerEndpointClient(runtime, None).invoke("iris-prod", b"{}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert type(info.value) is expected
+    assert info.value.details["model_status"] == status
+    if status == 400:
+        assert info.value.message == f"the model on endpoint 'iris-prod' refused the input: {REJECTION}"
+    assert "Traceback" not in info.value.message
+
+
+def test_a_model_error_without_an_original_status_is_502() -> None:
+    runtime, stub = stubbed_runtime()
+    stub.add_client_error("invoke_endpoint", "ModelError", "An error occurred", http_status_code=424)
     with stub, pytest.raises(BackendError) as info:
         SageMakerEndpointClient(runtime, None).invoke("iris-prod", b"{}")
-    assert info.value.status == 502
-    assert "secret" not in info.value.message
+    assert info.value.status == 502 and "model_status" not in info.value.details
 
 
 def test_missing_endpoint_is_503_and_marks_it_out_of_service() -> None:
