@@ -61,6 +61,11 @@ def register(sub: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="refuse if a model of this operator config cannot load in the package")
     p.add_argument("--zip", type=Path, metavar="FILE", help="also write the package as a .zip (for a direct upload)")
     p.add_argument("--force", action="store_true", help="rebuild even when OUT was built from the same inputs")
+    p.add_argument(
+        "--image-template", type=Path, metavar="FILE",
+        help="instead of building: write the container-image variant of --template to FILE (JSON) and exit",
+    )
+    p.add_argument("--template", type=Path, default=Path("infra/template.yaml"), help="the SAM template (default infra/template.yaml)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_package)
 
@@ -387,6 +392,8 @@ def check_models(config_path: Path, versions: dict[str, str]) -> list[str]:
 def cmd_package(args: argparse.Namespace) -> int:
     from router.errors import ConfigError
 
+    if args.image_template is not None:
+        return _image_template(args)
     plan = Plan(args.runtime, args.arch, args.with_onnx, args.with_boto3)
     out = args.out.resolve()
     try:
@@ -413,6 +420,22 @@ def cmd_package(args: argparse.Namespace) -> int:
     if result.refused_models:
         return EXIT_INVALID
     return EXIT_OK if result.within_limits else EXIT_FAILED
+
+
+def _image_template(args: argparse.Namespace) -> int:
+    from router.cli.image_template import write_image_template
+
+    try:
+        variant = write_image_template(args.template, args.image_template)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"router package: cannot derive the image template from {args.template}: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    functions = sorted(n for n, r in variant["Resources"].items() if r.get("Type") == "AWS::Serverless::Function")
+    if args.json:
+        print(json.dumps({"template": str(args.image_template), "functions": functions}, indent=2))
+    else:
+        print(f"{args.image_template}: {', '.join(functions)} as PackageType Image from the ImageUri parameter")
+    return EXIT_OK
 
 
 def _print(r: Result) -> None:

@@ -80,6 +80,12 @@ def sandbox() -> dict[str, Any]:
     return {"python": python, "package": package, "task": Path(package["out"]), "boto3": boto3_dir(SANDBOX_DIR)}
 
 
+@pytest.fixture(scope="session")
+def onnx_package(sandbox: dict[str, Any]) -> dict[str, Any]:
+    """`router package --with-onnx`: the container image's pinned set (infra/Dockerfile)."""
+    return build_package(SANDBOX_DIR / "lambda-onnx", "--with-onnx")
+
+
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -120,13 +126,20 @@ def deployed(moto_url: str) -> dict[str, Any]:
         "pipeline": make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y),
         "forest": RandomForestClassifier(n_estimators=60, max_depth=6, random_state=0).fit(x, y),
     }
+    from skl2onnx import to_onnx
+
+    onnx_forest = to_onnx(models["forest"], x[:1].astype(np.float32), options={"zipmap": False}, target_opset=17)
     entries = []
-    for name, model in models.items():
+    for name, model in [*models.items(), ("forest-onnx", onnx_forest)]:
+        framework, suffix = ("onnx", "onnx") if name.endswith("onnx") else ("sklearn", "joblib")
         buf = io.BytesIO()
-        joblib.dump(model, buf)
-        s3.put_object(Bucket="router-art", Key=f"models/{name}.joblib", Body=buf.getvalue())
+        if framework == "onnx":
+            buf.write(model.SerializeToString())
+        else:
+            joblib.dump(model, buf)
+        s3.put_object(Bucket="router-art", Key=f"models/{name}.{suffix}", Body=buf.getvalue())
         entries.append(
-            f"  - name: {name}\n    framework: sklearn\n    artifact: s3://router-art/models/{name}.joblib\n"
+            f"  - name: {name}\n    framework: {framework}\n    artifact: s3://router-art/models/{name}.{suffix}\n"
             f"    sha256: {hashlib.sha256(buf.getvalue()).hexdigest()}\n    size_bytes: {len(buf.getvalue())}\n"
             "    profile: {load_s: 0.5, per_record_ms: 0.05, memory_mb: 300}\n"
         )
@@ -135,7 +148,7 @@ def deployed(moto_url: str) -> dict[str, Any]:
         "models:\n" + "".join(entries)
     )
     s3.put_object(Bucket="router-art", Key="config/router.yaml", Body=config.encode())
-    return {"models": models, "x": x}
+    return {"models": models, "x": x, "onnx": onnx_forest}
 
 
 def _env(moto_url: str) -> dict[str, str]:
@@ -259,3 +272,26 @@ def test_the_api_and_worker_handlers_serve_and_run_a_job_in_the_sandbox(
     with urllib.request.urlopen(status["output"]["download_url"]) as r:
         lines = [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
     assert lines == models["forest"].predict(np.array(job_rows)).tolist()
+
+
+def test_the_container_images_set_runs_onnx_models_in_the_sandbox(
+    sandbox: dict[str, Any], onnx_package: dict[str, Any], deployed: dict[str, Any], moto_url: str
+) -> None:
+    # The set infra/Dockerfile installs is over the zip limit (onnxruntime next to scipy and
+    # scikit-learn): that is what the image is for. Its imports and predictions are checked here.
+    import onnxruntime as ort
+
+    assert onnx_package["versions"]["onnxruntime"] == ort.__version__
+    rows = deployed["x"][:30].tolist()
+    out = invoke(sandbox["python"], Path(onnx_package["out"]), sandbox["boto3"], API, [
+        rest_event("POST", "/v1/models/forest-onnx/predict", {"instances": rows}),
+        rest_event("POST", "/v1/models/forest-onnx/predict", {"instances": rows, "output": "proba"}),
+        rest_event("POST", "/v1/models/pipeline/predict", {"instances": rows}),
+    ], _env(moto_url), SANDBOX_DIR / "run")
+    assert out["origins"]["onnxruntime"].startswith(onnx_package["out"])
+    label, proba, pipe = (body_of(r) for r in out["responses"])
+    session = ort.InferenceSession(deployed["onnx"].SerializeToString(), providers=["CPUExecutionProvider"])
+    want_label, want_proba = session.run(None, {session.get_inputs()[0].name: np.array(rows, dtype=np.float32)})
+    assert label["predictions"] == want_label.tolist()
+    np.testing.assert_allclose(proba["predictions"], want_proba, rtol=1e-6)
+    assert pipe["predictions"] == deployed["models"]["pipeline"].predict(np.array(rows)).tolist()
