@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, str] = {
     "coldstart": "benchmarks.bench_coldstart",
     "jobs": "benchmarks.bench_jobs",
     "onnx": "benchmarks.bench_onnx",
+    "estimates": "benchmarks.bench_estimates",
 }

@@ -165,7 +165,8 @@ def build_local(
 
         timeout = config.runtime.safety_margin * min(config.runtime.endpoint_timeout_s, config.runtime.sync_timeout_s)
         endpoints = local_endpoints = LocalEndpoints(config, objects, emulator_dir, invoke_timeout_s=timeout)
-    service = RouterService(config, runner=runner, endpoints=endpoints)
+    # The local worker pool runs jobs in this process, on this runner: routing knows when it is warm.
+    service = RouterService(config, runner=runner, endpoints=endpoints, worker_shares_runner=with_jobs)
     rt = Runtime("local", config, service, auth, objects)
     if local_endpoints is not None:
         rt.starters.append(local_endpoints.start)

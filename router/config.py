@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -78,12 +78,45 @@ class Prices(_Strict):
     )
 
 
+# Routes a profile may time on their own (docs/routing.md "Estimates").
+ProfiledRoute = Literal["inline", "endpoint", "lambda-job", "batch-transform"]
+
+
+class RouteTiming(_Strict):
+    """One route's run time with the model loaded: fixed_ms + records x per_record_ms."""
+
+    fixed_ms: NonNegFloat = Field(0.0, description="Time of one request (or job) on the route that does not depend on its size.")
+    per_record_ms: NonNegFloat = Field(description="Time per record on the route, at the batch sizes it uses.")
+
+
 class Profile(_Strict):
     """Measured (by `router profile`) or declared model timings."""
 
-    load_s: NonNegFloat = Field(description="Time to load the model into memory, cold.")
-    per_record_ms: NonNegFloat = Field(description="Time to predict one record once loaded.")
+    load_s: NonNegFloat = Field(description="Time to load the model into memory, cold (framework import included).")
+    import_s: NonNegFloat | None = Field(
+        None, description="The part of load_s spent importing the framework; a process that already imported it pays load_s - import_s."
+    )
+    per_record_ms: NonNegFloat = Field(description="Time to predict one record once loaded, for routes without their own `routes` entry.")
     memory_mb: PositiveFloat | None = Field(None, description="Resident memory of the loaded model; default: 3 x artifact size.")
+    routes: dict[ProfiledRoute, RouteTiming] | None = Field(
+        None, description="Per route: {fixed_ms, per_record_ms} measured at the batch sizes the route uses (`router profile`)."
+    )
+
+    @model_validator(mode="after")
+    def _import_within_load(self) -> Profile:
+        if self.import_s is not None and self.import_s > self.load_s:
+            raise ValueError(f"import_s ({self.import_s:g}) cannot exceed load_s ({self.load_s:g}): load_s includes the import")
+        return self
+
+    def timing(self, route: str) -> tuple[float, float]:
+        """(fixed_ms, per_record_ms) of a route: its own entry, else per_record_ms with no fixed
+        part (what every route used before profiles had `routes`)."""
+        own = None if self.routes is None else cast(dict[str, RouteTiming], self.routes).get(route)
+        return (own.fixed_ms, own.per_record_ms) if own is not None else (0.0, self.per_record_ms)
+
+    def load_after_import_s(self) -> float:
+        """Cold load in a process that already imported the framework."""
+        return self.load_s - (self.import_s or 0.0)
 
 
 class SavedWith(_Strict):
@@ -102,6 +135,9 @@ class Routing(_Strict):
     batch_startup_s: NonNegFloat = Field(300.0, description="Assumed SageMaker batch-transform start-up (instances provisioning, container pull).")
     endpoint_overhead_ms: NonNegFloat = Field(20.0, description="Assumed network + serialization overhead of one endpoint call.")
     endpoint_status_ttl_s: NonNegFloat = Field(30.0, description="How long an endpoint's InService status is cached.")
+    calibrate: bool = Field(
+        False, description="Learn per-record times from recent work done by this process (bounded; the reason says so). Off: the profile alone."
+    )
 
 
 class Storage(_Strict):

@@ -50,11 +50,17 @@ class BackendState:
     """Observed backend facts that move a decision (docs/routing.md "Backend state").
 
     `warm` is True when the model is already loaded in this process (no load time);
-    `endpoint_in_service` is None when nobody has looked (treated as not in service).
+    `endpoint_in_service` is None when nobody has looked (treated as not in service);
+    `framework_warm`: this process already imported the model's framework (a cold load skips it);
+    `worker_warm` / `worker_framework_warm`: the same for the lambda-job worker (known only when
+    it shares this process, as under `router serve`; a separate worker Lambda counts as cold).
     """
 
     warm: bool = False
     endpoint_in_service: bool | None = None
+    framework_warm: bool = False
+    worker_warm: bool = False
+    worker_framework_warm: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,9 @@ class Job:
     version: int = 1
     expires_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The routing decision's estimate at submission: {duration_s, cost_usd, records, cold}; what
+    # happened is started_at -> finished_at and records_done (calibration compares the two).
+    estimate: dict[str, Any] | None = None
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)

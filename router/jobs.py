@@ -49,7 +49,7 @@ MUTABLE_FIELDS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 _DATETIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "finished_at", "expires_at"})
-_JSON_FIELDS = frozenset({"error", "checkpoint", "extra"})
+_JSON_FIELDS = frozenset({"error", "checkpoint", "extra", "estimate"})
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 

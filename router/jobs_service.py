@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from router.adapters import sagemaker_contract as contract
+from router.calibration import Sample
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
-from router.domain import Job, JobStatus, Mode, OutputKind, Route
+from router.domain import BackendState, Decision, Job, JobStatus, Mode, OutputKind, Route
 from router.errors import (
     BackendError,
     BackendTimeout,
@@ -51,6 +52,7 @@ log = logging.getLogger("router.jobs")
 S = JobStatus
 # A replay (same Idempotency-Key and body) dispatches a job that has been queued at least this long.
 REPLAY_DISPATCH_AFTER_S = 10.0
+SamplesByRoute = dict[str, list[Sample]]  # (the class below has a method named `list`)
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (docs/api.md)
 
 
@@ -131,7 +133,8 @@ class JobsService:
                 "output": output.value,
             }
         )
-        decision = self.service.decide(model, Mode.JOB, records, payload)
+        state = self.service.backend_state(model)
+        decision = self.service.decide_in(model, Mode.JOB, records, payload, state)
         if decision.route is None:
             raise NoFeasibleRoute(decision.reason, details={"decision": decision.to_dict()})
         cap = self.config.jobs.max_active_per_owner
@@ -175,6 +178,7 @@ class JobsService:
             idempotency_key=idempotency_key,
             request_digest=digest,
             extra={"staged_input": snapshot} if snapshot is not None else {},
+            estimate=_estimate_record(decision, records, state),
         )
         stored, created = self.store.create(job)
         if not created:
@@ -408,7 +412,28 @@ class JobsService:
             "output": output,
             "error": job.error,
             "backend": {"name": job.backend_name},
+            "estimate": None if job.estimate is None else {k: job.estimate.get(k) for k in ("duration_s", "cost_usd")},
+            "duration_s": _measured_s(job),
         }
+
+    # ------------------------------------------------------------------ calibration
+
+    def job_samples(self, owner: str, model: ModelSpec, limit: int = 100) -> SamplesByRoute:
+        """Estimate vs measured of this owner's recent succeeded jobs of `model`, by route (the job
+        table's own list query: no scan, works on SQLite and DynamoDB alike)."""
+        page = self.store.list_by_owner(owner, status=S.SUCCEEDED, model=model.name, limit=limit)
+        out: SamplesByRoute = {}
+        for job in reversed(page.jobs):  # oldest first, like the recorder
+            sample = _sample(job)
+            if sample is not None:
+                out.setdefault(job.route.value, []).append(sample)
+        return out
+
+    def _record(self, job: Job | None) -> None:
+        """Feed a job that just succeeded in this process to the service's recorder."""
+        sample = None if job is None else _sample(job)
+        if job is not None and sample is not None:
+            self.service.recorder.record(job.model, job.route.value, sample.estimate_s, sample.measured_s, sample.records, cold=sample.cold)
 
     # ------------------------------------------------------------------ cancel
 
@@ -505,7 +530,9 @@ class JobsService:
                 if remaining_s() < reserve_s:
                     return True
             self._assemble(job_id, parts, cast(str, job.output_uri))
-            if self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset) is None:
+            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset)
+            self._record(done)
+            if done is None:
                 # Review fix: a cancel landed between the last checkpoint and this write. Finish
                 # it now instead of leaving the job `cancelling` until the sweeper's next pass.
                 self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
@@ -590,7 +617,9 @@ class JobsService:
                 # to raise from the event handler and from every sweep, the job staying running
                 # forever. The result can never be assembled: fail the job with the reason.
                 return self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message})
-            return self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
+            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
+            self._record(done)
+            return done
         if state.status == "Failed":
             return self.store.transition(
                 job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": "backend_error", "message": state.failure_reason or "the transform job failed"}
@@ -693,3 +722,27 @@ class JobsService:
 
 def _t(dt: datetime | None) -> str | None:
     return None if dt is None else format_time(dt)
+
+
+def _estimate_record(decision: Decision, records: int, state: BackendState) -> dict[str, Any] | None:
+    """What the job's decision expected; `cold`: the estimate included loading the model."""
+    if decision.estimates is None:
+        return None
+    cold = decision.route is not Route.LAMBDA_JOB or not state.worker_warm
+    return {**decision.estimates.to_dict(), "records": records, "cold": cold}
+
+
+def _measured_s(job: Job) -> float | None:
+    """started_at -> finished_at of a succeeded job (what its estimate predicted)."""
+    if job.status is not S.SUCCEEDED or job.started_at is None or job.finished_at is None:
+        return None
+    return round((job.finished_at - job.started_at).total_seconds(), 6)
+
+
+def _sample(job: Job) -> Sample | None:
+    measured = _measured_s(job)
+    est = job.estimate
+    if measured is None or not est or not isinstance(est.get("duration_s"), int | float):
+        return None
+    records = job.records_done if job.records_done is not None else int(est.get("records") or 0)
+    return Sample(float(est["duration_s"]), measured, records, bool(est.get("cold", True)))

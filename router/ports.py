@@ -31,6 +31,10 @@ class ModelRunner(Protocol):
         """The input width the loaded model expects; None when not loaded or not tabular."""
         ...
 
+    def framework_loaded(self, framework: str) -> bool:
+        """True when this process has imported the framework (a cold load then skips the import)."""
+        ...
+
 
 class EndpointClient(Protocol):
     """A SageMaker real-time endpoint (sagemaker-runtime InvokeEndpoint)."""

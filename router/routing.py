@@ -196,6 +196,20 @@ def _facts(model: ModelSpec, config: RouterConfig) -> _Facts:
 # ---------------------------------------------------------------------------- estimates
 
 
+def _load_s(prof: Profile, held: bool, framework_imported: bool) -> float:
+    """What a process pays before its first prediction: nothing when it holds the model, the load
+    without the framework import when it imported the framework already, else the full cold load."""
+    if held:
+        return 0.0
+    return prof.load_after_import_s() if framework_imported else prof.load_s
+
+
+def _fixed(load_s: float, fixed_ms: float) -> str:
+    """'cold load 3.3 s + 0.15 ms' / '0.15 ms' / 'warm' parts of an estimate's breakdown."""
+    parts = ([f"cold load {fmt_duration(load_s)}"] if load_s else []) + ([fmt_duration(fixed_ms / 1000)] if fixed_ms else [])
+    return " + ".join(parts)
+
+
 def _run_time(fixed_s: float, records: int, per_record_ms: float, parallelism: int = 1) -> float:
     """fixed + records x per-record / parallelism. The single formula behind every estimate, so the
     feasibility check and `max_records` agree to the last bit (floating point ops are monotone)."""
@@ -246,11 +260,13 @@ def _payload_failure(payload_bytes: int, limits: list[tuple[float, str]]) -> _Fa
 def _inline(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
     rt = config.runtime
     prof = facts.profile
-    load = 0.0 if state.warm else prof.load_s
-    duration = _run_time(load, req.records, prof.per_record_ms)
+    load = _load_s(prof, state.warm, state.framework_warm)
+    fixed_ms, per_ms = prof.timing(Route.INLINE)
+    duration = _run_time(load + fixed_ms / 1000, req.records, per_ms)
     estimates = Estimates(duration, _lambda_cost(config, duration))
-    work = f"{fmt_count(req.records)} x {_per_record(prof.per_record_ms)}"
-    breakdown = f"warm: {work}" if state.warm else f"cold load {fmt_duration(prof.load_s)} + {work}"
+    work = f"{fmt_count(req.records)} x {_per_record(per_ms)}"
+    head = _fixed(load, fixed_ms)
+    breakdown = ("warm: " if state.warm else "") + (f"{head} + {work}" if head else work)
     est = f"est. {fmt_duration(duration)} ({breakdown})"
     budget = f"{_num(rt.safety_margin)} x {_num(rt.sync_timeout_s)} s sync budget"
     if not model.in_process:
@@ -268,13 +284,14 @@ def _inline(model: ModelSpec, req: RequestShape, config: RouterConfig, state: Ba
 def _endpoint(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
     rt = config.runtime
     prof = facts.profile
-    overhead = config.routing.endpoint_overhead_ms / 1000
-    duration = _run_time(overhead, req.records, prof.per_record_ms)
+    fixed_ms, per_ms = prof.timing(Route.ENDPOINT)
+    overhead = (config.routing.endpoint_overhead_ms + fixed_ms) / 1000
+    duration = _run_time(overhead, req.records, per_ms)
     ep = model.endpoint
     price = None if ep is None else config.prices.instance_hour.get(ep.instance_type)
     # Marginal cost: the share of one instance-hour this request occupies (the endpoint runs anyway).
     estimates = Estimates(duration, None if price is None else price * duration / 3600)
-    est = f"est. {fmt_duration(duration)} ({fmt_duration(overhead)} overhead + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    est = f"est. {fmt_duration(duration)} ({fmt_duration(overhead)} overhead + {fmt_count(req.records)} x {_per_record(per_ms)})"
     limit_s = min(rt.endpoint_timeout_s, rt.sync_timeout_s)
     budget = f"{_num(rt.safety_margin)} x {_num(limit_s)} s " + (
         "endpoint timeout" if rt.endpoint_timeout_s <= rt.sync_timeout_s else "sync budget"
@@ -303,12 +320,22 @@ def _endpoint(model: ModelSpec, req: RequestShape, config: RouterConfig, state: 
     return _Eval(Route.ENDPOINT, tuple(failures), estimates, f"{est} on {ep.name} <= {budget}")
 
 
-def _lambda_job(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Facts) -> _Eval:
-    rt = config.runtime
+def _lambda_job_fixed(facts: _Facts, state: BackendState) -> tuple[float, float, float]:
+    """(load_s, fixed_s, per_record_ms) of a lambda-job: the worker pays no load when it holds the model."""
     prof = facts.profile
-    duration = _run_time(prof.load_s, req.records, prof.per_record_ms)
+    fixed_ms, per_ms = prof.timing(Route.LAMBDA_JOB)
+    return _load_s(prof, state.worker_warm, state.worker_framework_warm), fixed_ms / 1000, per_ms
+
+
+def _lambda_job(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
+    rt = config.runtime
+    load, fixed, per_ms = _lambda_job_fixed(facts, state)
+    duration = _run_time(load + fixed, req.records, per_ms)
     estimates = Estimates(duration, _lambda_cost(config, duration))
-    est = f"est. {fmt_duration(duration)} (load {fmt_duration(prof.load_s)} + {fmt_count(req.records)} x {_per_record(prof.per_record_ms)})"
+    work = f"{fmt_count(req.records)} x {_per_record(per_ms)}"
+    head = _fixed(load, fixed * 1000)
+    breakdown = ("worker warm: " if state.worker_warm else "") + (f"{head} + {work}" if head else work)
+    est = f"est. {fmt_duration(duration)} ({breakdown})"
     budget = f"{_num(rt.safety_margin)} x {_num(rt.lambda_timeout_s)} s Lambda timeout"
     failures = list(facts.in_process_failures)
     # Lambda timeout: at most 900 s (15 minutes).
@@ -323,7 +350,8 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
     startup = config.routing.batch_startup_s
     count = 1 if bt is None else bt.instance_count
     parallel = count * (1 if bt is None else bt.max_concurrent_transforms)
-    duration = _run_time(startup + prof.load_s, req.records, prof.per_record_ms, parallel)
+    fixed_ms, per_ms = prof.timing(Route.BATCH_TRANSFORM)
+    duration = _run_time(startup + prof.load_s + fixed_ms / 1000, req.records, per_ms, parallel)
     price = None if bt is None else config.prices.instance_hour.get(bt.instance_type)
     # Batch transform bills every instance for the whole job, start-up included.
     cost = None if price is None else price * count * duration / 3600
@@ -331,7 +359,7 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
     spread = "" if parallel == 1 else f" / {parallel} in parallel"
     est = (
         f"est. {fmt_duration(duration)} (start-up {fmt_duration(startup)} + load {fmt_duration(prof.load_s)} + "
-        f"{fmt_count(req.records)} x {_per_record(prof.per_record_ms)}{spread})"
+        f"{fmt_count(req.records)} x {_per_record(per_ms)}{spread})"
     )
     if bt is None:
         override = model.batch_transform
@@ -348,16 +376,18 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
 # ---------------------------------------------------------------------------- job threshold
 
 
-def _lambda_job_limit(config: RouterConfig, facts: _Facts) -> float:
+def _lambda_job_limit(config: RouterConfig, facts: _Facts, state: BackendState) -> float:
     """Largest record count lambda-job takes (-1: none, inf: unbounded)."""
     if facts.in_process_failures:
         return -1
-    prof = facts.profile
+    load, fixed, per_ms = _lambda_job_fixed(facts, state)
     budget = config.runtime.safety_margin * config.runtime.lambda_timeout_s
-    return _largest_fitting(lambda n: _run_time(prof.load_s, n, prof.per_record_ms), budget, prof.per_record_ms, prof.load_s)
+    return _largest_fitting(lambda n: _run_time(load + fixed, n, per_ms), budget, per_ms, load + fixed)
 
 
-def _batch_threshold(config: RouterConfig, facts: _Facts, bt: BatchTransformDefaults, lambda_limit: float) -> float:
+def _batch_threshold(
+    config: RouterConfig, facts: _Facts, state: BackendState, bt: BatchTransformDefaults, lambda_limit: float
+) -> float:
     """The record count from which batch-transform wins over a *feasible* lambda-job (inf: never).
 
     Both routes' durations and costs are linear in records, f(n) = a + b*n. Batch is strictly
@@ -368,20 +398,23 @@ def _batch_threshold(config: RouterConfig, facts: _Facts, bt: BatchTransformDefa
     Returning one threshold makes the decision monotone in records by construction.
     """
     prof = facts.profile
-    per = prof.per_record_ms / 1000
+    load, fixed, per_ms = _lambda_job_fixed(facts, state)
+    per = per_ms / 1000
+    b_fixed_ms, b_per_ms = prof.timing(Route.BATCH_TRANSFORM)
+    per_b = b_per_ms / 1000
     parallel = bt.instance_count * bt.max_concurrent_transforms
-    startup = config.routing.batch_startup_s
+    startup = config.routing.batch_startup_s + prof.load_s + b_fixed_ms / 1000
     if config.routing.prefer == "latency":
-        a_l, b_l = prof.load_s, per
-        a_b, b_b = startup + prof.load_s, per / parallel
+        a_l, b_l = load + fixed, per
+        a_b, b_b = startup, per_b / parallel
     else:
         price = config.prices.instance_hour.get(bt.instance_type)
         if price is None:
             return math.inf  # unknown batch cost counts as +inf: never cheaper
         gb_s = config.prices.lambda_gb_s * config.runtime.lambda_memory_mb / 1024
-        a_l, b_l = config.prices.lambda_request + gb_s * prof.load_s, gb_s * per
+        a_l, b_l = config.prices.lambda_request + gb_s * (load + fixed), gb_s * per
         rate = price * bt.instance_count / 3600
-        a_b, b_b = rate * (startup + prof.load_s), rate * per / parallel
+        a_b, b_b = rate * startup, rate * per_b / parallel
     d = b_l - b_b
     e = a_b - a_l
     if d > 0:
@@ -443,7 +476,8 @@ def _steady(e: _Eval, facts: _Facts, state: BackendState) -> _Eval:
     first request would send every request to the endpoint and inline would never warm up."""
     if e.route is not Route.INLINE or state.warm:
         return e
-    est = Estimates(max(0.0, e.estimates.duration_s - facts.profile.load_s), e.estimates.cost_usd)
+    load = _load_s(facts.profile, state.warm, state.framework_warm)
+    est = Estimates(max(0.0, e.estimates.duration_s - load), e.estimates.cost_usd)
     return _Eval(e.route, e.failures, est, e.summary)
 
 
@@ -484,7 +518,7 @@ def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: t
 
 
 def _decide_job(
-    model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Facts, lam: _Eval, bat: _Eval
+    model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts, lam: _Eval, bat: _Eval
 ) -> Decision:
     prefer = config.routing.prefer
     candidates = (lam.candidate(), bat.candidate())
@@ -498,8 +532,8 @@ def _decide_job(
     else:
         bt = config.batch_settings(model)
         assert bt is not None  # batch is feasible
-        limit = _lambda_job_limit(config, facts)
-        threshold = _batch_threshold(config, facts, bt, limit)
+        limit = _lambda_job_limit(config, facts, state)
+        threshold = _batch_threshold(config, facts, state, bt, limit)
         if req.records >= threshold:
             chosen = bat
             basis = "cheaper" if prefer == "cost" else "faster"
@@ -543,9 +577,9 @@ def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state:
     if request.mode is Mode.SYNC:
         evals = (_inline(model, request, config, state, facts), _endpoint(model, request, config, state, facts))
         return _decide_sync(model, config, facts, evals, state)
-    lam = _lambda_job(model, request, config, facts)
+    lam = _lambda_job(model, request, config, state, facts)
     bat = _batch(model, request, config, facts)
-    return _decide_job(model, request, config, facts, lam, bat)
+    return _decide_job(model, request, config, state, facts, lam, bat)
 
 
 def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: BackendState = _COLD) -> int | None:
@@ -558,19 +592,22 @@ def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: Bac
     if route is Route.BATCH_TRANSFORM:
         return None
     if route is Route.ENDPOINT:
-        fixed = config.routing.endpoint_overhead_ms / 1000
+        fixed_ms, per_ms = prof.timing(Route.ENDPOINT)
+        fixed = (config.routing.endpoint_overhead_ms + fixed_ms) / 1000
         budget = rt.safety_margin * min(rt.endpoint_timeout_s, rt.sync_timeout_s)
     elif facts.in_process_failures:
         return -1
     elif route is Route.INLINE:
-        fixed = 0.0 if state.warm else prof.load_s
+        fixed_ms, per_ms = prof.timing(Route.INLINE)
+        fixed = _load_s(prof, state.warm, state.framework_warm) + fixed_ms / 1000
         budget = rt.safety_margin * rt.sync_timeout_s
     elif route is Route.LAMBDA_JOB:
-        fixed = prof.load_s
+        load, fixed_s, per_ms = _lambda_job_fixed(facts, state)
+        fixed = load + fixed_s
         budget = rt.safety_margin * rt.lambda_timeout_s
     else:
         raise InvalidRequest(f"route {route.value} is not modelled by routing")
-    n = _largest_fitting(lambda k: _run_time(fixed, k, prof.per_record_ms), budget, prof.per_record_ms, fixed)
+    n = _largest_fitting(lambda k: _run_time(fixed, k, per_ms), budget, per_ms, fixed)
     return None if math.isinf(n) else int(n)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from router.calibration import Recorder, Sample, calibrated, summarize_all
 from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
 from router.errors import (
@@ -39,18 +40,36 @@ class Prediction:
             "model_version": self.model.version,
             "route": self.route.value,
             "predictions": self.predictions,
-            "decision": {"route": self.route.value, "reason": self.decision.reason},
+            "decision": {
+                "route": self.route.value,
+                "reason": self.decision.reason,
+                "estimates": None if self.decision.estimates is None else self.decision.estimates.to_dict(),
+            },
             "timing_ms": {"total": round(total_ms, 3), "model": round(self.model_ms, 3)},
         }
 
 
 class RouterService:
-    def __init__(self, config: RouterConfig, *, runner: ModelRunner, endpoints: EndpointClient | None = None) -> None:
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        runner: ModelRunner,
+        endpoints: EndpointClient | None = None,
+        worker_shares_runner: bool = False,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.config = config
         self.runner = runner
         self.endpoints = endpoints
+        # True when the lambda-job worker runs in this process on this runner (`router serve`):
+        # then routing knows whether the worker holds the model. A worker Lambda counts as cold.
+        self.worker_shares_runner = worker_shares_runner
+        # Estimate vs measured of recent work done in this process (sync requests, jobs it ran).
+        self.recorder = recorder or Recorder()
         self._routes: dict[str, list[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._learned: dict[str, tuple[int, ModelSpec, str]] = {}
 
     # ------------------------------------------------------------------ models
 
@@ -68,7 +87,7 @@ class RouterService:
             cached = self._routes[model.name] = [r.value for r in possible_routes(model, self.config).routes]
         return cached
 
-    def describe_model(self, model: ModelSpec, *, detail: bool = False) -> dict[str, Any]:
+    def describe_model(self, model: ModelSpec, *, detail: bool = False, job_samples: dict[str, list[Sample]] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": model.name,
             "framework": model.framework,
@@ -88,7 +107,21 @@ class RouterService:
             bt = self.config.batch_settings(model)
             out["batch_transform"] = bt.model_dump() if bt else None
             out["envelope"] = self.envelope(model)
+            out["calibration"] = self.calibration(model, job_samples)
         return out
+
+    def calibration(self, model: ModelSpec, job_samples: dict[str, list[Sample]] | None = None) -> dict[str, Any]:
+        """Estimate/measured per route over recent work: sync requests served by this process and
+        `job_samples` (finished jobs from the job table) when given, else jobs this process ran."""
+        samples = self.recorder.samples(model.name)
+        if job_samples is not None:
+            samples = {r: s for r, s in samples.items() if Route(r).mode is Mode.SYNC} | job_samples
+        learned = self._effective(model)[1] if self.config.routing.calibrate else ""
+        return {
+            "routes": summarize_all(samples),
+            "scope": "sync: this router process" + ("; jobs: your recent jobs of this model" if job_samples is not None else "; jobs: run by this process"),
+            "learning": learned or ("off" if not self.config.routing.calibrate else "not enough recent work yet"),
+        }
 
     def envelope(self, model: ModelSpec) -> dict[str, Any]:
         """The largest request (in records) each route takes, found with the routing function itself,
@@ -105,22 +138,50 @@ class RouterService:
 
     # ------------------------------------------------------------------ routing
 
+    def backend_state(self, model: ModelSpec) -> BackendState:
+        """What routing needs to know about the backends for `model` now."""
+        return self._state(model)
+
     def _state(self, model: ModelSpec) -> BackendState:
         warm = model.in_process and self.runner.is_warm(model)
+        framework = model.in_process and not warm and self.runner.framework_loaded(model.inline_source[0])
         in_service: bool | None = None
         if model.endpoint is not None and self.endpoints is not None:
             in_service = self.endpoints.in_service(model.endpoint.name)
-        return BackendState(warm=warm, endpoint_in_service=in_service)
+        shared = self.worker_shares_runner
+        return BackendState(
+            warm=warm, endpoint_in_service=in_service, framework_warm=framework,
+            worker_warm=shared and warm, worker_framework_warm=shared and framework,
+        )
+
+    def _effective(self, model: ModelSpec) -> tuple[ModelSpec, str]:
+        """The model as routing sees it: with routing.calibrate, per-record times learned from
+        recent work (recomputed every few samples, not on every request), and the note saying so."""
+        version = self.recorder.version(model.name)
+        cached = self._learned.get(model.name)
+        if cached is not None and cached[1].sha256 == model.sha256 and version - cached[0] < 8:
+            return cached[1], cached[2]
+        effective, notes = calibrated(model, self.recorder.samples(model.name))
+        note = "; ".join(notes)
+        self._learned[model.name] = (version, effective, note)
+        return effective, note
 
     def decide(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int) -> Decision:
+        return self.decide_in(model, mode, records, payload_bytes, self._state(model))
+
+    def decide_in(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int, state: BackendState) -> Decision:
         """routing.decide, memoized: it is pure and the config is frozen, so the same (model, shape,
         backend state) always gives the same immutable Decision (~50 us saved per request)."""
-        state = self._state(model)
-        key = (model.name, model.sha256, mode, records, payload_bytes, state)
+        note = ""
+        if self.config.routing.calibrate:
+            model, note = self._effective(model)
+        key = (model.name, model.sha256, mode, records, payload_bytes, state, note)
         hit = self._decisions.get(key)
         if hit is not None:
             return hit
         decision = decide(model, RequestShape(mode=mode, records=records, payload_bytes=payload_bytes), self.config, state)
+        if note:
+            decision = replace(decision, reason=f"{decision.reason} [calibrated: {note}]")
         if len(self._decisions) >= 4096:
             self._decisions.clear()
         self._decisions[key] = decision
@@ -131,7 +192,8 @@ class RouterService:
     def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind, payload_bytes: int) -> Prediction | Decision:
         """Run a synchronous prediction, or return the Decision when no sync route is feasible
         (the caller turns it into a job or a 422/413)."""
-        decision = self.decide(model, Mode.SYNC, len(instances), payload_bytes)
+        state = self._state(model)
+        decision = self.decide_in(model, Mode.SYNC, len(instances), payload_bytes, state)
         if decision.route is None:
             return decision
         start = time.perf_counter()
@@ -139,7 +201,11 @@ class RouterService:
             preds = self.runner.predict(model, instances, output)
         else:
             preds = self._invoke_endpoint(model, instances, output)
-        return Prediction(model, decision.route, decision, preds, (time.perf_counter() - start) * 1000)
+        elapsed = time.perf_counter() - start
+        if decision.estimates is not None:
+            cold = decision.route is Route.INLINE and not state.warm
+            self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, elapsed, len(instances), cold=cold)
+        return Prediction(model, decision.route, decision, preds, elapsed * 1000)
 
     def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         assert model.endpoint is not None and self.endpoints is not None

@@ -42,6 +42,9 @@ class FakeRunner:
     def feature_count(self, model: ModelSpec) -> int | None:
         return None
 
+    def framework_loaded(self, framework: str) -> bool:
+        return self.warm
+
     def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         self.calls.append((model.name, len(instances), output))
         if self.fail_with is not None:

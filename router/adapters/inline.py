@@ -295,6 +295,7 @@ class InlineRunner:
         self._models: dict[str, _Entry] = {}  # by model name; the entry carries its digest
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._frameworks: set[str] = set()  # of the models loaded so far
 
     # ------------------------------------------------------------ ModelRunner
 
@@ -305,6 +306,11 @@ class InlineRunner:
     def feature_count(self, model: ModelSpec) -> int | None:
         entry = self._models.get(model.name)
         return entry.schema.n_features if entry is not None and entry.sha256 == _digest(model) else None
+
+    def framework_loaded(self, framework: str) -> bool:
+        # A model of this framework was loaded here: the framework and most of its modules are
+        # imported (a bare `import sklearn` elsewhere would not import the estimators' modules).
+        return framework in self._frameworks
 
     def load(self, model: ModelSpec) -> None:
         """Fetch, verify and deserialize the model now (warm-up); a no-op when already loaded."""
@@ -362,6 +368,7 @@ class InlineRunner:
             entry = self._load(_runnable(model))
             old = self._models.get(model.name)
             self._models[model.name] = entry
+            self._frameworks.add(model.inline_source[0])
             if old is not None and old.sha256 != entry.sha256:
                 for artifact in ("", ".tar.gz"):  # the old artifact was a bare file or a package
                     self._cache_path(model.name, old.sha256, old.framework, artifact).unlink(missing_ok=True)

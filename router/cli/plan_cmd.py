@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,8 @@ def break_even(model: ModelSpec, cfg: RouterConfig) -> BreakEven:
     if price is None:
         return BreakEven(None, None, None, f"break-even: n/a (no price for {ep.instance_type} in prices.instance_hour)")
     prof = model.profile or cfg.routing.default_profile
-    billed_s = max(1, math.ceil(prof.per_record_ms / LAMBDA_BILLING_MS)) * LAMBDA_BILLING_MS / 1000
+    fixed_ms, per_ms = prof.timing(Route.INLINE)
+    billed_s = max(1, math.ceil((fixed_ms + per_ms) / LAMBDA_BILLING_MS)) * LAMBDA_BILLING_MS / 1000
     per_request = lambda_request_cost(cfg, billed_s)
     month = price * ep.instance_count * HOURS_PER_MONTH
     volume = month / per_request if per_request > 0 else math.inf
@@ -179,6 +181,55 @@ def to_json(plans: list[dict[str, Any]], cfg: RouterConfig, state: BackendState)
     }
 
 
+def fetch_calibration(args: argparse.Namespace, models: list[ModelSpec]) -> dict[str, Any]:
+    """{model: calibration} from a running router's GET /v1/models/{name}. Raises ApiError."""
+    from router.client import RouterClient
+
+    client = RouterClient(args.url, args.api_key, sigv4_region=args.sigv4, timeout_s=30.0)
+    return {m.name: client.request("GET", f"/v1/models/{m.name}")[2].get("calibration") or {} for m in models}
+
+
+def _ratio(r: dict[str, Any] | None) -> tuple[str, str]:
+    if not r:
+        return "-", "-"
+    return f"{r['median']:.2f}", f"{r['p10']:.2f}-{r['p90']:.2f}"
+
+
+def render_calibration(found: dict[str, Any], url: str) -> str:
+    out = [f"calibration (estimate / measured duration; 1.00 is exact, above 1 pessimistic) from {url}", ""]
+    for name, cal in found.items():
+        routes = cal.get("routes") or {}
+        out.append(f"{name}: {cal.get('scope', '')}")
+        if not routes:
+            out.append("  no finished work yet")
+        else:
+            rows = []
+            for route, summary in routes.items():
+                median, spread = _ratio(summary.get("ratio"))
+                recs = summary.get("records") or {}
+                size = f"{fmt_count(recs['min'])}-{fmt_count(recs['max'])}" if recs else "-"
+                rows.append([route, str(summary.get("samples", 0)), median, spread, size])
+            out += table(["route", "samples", "ratio", "p10-p90", "records"], rows)
+        out.append(f"  learning: {cal.get('learning', 'off')}")
+        out.append("")
+    return "\n".join(out)
+
+
+def cmd_calibration(args: argparse.Namespace, models: list[ModelSpec]) -> int:
+    from router.client import ApiError
+
+    try:
+        found = fetch_calibration(args, models)
+    except ApiError as e:
+        print(f"router plan --calibration: {e.message or e.code} (is `router serve` running? --url, --api-key)", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps({"url": args.url, "models": found}, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_calibration(found, args.url))
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     try:
         cfg = read_config(args.file)
@@ -186,17 +237,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except CliError as e:
         print("\n".join(e.lines), file=sys.stderr)
         return EXIT_USAGE
+    if args.calibration:
+        return cmd_calibration(args, models)
     if not models:
         # A valid config with no models yet (config validate accepts it): nothing to plan, not an error.
         if args.json:
-            any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down)
+            any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down, worker_warm=args.warm)
             sys.stdout.write(json.dumps(to_json([], cfg, any_state), indent=2) + "\n")
         else:
             print(f"{args.file} declares no models: nothing to plan")
         return 0
     plans = [plan_model(m, cfg, backend_state(m, warm=args.warm, endpoint_down=args.endpoint_down)) for m in models]
     if args.json:
-        any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down)
+        any_state = BackendState(warm=args.warm, endpoint_in_service=not args.endpoint_down, worker_warm=args.warm)
         sys.stdout.write(json.dumps(to_json(plans, cfg, any_state), indent=2) + "\n")
     else:
         note = ("warm" if args.warm else "cold models") + ", " + (
@@ -223,12 +276,24 @@ def register(subparsers: Any) -> None:
             "the designed system) and models cold, unless told otherwise. Payloads are estimated at 20 bytes "
             "per feature per record. Exit status: 0, or 2 for a bad config or model name."
         ),
-        epilog="examples:\n  router plan router.yaml\n  router plan router.yaml --model iris --json",
+        epilog=(
+            "examples:\n  router plan router.yaml\n  router plan router.yaml --model iris --json\n"
+            "  router plan router.yaml --calibration --api-key KEY   # estimate vs measured on a running router"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="the operator config file (YAML)")
     parser.add_argument("--model", metavar="NAME", help="plan only this model (default: every model)")
-    parser.add_argument("--warm", action="store_true", help="assume models already loaded in the Lambda (no load time)")
+    parser.add_argument("--warm", action="store_true", help="assume models already loaded in the Lambda and the lambda-job worker (no load time)")
     parser.add_argument("--endpoint-down", action="store_true", help="assume declared endpoints are not InService")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (each row carries the full Decision)")
+    cal = parser.add_argument_group(
+        "calibration", "--calibration asks a running router (GET /v1/models/NAME) how its estimates compared with what "
+        "recent work took, per route: the ratio estimate / measured (median, 10th-90th percentile) over the sync "
+        "requests that router process served and your recent succeeded jobs (docs/routing.md \"Calibration\")"
+    )
+    cal.add_argument("--calibration", action="store_true", help="show estimate / measured ratios per route instead of the plan")
+    cal.add_argument("--url", default=os.environ.get("ROUTER_URL", "http://127.0.0.1:8080"), help="router base URL (env ROUTER_URL; default http://127.0.0.1:8080)")
+    cal.add_argument("--api-key", default=os.environ.get("ROUTER_API_KEY"), help="API key for `router serve` (env ROUTER_API_KEY)")
+    cal.add_argument("--sigv4", metavar="REGION", default=os.environ.get("ROUTER_SIGV4_REGION"), help="sign requests for the deployed API's IAM auth (env ROUTER_SIGV4_REGION)")
     parser.set_defaults(func=cmd_plan)

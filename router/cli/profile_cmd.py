@@ -19,16 +19,25 @@ def register(sub: Any) -> None:
         "profile",
         help="measure models' load time, time per record and memory; --write puts them in the config",
         description=wrap(
-            "Measure each in-process model (sklearn, onnx) of CONFIG as a cold Lambda would run it: "
-            "load_s = fetch + SHA-256 check + framework import + deserialize; per_record_ms = best of 3 "
-            "batches of --rows random rows; memory_mb = resident memory the loaded model adds. Run it on "
-            "hardware like the Lambda's (the same memory size gives the same CPU share). With --write, "
-            "each model's `profile:` in CONFIG is replaced or added, comments and layout kept."
+            "Measure each in-process model (sklearn, onnx) of CONFIG as each route runs it: load_s = fetch + "
+            "SHA-256 check + framework import + deserialize, as a cold process pays it (import_s: the import "
+            "alone); routes.inline = fixed + per-record time of the in-process predict on 1 row and on --rows "
+            "rows; routes.lambda-job = the lambda-job worker itself on jobs of 1 record, 1 and 3 chunks "
+            "(jobs.chunk_records), on a scratch SQLite table and file storage next to the configured job "
+            "table; routes.batch-transform = per record at one transform mini-batch; memory_mb = resident "
+            "memory the loaded model adds. Medians of repeated runs. Run it on hardware like the Lambda's "
+            "(the same memory size gives the same CPU share). With --write, each model's `profile:` in CONFIG "
+            "is replaced or added, comments and layout kept. docs/routing.md says how estimates use it."
         ),
     )
     p.add_argument("config", metavar="CONFIG", type=Path, help="the operator config (YAML)")
     p.add_argument("models", metavar="NAME", nargs="*", help="models to profile (default: every in-process model)")
-    p.add_argument("--rows", type=int, default=200, help="rows per timing batch (default 200)")
+    p.add_argument("--rows", type=int, default=1000, help="the sync batch size to time besides 1 row (default 1000, at least 2)")
+    p.add_argument(
+        "--sample", type=Path, metavar="FILE",
+        help="real input rows to time with (JSON Lines of arrays or feature-keyed objects, or CSV numbers); "
+        "per-record times depend on the data (a tree's depth on each row's path). Default: random normal rows",
+    )
     p.add_argument("--write", action="store_true", help="write the measured profiles into CONFIG")
     p.set_defaults(func=_profile)
 
@@ -37,7 +46,7 @@ def _profile(args: argparse.Namespace) -> int:
     from router.adapters.file_store import FileObjectStore
     from router.adapters.objects import CompositeObjectStore
     from router.bootstrap import _s3_factory
-    from router.cli.profiling import flow, measure, write_profile
+    from router.cli.profiling import flow, measure, read_sample, write_profile
 
     try:
         cfg = load_config(args.config)
@@ -49,6 +58,11 @@ def _profile(args: argparse.Namespace) -> int:
     if unknown:
         print(f"{args.config}: no model named {', '.join(map(repr, unknown))} (models: {', '.join(m.name for m in cfg.models)})", file=sys.stderr)
         return 2
+    if args.rows < 2:
+        print("--rows must be at least 2 (1 row is always timed too)", file=sys.stderr)
+        return 2
+    if args.sample is None:
+        print("note: timing random rows; pass --sample FILE with real rows for per-record times that match your data", file=sys.stderr)
     if not names:
         print("no in-process (sklearn/onnx) models to profile; SageMaker-only models need a declared profile", file=sys.stderr)
         return 2
@@ -59,7 +73,8 @@ def _profile(args: argparse.Namespace) -> int:
         assert spec is not None
         print(f"{name}: measuring ...", file=sys.stderr, flush=True)
         try:
-            profile = measure(spec, objects, rows=args.rows)
+            sample = None if args.sample is None else read_sample(args.sample, spec)
+            profile = measure(spec, objects, cfg, rows=args.rows, sample=sample)
         except RouterError as e:
             print(f"{name}: {e.message}", file=sys.stderr)
             status = 1

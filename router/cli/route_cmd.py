@@ -59,9 +59,10 @@ def find_model(cfg: RouterConfig, name: str, source: str) -> ModelSpec:
 
 
 def backend_state(model: ModelSpec, *, warm: bool, endpoint_down: bool) -> BackendState:
-    """Offline state: declared endpoints count as InService unless --endpoint-down."""
+    """Offline state: declared endpoints count as InService unless --endpoint-down; --warm means
+    the model is loaded where it runs (the router Lambda and the lambda-job worker)."""
     in_service = None if model.endpoint is None else not endpoint_down
-    return BackendState(warm=warm, endpoint_in_service=in_service)
+    return BackendState(warm=warm, endpoint_in_service=in_service, worker_warm=warm)
 
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
@@ -211,7 +212,7 @@ def register(subparsers: Any) -> None:
             f"or {BYTES_PER_RECORD_NO_FEATURES} bytes per record when the model declares no features"
         ),
     )
-    parser.add_argument("--warm", action="store_true", help="the model is already loaded in the Lambda (no load time)")
+    parser.add_argument("--warm", action="store_true", help="the model is already loaded in the Lambda and the lambda-job worker (no load time)")
     parser.add_argument("--endpoint-down", action="store_true", help="treat the model's endpoint as not InService")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON (the /route response body)")
     parser.set_defaults(func=cmd_route)

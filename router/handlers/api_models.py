@@ -136,6 +136,26 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
+class RatioSpread(BaseModel):
+    median: float
+    p10: float
+    p90: float
+    min: float
+    max: float
+
+
+class RouteCalibration(BaseModel):
+    samples: int
+    ratio: RatioSpread | None = Field(description="estimate / measured duration: 1 is exact, above 1 the estimate was pessimistic.")
+    records: dict[str, int] | None = Field(description="Smallest and largest piece of work sampled: {min, max}.")
+
+
+class CalibrationModel(BaseModel):
+    routes: dict[str, RouteCalibration] = Field(description="By route name; a route with no recent work is absent.")
+    scope: str = Field(description="Where the samples come from.")
+    learning: str = Field(description="`off` (routing.calibrate: false), or what routing learned from the samples.")
+
+
 class ModelDetail(ModelInfo):
     latency_ms: float | None
     size_bytes: int | None
@@ -143,6 +163,7 @@ class ModelDetail(ModelInfo):
     endpoint: dict[str, Any] | None
     batch_transform: dict[str, Any] | None
     envelope: dict[str, Any] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
+    calibration: CalibrationModel = Field(description="Estimate/measured ratio per route over recent work (docs/routing.md \"Calibration\").")
 
 
 class JobRecords(BaseModel):
@@ -186,6 +207,8 @@ class JobModel(BaseModel):
     output: JobOutput | None
     error: JobError | None
     backend: JobBackend | None
+    estimate: EstimatesModel | None = Field(None, description="The routing decision's estimate at submission.")
+    duration_s: float | None = Field(None, description="started_at to finished_at of a succeeded job; null otherwise.")
 
 
 class JobList(BaseModel):

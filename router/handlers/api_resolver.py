@@ -148,8 +148,10 @@ def build_app(h: ApiHandler) -> RouterApp:
 
     @route("GET", "/v1/models/<model>", summary="One model with its routing envelope", responses=_responses(ModelDetail, 401, 404))
     def get_model(model: str) -> Response[Any]:
-        owner()
-        return _pt(json_response(200, service.describe_model(service.model(model), detail=True)))
+        who = owner()
+        spec = service.model(model)
+        jobs = None if runtime.jobs is None else runtime.jobs.job_samples(who, spec)
+        return _pt(json_response(200, service.describe_model(spec, detail=True, job_samples=jobs)))
 
     @route("POST", "/v1/models/<model>/route", summary="Dry run: the routing decision for a described request", responses=_responses(DecisionModel, 400, 401, 404, 415))
     def route_dry_run(model: str, body: Annotated[RouteBody, Body()]) -> Response[Any]:

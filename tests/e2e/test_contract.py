@@ -37,6 +37,7 @@ STATUSES = {"queued", "running", "succeeded", "failed", "cancelling", "cancelled
 JOB_KEYS = {
     "job_id", "model", "status", "route", "reason", "created_at", "updated_at", "started_at", "finished_at",
     "records", "input", "output", "error", "backend",
+    "estimate", "duration_s",  # the router's additions (docs/api.md): the decision's estimate and what it took
 }
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 JSON = "application/json"
@@ -115,6 +116,8 @@ def assert_job(job: dict[str, Any]) -> None:
         assert job["finished_at"] is not None
     if job["status"] == "failed":
         assert job["error"]["code"] and job["error"]["message"]
+    assert set(job["estimate"]) == {"duration_s", "cost_usd"} and job["estimate"]["duration_s"] >= 0
+    assert (job["duration_s"] is not None) == (job["status"] == "succeeded")
 
 
 def assert_job_reply(r: Reply, status: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,3 +147,28 @@ def test_openapi_matches_the_served_routes(handler: Any) -> None:
     schema_ref = json.dumps(predict["requestBody"])
     assert "PredictBody" in schema_ref
     assert {"400", "404", "413", "422"} <= set(predict["responses"])
+
+
+def test_model_detail_shows_the_estimate_against_what_happened(handler: Any, runtime: Runtime) -> None:
+    status, _, body = call(handler, event("POST", "/v1/models/tree/predict", {"instances": [[1, 0, 0]] * 3}))
+    assert status == 200 and body["decision"]["estimates"]["duration_s"] > 0
+    status, _, job = call(handler, event("POST", "/v1/models/tree/jobs", {"instances": [[1, 2, 3]] * 4}))
+    assert status == 202 and job["estimate"]["duration_s"] > 0 and job["duration_s"] is None
+    for _ in range(600):  # the local worker pool runs it; wait for the end, not for a time
+        if runtime.jobs is None or not runtime.jobs.get(ALICE_ARN, job["job_id"]).status.active:
+            break
+        time.sleep(0.05)
+    status, _, done = call(handler, event("GET", f"/v1/jobs/{job['job_id']}"))
+    assert done["status"] == "succeeded" and done["duration_s"] >= 0
+    status, _, detail = call(handler, event("GET", "/v1/models/tree"))
+    assert status == 200
+    cal = detail["calibration"]
+    assert cal["routes"]["inline"]["samples"] >= 1 and cal["routes"]["inline"]["ratio"]["median"] > 0
+    assert cal["routes"]["lambda-job"]["samples"] >= 1 and cal["routes"]["lambda-job"]["records"]["max"] == 4
+    assert cal["learning"] == "off"
+    _, _, bob = call(handler, event("GET", "/v1/models/tree", arn=BOB_ARN))
+    assert "lambda-job" not in bob["calibration"]["routes"]  # jobs: the caller's own
+    _, _, spec = call(handler, event("GET", "/v1/openapi.json"))
+    schemas = spec["components"]["schemas"]
+    assert {"calibration"} <= set(schemas["ModelDetail"]["properties"])
+    assert {"estimate", "duration_s"} <= set(schemas["JobModel"]["properties"])

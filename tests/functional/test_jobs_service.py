@@ -339,3 +339,40 @@ def test_a_malformed_input_line_fails_the_job_naming_the_line(tmp_path: Path, da
     failed = svc.store.get(job.job_id)
     assert failed is not None and failed.status is JobStatus.FAILED
     assert failed.error["code"] == "invalid_input" and failed.error["details"] == {"line": line}
+
+
+class ClockRunner(FakeRunner):
+    """Predicts like FakeRunner and takes half a second of the fake clock per chunk."""
+
+    def __init__(self, clock: FakeClock, warm: bool = False) -> None:
+        super().__init__(warm=warm)
+        self.clock = clock
+
+    def predict(self, model: Any, instances: Any, output: OutputKind) -> list[Any]:
+        self.clock.advance(0.5)
+        return super().predict(model, instances, output)
+
+
+def test_a_finished_job_keeps_its_estimate_beside_what_happened(tmp_path: Path) -> None:
+    svc, p = make(tmp_path, chunk=10)
+    svc.service.runner = ClockRunner(p["clock"])
+    job, _ = submit(svc, rows(25))
+    assert job.estimate == {"duration_s": 0.125, "cost_usd": pytest.approx(job.estimate["cost_usd"]), "records": 25, "cold": True}  # type: ignore[index]
+    assert svc.to_dict(job)["duration_s"] is None  # not finished yet
+    run_to_end(svc, job.job_id)
+    done = svc.get("alice", job.job_id)
+    body = svc.to_dict(done)
+    assert body["estimate"]["duration_s"] == 0.125 and body["duration_s"] == 1.5  # 3 chunks x 0.5 s
+    samples = svc.job_samples("alice", svc.service.model("m"))
+    assert [(s.estimate_s, s.measured_s, s.records, s.cold) for s in samples["lambda-job"]] == [(0.125, 1.5, 25, True)]
+    assert svc.job_samples("bob", svc.service.model("m")) == {}  # only the caller's own jobs
+    (recorded,) = svc.service.recorder.samples("m")["lambda-job"]  # the worker ran in this process
+    assert recorded.measured_s == 1.5
+
+
+def test_a_worker_that_shares_a_warm_runner_is_estimated_without_the_load(tmp_path: Path) -> None:
+    svc, _ = make(tmp_path)
+    svc.service = RouterService(svc.config, runner=FakeRunner(warm=True), worker_shares_runner=True)
+    job, _ = submit(svc, rows(25))
+    assert job.estimate is not None and job.estimate["duration_s"] == 0.025 and job.estimate["cold"] is False
+    assert "worker warm" in job.reason

@@ -153,11 +153,29 @@ def test_create_then_get_round_trips_every_field(store: JobStore, clock: FakeClo
         records_total=250000,
         output_uri="file:///tmp/out.jsonl",
         backend_name="router-iris-1",
+        estimate={"duration_s": 0.123456, "cost_usd": 2.5e-06, "records": 250000, "cold": False},
     )
     stored, created = store.create(job)
     assert created is True
     assert stored == job
     assert store.get(job.job_id) == job
+
+
+def test_the_estimate_stays_beside_what_happened(store: JobStore, clock: FakeClock) -> None:
+    # Calibration reads a finished job's estimate next to its started -> finished times and records.
+    est = {"duration_s": 1.5, "cost_usd": None, "records": 20000, "cold": True}
+    job, _ = store.create(make_job(clock, estimate=est, records_total=20000))
+    clock.advance(1)
+    store.transition(job.job_id, frozenset({S.QUEUED}), S.RUNNING)
+    clock.advance(0.25)
+    done = store.transition(job.job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=20000)
+    assert done is not None and done.estimate == est
+    got = store.get(job.job_id)
+    assert got is not None and got.estimate == est and got.records_done == 20000
+    assert got.finished_at is not None and got.started_at is not None
+    assert (got.finished_at - got.started_at).total_seconds() == 0.25
+    page = store.list_by_owner("alice", status=S.SUCCEEDED, model="iris")
+    assert [j.estimate for j in page.jobs] == [est]
 
 
 def test_get_unknown_job_is_none(store: JobStore) -> None:

@@ -504,3 +504,66 @@ def test_fmt_cost_and_bytes() -> None:
     assert fmt_cost(12.5) == "$12.50"
     assert fmt_bytes(6 * MIB) == "6 MiB"
     assert fmt_bytes(512) == "512 B"
+
+
+# ------------------------------------------------------------------ per-route timings and warm/cold
+
+
+def test_route_timings_replace_per_record_ms_and_keep_the_budget_boundary() -> None:
+    # inline: 1 s fixed + 1 ms/record, budget 0.5 x 20 s = 10 s: 9,000 records fit exactly.
+    prof = {"load_s": 5, "per_record_ms": 50, "routes": {"inline": {"fixed_ms": 1000, "per_record_ms": 1}}}
+    cfg = make([spec(profile=prof)], runtime={**HALF, "sync_timeout_s": 20})
+    m = only(cfg)
+    assert decide(m, sync(9_000), cfg, WARM).route is Route.INLINE
+    assert decide(m, sync(9_001), cfg, WARM).route is None
+    assert max_records(m, cfg, Route.INLINE, WARM) == 9_000
+    d = decide(m, sync(1_000), cfg, WARM)
+    assert d.estimates is not None and d.estimates.duration_s == 2.0
+    assert "warm: 1 s + 1,000 x 1 ms" in d.reason
+    # A route without an entry keeps the profile's per_record_ms and no fixed part.
+    lam = cand(decide(m, job(1_000), cfg), Route.LAMBDA_JOB)
+    assert lam.estimates.duration_s == 5 + 50.0
+
+
+def test_a_warm_worker_pays_no_load_a_cold_one_pays_it_all() -> None:
+    # lambda-job: 0.5 x 100 s = 50 s budget; load 10 s; 2 s fixed + 1 ms/record.
+    prof = {"load_s": 10, "import_s": 6, "per_record_ms": 9, "routes": {"lambda-job": {"fixed_ms": 2000, "per_record_ms": 1}}}
+    cfg = make([spec(profile=prof)], runtime={**HALF, "lambda_timeout_s": 100})
+    m = only(cfg)
+    cold, warm, framework = BackendState(), BackendState(worker_warm=True), BackendState(worker_framework_warm=True)
+    assert max_records(m, cfg, Route.LAMBDA_JOB, cold) == 38_000  # 10 + 2 + n/1000 <= 50
+    assert max_records(m, cfg, Route.LAMBDA_JOB, framework) == 44_000  # 4 + 2 + n/1000
+    assert max_records(m, cfg, Route.LAMBDA_JOB, warm) == 48_000  # 2 + n/1000
+    for state, limit in ((cold, 38_000), (framework, 44_000), (warm, 48_000)):
+        assert decide(m, job(limit), cfg, state).route is Route.LAMBDA_JOB
+        assert decide(m, job(limit + 1), cfg, state).route is None
+    assert "(worker warm: 2 s + 1,000 x 1 ms)" in decide(m, job(1_000), cfg, warm).reason
+    assert "cold load 10 s + 2 s + 1,000 x 1 ms" in decide(m, job(1_000), cfg, cold).reason
+
+
+def test_a_framework_loaded_in_this_process_skips_the_import_inline() -> None:
+    prof = {"load_s": 3, "import_s": 2, "per_record_ms": 1}
+    cfg = make([spec(profile=prof)], runtime={**HALF, "sync_timeout_s": 20})
+    m = only(cfg)
+    assert max_records(m, cfg, Route.INLINE, BackendState()) == 7_000
+    assert max_records(m, cfg, Route.INLINE, BackendState(framework_warm=True)) == 9_000
+    assert "cold load 1 s" in decide(m, sync(10), cfg, BackendState(framework_warm=True)).reason
+
+
+def test_endpoint_and_batch_use_their_own_timings() -> None:
+    prof = {"load_s": 1, "per_record_ms": 10, "routes": {
+        "endpoint": {"fixed_ms": 5, "per_record_ms": 2}, "batch-transform": {"fixed_ms": 1000, "per_record_ms": 4}}}
+    cfg = make([spec(profile=prof, inline=False, endpoint={"name": "ep"})], sagemaker=BATCH, routing={"batch_startup_s": 100})
+    m = only(cfg)
+    ep = cand(decide(m, sync(10), cfg, UP), Route.ENDPOINT)
+    assert ep.estimates.duration_s == pytest.approx((20 + 5 + 10 * 2) / 1000)  # overhead + fixed + per-record
+    bat = cand(decide(m, job(1_000), cfg), Route.BATCH_TRANSFORM)
+    assert bat.estimates.duration_s == pytest.approx(100 + 1 + 1 + 4.0)
+
+
+def test_an_old_profile_means_what_it_meant() -> None:
+    # {load_s, per_record_ms} without routes: every route uses per_record_ms, jobs pay the load cold.
+    cfg = make([spec(profile={"load_s": 2, "per_record_ms": 1})])
+    m = only(cfg)
+    assert cand(decide(m, job(1_000), cfg), Route.LAMBDA_JOB).estimates.duration_s == 3.0
+    assert decide(m, sync(1_000), cfg, WARM).estimates.duration_s == 1.0  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from router.calibration import Sample, calibrated
 from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Mode, RequestShape, Route
 from router.routing import MIB, decide, max_records
@@ -59,10 +60,17 @@ def configs(draw: st.DrawFn) -> RouterConfig:
         "latency_ms": draw(st.one_of(st.none(), _f(1, 1000))),
     }
     if draw(st.booleans()):
+        load = draw(_f(0, 60))
         model["profile"] = {
-            "load_s": draw(_f(0, 60)),
+            "load_s": load,
+            "import_s": draw(st.one_of(st.none(), _f(0, 1).map(lambda share: share * load))),
             "per_record_ms": draw(st.one_of(st.just(0.0), _f(0.0001, 50))),
             "memory_mb": draw(st.one_of(st.none(), _f(1, 12000))),
+            # Per-route timings (router profile), some routes only: the rest fall back to per_record_ms.
+            "routes": draw(st.dictionaries(
+                st.sampled_from(["inline", "endpoint", "lambda-job", "batch-transform"]),
+                st.fixed_dictionaries({"fixed_ms": _f(0, 5000), "per_record_ms": st.one_of(st.just(0.0), _f(0.0001, 50))}),
+            )),
         }
     if draw(st.booleans()):
         model["endpoint"] = {"name": "ep", "instance_type": "ml.m5.large", "instance_count": draw(st.integers(1, 4))}
@@ -104,7 +112,10 @@ def skewed_cost_configs(draw: st.DrawFn) -> RouterConfig:
     )
 
 
-states = st.builds(BackendState, warm=st.booleans(), endpoint_in_service=st.one_of(st.none(), st.booleans()))
+states = st.builds(
+    BackendState, warm=st.booleans(), endpoint_in_service=st.one_of(st.none(), st.booleans()),
+    framework_warm=st.booleans(), worker_warm=st.booleans(), worker_framework_warm=st.booleans(),
+)
 records = st.integers(0, 10**10)
 payloads = st.integers(0, 30 * MIB)
 
@@ -230,3 +241,39 @@ def test_max_records_is_the_exact_time_boundary(cfg: RouterConfig, state: Backen
         for n in (limit, limit + 1)
     ]
     assert time_ok == [True, False]
+
+
+@SETTINGS
+@given(cfg=configs(), n=records, state=states, mode=st.sampled_from(list(Mode)))
+def test_holding_the_model_never_makes_an_estimate_longer(cfg: RouterConfig, n: int, state: BackendState, mode: Mode) -> None:
+    # Warm/cold is an input: a process that holds the model (or its framework) pays less load, never more.
+    m = _model(cfg)
+    cold = decide(m, RequestShape(mode, n, 0), cfg, BackendState(endpoint_in_service=state.endpoint_in_service))
+    other = decide(m, RequestShape(mode, n, 0), cfg, state)
+    for c, o in zip(cold.candidates, other.candidates, strict=True):
+        assert o.estimates.duration_s <= c.estimates.duration_s
+        assert c.feasible <= o.feasible
+
+
+@SETTINGS
+@given(
+    cfg=configs(), n=records, payload=payloads, state=states, mode=st.sampled_from(list(Mode)),
+    measured=st.lists(st.tuples(_f(1e-6, 1e4), st.integers(0, 10**7), st.booleans()), max_size=40),
+    route=st.sampled_from(["inline", "endpoint", "lambda-job", "batch-transform"]),
+)
+def test_calibrated_profiles_still_keep_every_limit(
+    cfg: RouterConfig, n: int, payload: int, state: BackendState, mode: Mode,
+    measured: list[tuple[float, int, bool]], route: str,
+) -> None:
+    # Whatever recent work measured, the learned profile goes through the same rules: the safety
+    # margin applies to the calibrated figure and monotonicity holds.
+    samples = {route: [Sample(1.0, t, max(k, 0), cold) for t, k, cold in measured]}
+    learned, _ = calibrated(_model(cfg), samples)
+    cal = cfg.model_copy(update={"models": [learned]})
+    req = RequestShape(mode, n, payload)
+    d = decide(learned, req, cal, state)
+    _check_limits(d, cal, req, state)
+    if mode is Mode.JOB:
+        bigger = decide(learned, RequestShape(mode, n + 1 + n // 3, payload), cal, state)
+        if d.route is Route.BATCH_TRANSFORM:
+            assert bigger.route is Route.BATCH_TRANSFORM
