@@ -34,6 +34,7 @@ _IMPORT = {"sklearn": "import joblib, sklearn", "onnx": "import onnxruntime"}
 SYNC_ROWS = 1_000
 # Timed (1 row, sync batch) pairs: the machine may be busy, the median of many calls is what requests see.
 _PAIRS = 100
+_PAUSE_S = 0.002
 # Bytes of one record in a transform mini-batch (JSON Lines of floats with 4 decimals).
 _BYTES_PER_VALUE = 8
 _TRANSFORM_ROWS_MAX = 20_000
@@ -47,6 +48,7 @@ def measure(
     rows: int = SYNC_ROWS,
     repeats: int = 3,
     sample: Sequence[Sequence[float]] | None = None,
+    routes: Sequence[str] = ("inline", "lambda-job", "batch-transform"),
 ) -> dict[str, Any]:
     """The routing profile of an in-process model (sklearn/onnx), measured as each route runs it.
 
@@ -59,6 +61,8 @@ def measure(
     the estimate errs high by at most one chunk's overhead. routes.batch-transform: per record at
     one transform mini-batch (`max_payload_mb` worth of rows, at most 20,000).
     per_record_ms: the inline slope (routes without an entry, such as endpoint, use it).
+    `repeats` scales every timing loop (1: a quick profile, as `router demo` takes); `routes`
+    limits which route timings are measured (inline always is: it is the fallback).
     Timed rows are drawn from `sample` (real rows: a tree's time per record depends on the path
     each row takes), else random normal values, rounded to 4 decimals as clients send them.
     memory_mb: resident memory the loaded model adds, in a fresh interpreter after the import.
@@ -91,25 +95,29 @@ def measure(
             picked = rng.normal(size=(n, width)) if pool is None else pool[rng.integers(0, len(pool), size=n)]
             return np.round(picked, 4).tolist()  # type: ignore[no-any-return]
 
-        singles = [rows_of(1) for _ in range(_PAIRS)]
+        singles = [rows_of(1) for _ in range(max(10, _PAIRS * repeats // 3))]
         big = rows_of(max(rows, 2))
         runner.predict(spec, big, OutputKind.PREDICT)  # warm-up
-        # Interleaved, so that both sizes see the same load on a busy machine.
+        # Interleaved, so that both sizes see the same load on a busy machine, and each call after
+        # a pause, as requests reach a server: back-to-back calls on a shared or CPU-quota'd
+        # machine time its throttling (several times the cost of one request).
         one: list[float] = []
         many: list[float] = []
         for single in singles:
+            time.sleep(_PAUSE_S)
             one.append(_timed(lambda x=single: runner.predict(spec, x, OutputKind.PREDICT)))
+            time.sleep(_PAUSE_S)
             many.append(_timed(lambda: runner.predict(spec, big, OutputKind.PREDICT)))
         inline = _fit(1, statistics.median(one) * 1000, len(big), statistics.median(many) * 1000)
-        routes: dict[str, dict[str, float]] = {"inline": inline}
-        if spec.in_process:
-            routes["lambda-job"] = _worker_timing(spec, cfg, runner, Path(scratch), rows_of, repeats)
+        timings: dict[str, dict[str, float]] = {"inline": inline}
+        if spec.in_process and "lambda-job" in routes:
+            timings["lambda-job"] = _worker_timing(spec, cfg, runner, Path(scratch), rows_of, repeats)
         bt = cfg.batch_settings(spec)
-        if bt is not None:
+        if bt is not None and "batch-transform" in routes:
             n = max(1, min(_TRANSFORM_ROWS_MAX, int(max(bt.max_payload_mb, 1) * 1_048_576 / (_BYTES_PER_VALUE * width))))
             batch = rows_of(n)
             per = _median_ms(lambda: runner.predict(spec, batch, OutputKind.PREDICT), repeats) / n
-            routes["batch-transform"] = {"fixed_ms": 0.0, "per_record_ms": _round(per)}
+            timings["batch-transform"] = {"fixed_ms": 0.0, "per_record_ms": _round(per)}
     # A cold process: fetch + digest, then the framework import and the first deserialize (which
     # imports the model's own modules too); import_s is what a process that has them already skips.
     # Rounded so that load_s - import_s (the load of a process that has the framework) keeps its digits.
@@ -118,7 +126,7 @@ def measure(
     out: dict[str, Any] = {"load_s": load_s, "import_s": import_s, "per_record_ms": inline["per_record_ms"]}
     if "memory_mb" in cold:
         out["memory_mb"] = _round(max(cold["memory_mb"], 0.1))
-    out["routes"] = routes
+    out["routes"] = timings
     return out
 
 
@@ -188,9 +196,9 @@ def _worker_timing(spec: ModelSpec, cfg: RouterConfig, runner: Any, scratch: Pat
 
         sizes = (1, chunk, 3 * chunk)
         inputs = {n: _jsonl(sample(n)) for n in sizes}
-        run(chunk, inputs[chunk])  # warm-up: first writes, first parse
+        run(1, inputs[1])  # warm-up: first writes, first parse
         times: dict[int, list[float]] = {n: [] for n in sizes}
-        for _ in range(max(repeats, 3)):  # interleaved, as above
+        for _ in range(repeats):  # interleaved, as above
             for n in sizes:
                 times[n].append(run(n, inputs[n]))
         t = {n: statistics.median(v) for n, v in times.items()}
