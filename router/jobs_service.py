@@ -152,8 +152,8 @@ class JobsService:
             # Review fix: a lambda-job runs on its own snapshot of the input. The upload URL stays
             # valid after submission, so the object behind `input_uri` can be overwritten; the
             # worker resumes from a checkpoint *offset*, and mixed two inputs in one output.
-            # `input_uri` still shows what the client named (docs/api.md); `extra.staged_input` is
-            # what the worker reads. The copy is server-side on S3 (CopyObject: no bytes through
+            # `input_uri` still shows what the client named (canonical: see _confine_input);
+            # `extra.staged_input` is what the worker reads. The copy is server-side on S3 (CopyObject: no bytes through
             # the API Lambda). Batch-transform inputs are not copied: SageMaker reads them whole
             # in one go, so there is no checkpoint to mix across.
             assert input_uri is not None

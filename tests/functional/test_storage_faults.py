@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,29 @@ def test_submit_on_a_full_disk_is_503_with_retry_after(model_dir: Path, tmp_path
             (mnt / "ballast").unlink()
             status, _, _ = api(handler, "POST", "/v1/models/reg/jobs", {"instances": rows})
             assert status == 202
+        finally:
+            rt.close()
+
+
+def test_a_disk_turned_read_only_while_serving_is_503(model_dir: Path, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "mnt") as mnt:
+        # The job table elsewhere: Linux refuses to remount read-only while a file is open for writing.
+        cfg = write_config(model_dir, mnt / "jobs", tmp_path / "jobs.db")
+        rt = build_local(load_config(cfg), public_base_url="http://127.0.0.1:9")
+        try:
+            handler = make_handler(rt)
+            status, _, first = api(handler, "POST", "/v1/models/reg/jobs", {"instances": [[1.0, 2.0]]})
+            assert status == 202
+            assert rt.jobs is not None
+            for _ in range(600):  # its worker must have closed its files before the remount
+                job = rt.jobs.store.get(first["job_id"])
+                if job is not None and job.status.finished:
+                    break
+                time.sleep(0.1)
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+            status, headers, reply = api(handler, "POST", "/v1/models/reg/jobs", {"instances": [[3.0, 4.0]] * 3})
+            assert status == 503 and reply["error"]["code"] == "backend_unavailable" and int(headers["Retry-After"]) > 0, reply
+            assert "Read-only file system" in reply["error"]["message"] and str(mnt) not in reply["error"]["message"]
         finally:
             rt.close()
 
