@@ -48,4 +48,4 @@ build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunctio
 	cp -a build/lambda/. "$(ARTIFACTS_DIR)/"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo .cache
