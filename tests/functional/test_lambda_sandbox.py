@@ -12,6 +12,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -295,3 +297,22 @@ def test_the_container_images_set_runs_onnx_models_in_the_sandbox(
     assert label["predictions"] == want_label.tolist()
     np.testing.assert_allclose(proba["predictions"], want_proba, rtol=1e-6)
     assert pipe["predictions"] == deployed["models"]["pipeline"].predict(np.array(rows)).tolist()
+
+
+def test_router_package_refuses_a_model_the_package_cannot_load(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    from tests.functional.test_model_versions import MODELS, NEWER, saved_by
+
+    path = saved_by(tmp_path / "churn.joblib", MODELS["forest"], NEWER)
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(
+        f"version: 1\nmodels:\n  - name: churn\n    framework: sklearn\n    artifact: file://{path}\n"
+        f"    sha256: {hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "router.cli", "package", "--out", str(sandbox["task"]), "--config", str(cfg)],
+        capture_output=True, text=True, check=False, cwd=ROOT, timeout=1800,
+    )
+    packaged = sandbox["package"]["versions"]["scikit-learn"]
+    assert run.returncode == 2, run.stderr
+    assert "(up to date, reused)" in run.stdout
+    assert f"model 'churn' was saved with scikit-learn {NEWER}, but the Lambda package has scikit-learn {packaged}" in run.stderr
