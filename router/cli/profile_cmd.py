@@ -46,7 +46,14 @@ def _profile(args: argparse.Namespace) -> int:
     from router.adapters.file_store import FileObjectStore
     from router.adapters.objects import CompositeObjectStore
     from router.bootstrap import _s3_factory
-    from router.cli.profiling import flow, measure, read_sample, write_profile
+    from router.cli.profiling import (
+        flow,
+        measure,
+        read_sample,
+        with_model_value,
+        write_config_text,
+        write_profile,
+    )
 
     try:
         cfg = load_config(args.config)
@@ -80,12 +87,40 @@ def _profile(args: argparse.Namespace) -> int:
             status = 1
             continue
         print(f"{name}: profile: {flow(profile)}")
+        saved = _saved_with(spec, objects)
+        if saved is not None:
+            print(f"{name}: saved_with: {saved}")
         if args.write:
             try:
                 write_profile(args.config, name, profile)
+                if saved is not None:
+                    text = args.config.read_text(encoding="utf-8")
+                    write_config_text(args.config, with_model_value(text, name, "saved_with", saved))
             except ConfigError as e:
                 print_config_error(e)
                 status = 1
     if args.write and status == 0:
         print(f"updated {args.config}", file=sys.stderr)
     return status
+
+
+def _saved_with(spec: Any, objects: Any) -> str | None:
+    """The versions a scikit-learn joblib/pickle artifact was saved with, as YAML flow text
+    (`saved_with:`, checked by `router config validate` and `router package --config`)."""
+    import tempfile
+
+    from router.adapters.inline import is_package
+    from router.model_versions import read_saved_with
+
+    if spec.framework != "sklearn" or is_package(spec.artifact):
+        return None
+    with tempfile.TemporaryDirectory(prefix="router-saved-with-") as tmp:
+        path = Path(tmp) / "model"
+        objects.fetch_to(spec.artifact, str(path))
+        found = read_saved_with(path)
+    fields = []
+    if found.sklearn:
+        fields.append(f'sklearn: "{found.sklearn}"')
+    if found.numpy_major:
+        fields.append(f'numpy: "{found.numpy_major}"')
+    return "{" + ", ".join(fields) + "}" if fields else None

@@ -9,6 +9,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from router.cli import main
@@ -46,13 +47,17 @@ def test_profile_measures_and_writes_it_back(config: Path, capsys: pytest.Captur
     assert "clf: profile: {load_s:" in capsys.readouterr().out
     after = config.read_text()
     added = [line for line in after.splitlines() if line not in before.splitlines()]
-    assert len(added) == 1 and added[0].startswith("    profile: {load_s: ")  # one line, same indentation
+    assert len(added) == 2 and added[1].startswith("    profile: {load_s: ")  # one line each, same indentation
+    # The versions the artifact was saved with, for the train/serve check of `config validate`.
+    assert added[0].startswith(f'    saved_with: {{sklearn: "{sklearn.__version__}"')
+    assert load_config(config).model("clf").saved_with.sklearn == sklearn.__version__  # type: ignore[union-attr]
     prof = load_config(config).model("clf").profile  # type: ignore[union-attr]
     assert prof is not None and prof.load_s > 0 and prof.per_record_ms > 0 and prof.memory_mb is not None
     assert "# a classifier" in after and "# in column order" in after
     # Profiling again replaces the line instead of adding a second one.
     assert main(["profile", str(config), "clf", "--write"]) == 0
     assert config.read_text().count("profile: {load_s:") == 2  # clf's and deep's
+    assert config.read_text().count("saved_with:") == 1
 
 
 def test_sagemaker_only_models_and_unknown_names(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
