@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,30 @@ def aws_client(service: str, *, region: str | None = None, sync_timeout_s: float
         **extra,
     )
     return boto3.client(service, region_name=region, config=config)  # type: ignore[call-overload]
+
+
+class LazyClient:
+    """An aws_client() built on first use: a cold start that makes no AWS call (an inline predict
+    with a bundled config and model) imports no boto3 and builds no client."""
+
+    def __init__(self, service: str, **kw: Any) -> None:
+        self._args = (service, kw)
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    service, kw = self._args
+                    self._client = aws_client(service, **kw)
+                client = self._client
+        return getattr(client, name)
+
+
+def lazy_client(service: str, *, region: str | None = None, sync_timeout_s: float = 29.0) -> Any:
+    return LazyClient(service, region=region, sync_timeout_s=sync_timeout_s)
 
 
 def _signing_key(state_dir: Path) -> bytes:
@@ -231,8 +256,8 @@ def build_aws(config: RouterConfig) -> Runtime:
     endpoints: EndpointClient | None = None
     if any(m.endpoint is not None for m in config.models):
         endpoints = SageMakerEndpointClient(
-            aws_client("sagemaker-runtime", region=config.sagemaker.region, sync_timeout_s=config.runtime.sync_timeout_s),
-            aws_client("sagemaker", region=config.sagemaker.region),
+            lazy_client("sagemaker-runtime", region=config.sagemaker.region, sync_timeout_s=config.runtime.sync_timeout_s),
+            lazy_client("sagemaker", region=config.sagemaker.region),
             status_ttl_s=config.routing.endpoint_status_ttl_s,
         )
     service = RouterService(config, runner=runner, endpoints=endpoints)
@@ -252,15 +277,15 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
     table = config.storage.job_table
     if not table.startswith("dynamodb://"):
         raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
-    store = DynamoDBJobStore(aws_client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
+    store = DynamoDBJobStore(lazy_client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
     worker = os.environ.get("ROUTER_WORKER_FUNCTION")
     if not worker and any(m.in_process for m in config.models):
         # lambda-job jobs would be accepted and never run: refuse at cold start instead.
         raise ConfigError("environment", ["ROUTER_WORKER_FUNCTION is not set: the worker Lambda's name is needed to run lambda-job jobs"])
-    queue = LambdaWorkerQueue(aws_client("lambda"), worker) if worker else None
+    queue = LambdaWorkerQueue(lazy_client("lambda"), worker) if worker else None
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
-        batch = SageMakerBatchClient(aws_client("sagemaker", region=config.sagemaker.region))
+        batch = SageMakerBatchClient(lazy_client("sagemaker", region=config.sagemaker.region))
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
         transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""],

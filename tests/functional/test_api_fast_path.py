@@ -334,3 +334,26 @@ def test_metrics_only_when_on(fast: Any, capsys: pytest.CaptureFixture[str], mon
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     assert fast(copy.deepcopy(event), None)["statusCode"] == 200
     assert '"_aws"' not in capsys.readouterr().out
+
+
+AWS_COLD = """
+import json, sys
+from router.handlers.api import handler
+event = {"httpMethod": "POST", "path": "/v1/models/lr/predict", "headers": {"Content-Type": "application/json"},
+         "body": json.dumps({"instances": [[1, 2, 3]]}),
+         "requestContext": {"requestId": "r1", "identity": {"userArn": "arn:aws:iam::123456789012:user/alice"}}}
+status = handler(event, None)["statusCode"]
+print(json.dumps({"status": status, "boto3": "boto3" in sys.modules, "event_handler": "aws_lambda_powertools.event_handler" in sys.modules}))
+"""
+
+
+def test_the_aws_wiring_answers_an_inline_predict_without_boto3(config_path: Path, tmp_path: Path) -> None:
+    """Clients are built on first use: an inline answer with a bundled config and model makes no
+    AWS call, so its cold start imports neither boto3 nor the Powertools event handler."""
+    cfg = tmp_path / "aws.yaml"
+    cfg.write_text(config_path.read_text().replace("file://./lr.joblib", (config_path.parent / "lr.joblib").as_uri())
+                   + "storage: {artifacts: 's3://router-test-artifacts/models', jobs: 's3://router-test-jobs/jobs', job_table: 'dynamodb://router-test-jobs'}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ROUTER_CONFIG": str(cfg), "ROUTER_RUNTIME": "aws",
+           "ROUTER_WORKER_FUNCTION": "router-test-worker", "POWERTOOLS_METRICS_DISABLED": "true", "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", AWS_COLD], env=env, check=True, capture_output=True, text=True, timeout=300)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": 200, "boto3": False, "event_handler": False}
