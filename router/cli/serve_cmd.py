@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     p.add_argument("--config", "-c", required=True, metavar="FILE", help="operator config (YAML)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
+    p.add_argument("--threads", type=_positive, default=64, metavar="N",
+                   help="API requests handled at once (default: 64); a slow model endpoint holds only the requests waiting for it")
     p.set_defaults(func=_serve)
 
     d = sub.add_parser(
@@ -46,12 +48,20 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_demo)
 
 
-def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
+class _Stop(Exception):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+def _run(config_path: Path, host: str, port: int, banner: str = "", threads: int = 64) -> int:
     import os
 
     # CloudWatch EMF metric lines are for Lambda's log pipeline; locally they would be noise.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from router.local.app import create_app
+    try:
+        from router.local.app import create_app
+    except ImportError as e:
+        print(f"router serve needs the local extra ({e.name} is missing): pip install 'lambda-sagemaker-router[local]'", file=sys.stderr)
+        return 1
 
     try:
         config = load_config(config_path)
@@ -59,18 +69,16 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
         print_config_error(e)
         return 2
     try:
-        app = create_app(config, host, port)
+        app = create_app(config, host, port, threads=threads)
     except StartupError as e:
         print(f"cannot start: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 1
-    stop = threading.Event()
 
     def _term(signum: int, frame: Any) -> None:
-        stop.set()
-        threading.Thread(target=app.server.shutdown, daemon=True).start()
+        raise _Stop()
 
     signal.signal(signal.SIGTERM, _term)
     print(f"router serving {config_path} on {app.url}  ({len(config.models)} models; Ctrl-C to stop)", flush=True)
@@ -83,19 +91,34 @@ def _run(config_path: Path, host: str, port: int, banner: str = "") -> int:
         )
     if banner:
         print(banner.replace("{url}", app.url), flush=True)
+    # The server runs off the main thread, which only waits: Ctrl-C and SIGTERM land here.
+    serving = threading.Thread(target=app.serve_forever, name="router-http-server", daemon=True)
+    serving.start()
     try:
-        app.serve_forever()
-    except KeyboardInterrupt:
+        while serving.is_alive():
+            serving.join(0.5)
+    except (KeyboardInterrupt, _Stop):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would interrupt the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("shutting down...", flush=True)
-        app.runtime.close()
-        app.server.server_close()
+        app.shutdown()
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
-    return _run(Path(args.config), args.host, args.port)
+    return _run(Path(args.config), args.host, args.port, threads=args.threads)
 
 
 DEMO_BANNER = """

@@ -1,5 +1,5 @@
 """Assembles `router serve`: the embedded runtime, the API handler and the local HTTP server
-(and, as they are built, the worker pool and the local SageMaker emulator).
+(uvicorn running the ASGI front), with the worker pool and the local SageMaker emulator.
 
 Used by the CLI and by tests that want a real server in-process.
 """
@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from router.bootstrap import Runtime, build_local
 from router.config import RouterConfig
 from router.handlers.api import make_handler
-from router.local.server import LocalApiServer
+from router.local.http import HttpFront
+from router.local.server import LocalApi
 
 MIB = 1024 * 1024
+DEFAULT_THREADS = 64
 
 
 @dataclass
 class LocalApp:
-    server: LocalApiServer
+    server: HttpFront
+    api: LocalApi
     runtime: Runtime
 
     @property
@@ -26,29 +29,27 @@ class LocalApp:
         return self.server.url
 
     def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
+        self.server.serve_forever()
 
     def shutdown(self) -> None:
         """Stop accepting requests, then stop background work. Safe to call twice."""
         self.server.shutdown()
         self.server.server_close()
+        self.api.pool.close()
         self.runtime.close()
 
 
-def create_app(config: RouterConfig, host: str = "127.0.0.1", port: int = 8080) -> LocalApp:
+def create_app(config: RouterConfig, host: str = "127.0.0.1", port: int = 8080, *, threads: int = DEFAULT_THREADS) -> LocalApp:
+    """`threads`: how many API requests run at once (each pool thread has its own handler)."""
+    api = LocalApi(max_body_bytes=int(config.runtime.api_payload_mb * MIB), timeout_s=config.runtime.sync_timeout_s, threads=threads)
     # Bind first so the runtime knows its public URL (port 0 picks a free port).
-    server = LocalApiServer(
-        (host, port),
-        handler=lambda e, c: {"statusCode": 503, "body": ""},
-        max_body_bytes=int(config.runtime.api_payload_mb * MIB),
-        timeout_s=config.runtime.sync_timeout_s,
-    )
+    server = HttpFront(api, host, port)
     try:
         runtime = build_local(config, public_base_url=server.url)
     except BaseException:
         server.server_close()
         raise
-    server.lambda_handler = make_handler(runtime)
-    server.objects = getattr(runtime.objects, "file_store", None)
+    api.handler_factory = lambda: make_handler(runtime)
+    api.objects = getattr(runtime.objects, "file_store", None)
     runtime.start()
-    return LocalApp(server, runtime)
+    return LocalApp(server, api, runtime)
