@@ -45,6 +45,11 @@ class EndpointClient(Protocol):
 
     def in_service(self, endpoint_name: str) -> bool: ...
 
+    def status(self, endpoint_name: str) -> str:
+        """The endpoint's last known SageMaker EndpointStatus (InService, Creating, Failed, ...;
+        "Unknown" before anyone looked). Never calls AWS: health checks read it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BatchJobState:

@@ -18,12 +18,16 @@ from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
 from router.errors import (
     BackendError,
+    BackendUnavailable,
     ModelNotFound,
     PayloadTooLarge,
     SyncNotPossible,
 )
 from router.ports import EndpointClient, ModelRunner
 from router.routing import JOB_ROUTES, SYNC_ROUTES, decide, possible_routes
+
+# SageMaker endpoint states that pass by themselves (a local model server restarting is Creating).
+TRANSIENT_ENDPOINT_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class RouterService:
             "feature_count": len(model.features) if model.features else (self.runner.feature_count(model) if model.in_process else None),
             "routes": self.possible_routes(model),
         }
+        if model.endpoint is not None:
+            out["endpoint_status"] = self.endpoint_status(model)
         if model.description:
             out["description"] = model.description
         if detail:
@@ -195,6 +201,7 @@ class RouterService:
         state = self._state(model)
         decision = self.decide_in(model, Mode.SYNC, len(instances), payload_bytes, state)
         if decision.route is None:
+            self._refuse_if_endpoint_transient(model, len(instances), payload_bytes)
             return decision
         start = time.perf_counter()
         if decision.route is Route.INLINE:
@@ -206,6 +213,36 @@ class RouterService:
             cold = decision.route is Route.INLINE and not state.warm
             self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, elapsed, len(instances), cold=cold)
         return Prediction(model, decision.route, decision, preds, elapsed * 1000)
+
+    def endpoint_status(self, model: ModelSpec) -> str | None:
+        """The model's endpoint status (None: no endpoint); never calls AWS."""
+        if model.endpoint is None or self.endpoints is None:
+            return None
+        return self.endpoints.status(model.endpoint.name)
+
+    def endpoint_statuses(self) -> dict[str, str]:
+        """Every declared endpoint's status, by endpoint name (for /v1/health)."""
+        out: dict[str, str] = {}
+        for m in self.config.models:
+            status = self.endpoint_status(m)
+            if m.endpoint is not None and status is not None:
+                out[m.endpoint.name] = status
+        return out
+
+    def _refuse_if_endpoint_transient(self, model: ModelSpec, records: int, payload_bytes: int) -> None:
+        """503 + Retry-After, not 422, when the endpoint would take the request but is passing
+        through a transient state (being created, updated, or its model server restarting)."""
+        status = self.endpoint_status(model)
+        if status not in TRANSIENT_ENDPOINT_STATUSES or model.endpoint is None:
+            return
+        state = replace(self._state(model), endpoint_in_service=True)
+        shape = RequestShape(mode=Mode.SYNC, records=records, payload_bytes=payload_bytes)
+        if decide(model, shape, self.config, state).route is Route.ENDPOINT:
+            name = model.endpoint.name
+            raise BackendUnavailable(
+                f"endpoint {name} is {status}, not yet InService; retry shortly",
+                details={"endpoint": name, "endpoint_status": status},
+            )
 
     def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         assert model.endpoint is not None and self.endpoints is not None

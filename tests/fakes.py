@@ -56,11 +56,15 @@ class FakeRunner:
 class FakeEndpoints:
     def __init__(self, in_service: bool = True, reply: Callable[[bytes], bytes] | None = None) -> None:
         self._in_service = in_service
+        self.status_override: str | None = None  # e.g. "Creating": a transient state
         self.reply = reply
         self.calls: list[tuple[str, bytes]] = []
 
     def in_service(self, endpoint_name: str) -> bool:
         return self._in_service
+
+    def status(self, endpoint_name: str) -> str:
+        return self.status_override or ("InService" if self._in_service else "OutOfService")
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
         import json

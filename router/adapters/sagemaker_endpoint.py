@@ -92,6 +92,7 @@ class SageMakerEndpointClient:
         self._ttl = status_ttl_s
         self._clock = clock
         self._status: dict[str, tuple[float, bool]] = {}
+        self._last_status: dict[str, str] = {}
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
         """The endpoint's response body. Raises BackendError (the model failed), BackendUnavailable
@@ -157,6 +158,7 @@ class SageMakerEndpointClient:
             resp = self._sm.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as e:
             if is_not_found(e):
+                self._last_status[endpoint_name] = "NotFound"
                 return self._remember(endpoint_name, False)
             if cached is not None:
                 return cached[1]
@@ -167,7 +169,13 @@ class SageMakerEndpointClient:
             if cached is not None:
                 return cached[1]
             raise BackendUnavailable(f"cannot read endpoint {endpoint_name} status: {e}") from None
-        return self._remember(endpoint_name, str(resp.get("EndpointStatus")) in SERVING_STATUSES)
+        status = str(resp.get("EndpointStatus"))
+        self._last_status[endpoint_name] = status
+        return self._remember(endpoint_name, status in SERVING_STATUSES)
+
+    def status(self, endpoint_name: str) -> str:
+        """The EndpointStatus DescribeEndpoint last gave ("Unknown" before the first look)."""
+        return self._last_status.get(endpoint_name, "Unknown")
 
     def forget(self, endpoint_name: str) -> None:
         """Drop the cached status (after a failure that suggests it changed)."""

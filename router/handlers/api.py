@@ -395,7 +395,11 @@ class ApiHandler:
 
     def health(self) -> Response:
         rt = self.runtime
-        return json_response(200, {"status": "ok", "version": __version__, "config_digest": rt.config.digest, "runtime": rt.kind})
+        body = {"status": "ok", "version": __version__, "config_digest": rt.config.digest, "runtime": rt.kind}
+        endpoints = self.service.endpoint_statuses()  # last known states: no AWS call
+        if endpoints:
+            body["endpoints"] = endpoints
+        return json_response(200, body)
 
     def _predict(self, event: Event, headers: dict[str, str], name: str, owner: str) -> Response:
         start = time.perf_counter()

@@ -130,6 +130,7 @@ class ModelInfo(BaseModel):
     features: list[str] | None
     feature_count: int | None
     routes: list[str]
+    endpoint_status: str | None = Field(None, description="For a model with an endpoint: its last known status (InService, Creating, Failed, ...).")
 
 
 class ModelList(BaseModel):
@@ -229,3 +230,4 @@ class HealthResponse(BaseModel):
     version: str
     config_digest: str
     runtime: str
+    endpoints: dict[str, str] | None = Field(None, description="Each declared endpoint's last known status (InService, Creating, Failed, ...), by endpoint name.")

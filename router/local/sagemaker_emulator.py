@@ -11,7 +11,9 @@ state lives on disk, so a `router serve` restart resumes what was running.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import shutil
@@ -52,32 +54,63 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_model_dir(model: ModelSpec, objects: ObjectStore, root: Path) -> Path:
-    """What SageMaker does with ModelDataUrl: fetch, (verify: our addition), unpack to a model dir."""
-    target = root / f"{model.name}-{model.sha256[:12]}"
-    if (target / ".ready").exists():
-        return target
-    tmp = root / f".{target.name}.{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    try:
-        art = tmp / "artifact"
-        objects.fetch_to(model.artifact, str(art))
-        if _sha256(art) != model.sha256:
-            raise ModelIntegrityError(f"artifact of {model.name} does not match its sha256; not deployed")
-        if model.artifact.endswith((".tar.gz", ".tgz")):
-            from sagemaker_jobs.package import unpack
+# What this process verified in each prepared model folder: {relative path: sha256}. A folder is
+# trusted only against this, never on its own say-so, so a file planted in it (a pickle, a
+# code/inference.py) after verification is caught before a model server loads the folder.
+_verified: dict[Path, dict[str, str]] = {}
+_prepare_lock = threading.Lock()
 
-            unpack(art, tmp)
-            art.unlink()
-        else:
-            art.rename(tmp / CANONICAL.get(model.framework, art.name))
-        (tmp / ".ready").write_text(model.sha256)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+def _manifest(folder: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.is_symlink():
+            out[rel] = "symlink:" + str(p.readlink())
+        elif p.is_file():
+            out[rel] = _sha256(p)
+    return out
+
+
+def prepare_model_dir(model: ModelSpec, objects: ObjectStore, root: Path) -> Path:
+    """What SageMaker does with ModelDataUrl: fetch, (verify: our addition), unpack to a model dir.
+
+    A folder prepared earlier is reused only if every file in it still has the digest recorded
+    when this process unpacked the verified artifact; otherwise (changed, or prepared by an earlier
+    run) it is rebuilt from the artifact, whose sha256 is checked again."""
+    target = root / f"{model.name}-{model.sha256[:12]}"
+    with _prepare_lock:
+        known = _verified.get(target)
+        if known is not None and target.is_dir():
+            if _manifest(target) == known:
+                return target
+            log.warning("prepared model folder %s changed since it was verified; rebuilding it from the artifact", target.name)
+        _verified.pop(target, None)
+        tmp = root / f".{target.name}.{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            art = tmp / "artifact"
+            objects.fetch_to(model.artifact, str(art))
+            if _sha256(art) != model.sha256:
+                raise ModelIntegrityError(f"artifact of {model.name} does not match its sha256; not deployed")
+            if model.artifact.endswith((".tar.gz", ".tgz")):
+                from sagemaker_jobs.package import unpack
+
+                unpack(art, tmp)
+                art.unlink()
+            else:
+                art.rename(tmp / CANONICAL.get(model.framework, art.name))
+            manifest = _manifest(tmp)
+            if target.exists() or target.is_symlink():
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            tmp.rename(target)
+            _verified[target] = manifest
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -93,10 +126,17 @@ class _EndpointProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.drain: threading.Thread | None = None
         self.failure: str | None = None
+        self.restarts = 0
 
 
 class LocalEndpoints:
-    """EndpointClient for `router serve`: local model-server processes."""
+    """EndpointClient for `router serve`: local model-server processes, supervised. A model server
+    that exits while the router serves is restarted (the endpoint is Creating meanwhile: requests
+    for it get 503 with Retry-After), after a pause that doubles on each failed restart."""
+
+    RESTART_DELAY_S = 0.5
+    MAX_RESTART_DELAY_S = 30.0
+    MAX_FAILED_RESTARTS = 5  # in a row; then the endpoint is Failed
 
     def __init__(self, config: RouterConfig, objects: ObjectStore, work_dir: Path, *, invoke_timeout_s: float) -> None:
         self._config = config
@@ -106,10 +146,12 @@ class LocalEndpoints:
         self._eps = {m.endpoint.name: _EndpointProcess(m.endpoint.name, m) for m in config.models if m.endpoint is not None}
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._stop = threading.Event()
+        self._spawn_lock = threading.Lock()  # close() never races a restart's Popen
 
     def start(self) -> None:
         for ep in self._eps.values():
-            t = threading.Thread(target=self._boot, args=(ep,), name=f"endpoint-{ep.name}", daemon=True)
+            t = threading.Thread(target=self._supervise, args=(ep,), name=f"endpoint-{ep.name}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -121,47 +163,114 @@ class LocalEndpoints:
             time.sleep(0.05)
         return False
 
-    def _boot(self, ep: _EndpointProcess) -> None:
+    def _supervise(self, ep: _EndpointProcess) -> None:
+        """Boot the endpoint's model server, then keep it running. One that never started is Failed
+        (its artifact or model is the problem); one that exits later is restarted."""
+        if not self._boot(ep):
+            return
+        delay, failed, up_since = self.RESTART_DELAY_S, 0, time.monotonic()
+        while not self._closing:
+            assert ep.proc is not None
+            code = ep.proc.wait()
+            if self._closing:
+                return
+            if time.monotonic() - up_since > 60:
+                delay = self.RESTART_DELAY_S  # it ran a while: not a crash loop
+            self._reap(ep)
+            ep.status, ep.url = "Creating", None
+            log.warning("endpoint %s: its model server exited (code %s); restarting it", ep.name, code)
+            while True:
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.MAX_RESTART_DELAY_S)
+                if self._boot(ep):
+                    ep.restarts, failed, up_since = ep.restarts + 1, 0, time.monotonic()
+                    break
+                if self._closing:
+                    return
+                failed += 1
+                if failed >= self.MAX_FAILED_RESTARTS:
+                    log.error("endpoint %s: %d restarts failed in a row; it stays Failed", ep.name, failed)
+                    return
+                ep.status = "Creating"
+
+    def _boot(self, ep: _EndpointProcess) -> bool:
+        """Start the model server on a verified model folder; True once it answers /ping (InService)."""
         try:
             model_dir = prepare_model_dir(ep.model, self._objects, self._dir / "models")
-            ep.proc = subprocess.Popen(
-                [sys.executable, "-m", "sagemaker_jobs.serve", "--model-dir", str(model_dir), "--host", "127.0.0.1", "--port", "0"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
+            with self._spawn_lock:
+                if self._closing:
+                    return False
+                ep.proc = subprocess.Popen(
+                    [sys.executable, "-m", "sagemaker_jobs.serve", "--model-dir", str(model_dir), "--host", "127.0.0.1", "--port", "0"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
             assert ep.proc.stdout is not None
             line = ep.proc.stdout.readline()  # "serving MODEL on http://host:port"
             if " on http" not in line:
                 raise BackendUnavailable(f"model server for {ep.name} did not start: {line.strip() or 'no output'}")
-            ep.url = line.strip().rsplit(" on ", 1)[1]
+            url = line.strip().rsplit(" on ", 1)[1]
             ep.drain = threading.Thread(target=ep.proc.stdout.read, daemon=True)  # keep the pipe from filling
             ep.drain.start()
             for _ in range(600):
+                if self._closing or ep.proc.poll() is not None:
+                    break
                 try:
-                    with urllib.request.urlopen(ep.url + "/ping", timeout=2) as r:
+                    with urllib.request.urlopen(url + "/ping", timeout=2) as r:
                         if r.status == 200:
-                            ep.status = "InService"
-                            log.info("endpoint %s InService at %s", ep.name, ep.url)
-                            return
+                            ep.url, ep.status, ep.failure = url, "InService", None
+                            log.info("endpoint %s InService at %s", ep.name, url)
+                            return True
                 except OSError:
                     time.sleep(0.1)
             raise BackendUnavailable(f"endpoint {ep.name} never answered /ping")
         except Exception as e:
             ep.status, ep.failure = "Failed", getattr(e, "message", str(e))
+            if ep.proc is not None and ep.proc.poll() is None:
+                ep.proc.kill()
+            self._reap(ep)
             if not self._closing:  # a shutdown during start-up is not a failure worth shouting about
                 log.error("endpoint %s failed: %s", ep.name, ep.failure)
+            return False
+
+    def _reap(self, ep: _EndpointProcess) -> None:
+        if ep.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ep.proc.wait(timeout=10)
+        if ep.drain is not None:
+            ep.drain.join(timeout=5)
+            ep.drain = None
+        if ep.proc is not None and ep.proc.stdout is not None:
+            ep.proc.stdout.close()
+
+    def status(self, endpoint_name: str) -> str:
+        """SageMaker's EndpointStatus for it: Creating (also while its model server restarts),
+        InService, Failed, Deleted."""
+        ep = self._eps.get(endpoint_name)
+        if ep is None:
+            return "NotFound"
+        if ep.status == "InService" and (ep.proc is None or ep.proc.poll() is not None):
+            return "Deleted" if self._closing else "Creating"  # died; the supervisor restarts it
+        return ep.status
 
     def in_service(self, endpoint_name: str) -> bool:
+        return self.status(endpoint_name) == "InService"
+
+    def pid(self, endpoint_name: str) -> int | None:
+        """The model server's process id (for operators and tests)."""
         ep = self._eps.get(endpoint_name)
-        return ep is not None and ep.status == "InService" and ep.proc is not None and ep.proc.poll() is None
+        return None if ep is None or ep.proc is None else ep.proc.pid
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
         ep = self._eps.get(endpoint_name)
-        if ep is None or not self.in_service(endpoint_name) or ep.url is None:
-            raise BackendUnavailable(f"endpoint {endpoint_name} is not InService")
+        url = None if ep is None else ep.url
+        if ep is None or not self.in_service(endpoint_name) or url is None:
+            raise BackendUnavailable(f"endpoint {endpoint_name} is {self.status(endpoint_name)}, not InService",
+                                     details={"endpoint": endpoint_name, "endpoint_status": self.status(endpoint_name)})
         req = urllib.request.Request(
-            ep.url + "/invocations", data=body, method="POST", headers={"Content-Type": content_type, "Accept": "application/json"}
+            url + "/invocations", data=body, method="POST", headers={"Content-Type": content_type, "Accept": "application/json"}
         )
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as r:
@@ -180,9 +289,13 @@ class LocalEndpoints:
             if isinstance(e.reason, TimeoutError):
                 raise BackendTimeout(f"endpoint {endpoint_name} did not answer within {self._timeout:g} s") from None
             raise BackendUnavailable(f"endpoint {endpoint_name} is unreachable: {e.reason}") from None
+        except (OSError, http.client.HTTPException) as e:  # the model server died mid-call
+            raise BackendUnavailable(f"endpoint {endpoint_name} dropped the call ({type(e).__name__})") from None
 
     def close(self) -> None:
-        self._closing = True
+        with self._spawn_lock:
+            self._closing = True
+        self._stop.set()
         for ep in self._eps.values():
             if ep.proc is not None and ep.proc.poll() is None:
                 ep.proc.terminate()
@@ -191,11 +304,10 @@ class LocalEndpoints:
                 except subprocess.TimeoutExpired:
                     ep.proc.kill()
                     ep.proc.wait()
-            if ep.drain is not None:
-                ep.drain.join(timeout=5)
-            if ep.proc is not None and ep.proc.stdout is not None:
-                ep.proc.stdout.close()
+            self._reap(ep)
             ep.status = "Deleted"
+        for t in self._threads:
+            t.join(timeout=5)
 
 
 # ---------------------------------------------------------------- batch transform

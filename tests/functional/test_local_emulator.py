@@ -214,3 +214,70 @@ def test_endpoint_model_that_crashes_is_502_without_its_message(tmp_path: Path, 
             eps.invoke("clf-local", b'{"instances": [[1, 2, 3]], "bogus": 1}')
     finally:
         eps.close()
+
+
+def test_a_file_planted_in_a_prepared_model_folder_never_loads(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from router.local.sagemaker_emulator import prepare_model_dir
+
+    cfg = config(model_file)
+    spec = cfg.models[0]
+    objects = FileObjectStore(secrets.token_bytes(16))
+    root = tmp_path / "models"
+    marker = tmp_path / "planted-ran"
+
+    class Planted:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.mkdir, (str(marker),))  # what a hostile pickle could do on load
+
+    # An earlier `router serve` prepared the folder; then someone swapped the pickle in it.
+    code = "import sys, secrets; from pathlib import Path; from router.config import RouterConfig; " \
+           "from router.adapters.file_store import FileObjectStore; from router.local.sagemaker_emulator import prepare_model_dir; " \
+           "cfg = RouterConfig.model_validate_json(sys.argv[1]); print(prepare_model_dir(cfg.models[0], FileObjectStore(secrets.token_bytes(16)), Path(sys.argv[2])))"
+    folder = Path(subprocess.run([sys.executable, "-c", code, cfg.model_dump_json(), str(root)], capture_output=True, text=True, check=True).stdout.strip())
+    joblib.dump(Planted(), folder / "model.joblib")
+    (folder / "code").mkdir()
+    (folder / "code" / "inference.py").write_text("raise SystemExit('planted')\n")
+
+    again = prepare_model_dir(spec, objects, root)  # this run verified nothing yet: rebuilt from the artifact
+    assert again == folder and hashlib.sha256((folder / "model.joblib").read_bytes()).hexdigest() == spec.sha256
+    assert not (folder / "code").exists()
+    # Planted after this run verified it: caught the same way, before anything loads it.
+    joblib.dump(Planted(), folder / "model.joblib")
+    assert prepare_model_dir(spec, objects, root) == folder
+    assert hashlib.sha256((folder / "model.joblib").read_bytes()).hexdigest() == spec.sha256
+    assert isinstance(joblib.load(folder / "model.joblib"), LogisticRegression)
+    assert not marker.exists()
+
+
+def test_a_killed_model_server_is_restarted(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    import os
+    import signal
+
+    from router.errors import BackendUnavailable
+
+    eps = LocalEndpoints(config(model_file), FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu", invoke_timeout_s=20)
+    eps.start()
+    try:
+        assert eps.wait_ready(60)
+        first = eps.pid("clf-local")
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (eps.status("clf-local") == "InService" and eps.pid("clf-local") != first):
+            status = eps.status("clf-local")
+            assert status in ("InService", "Creating"), status  # never Failed: it comes back
+            try:
+                eps.invoke("clf-local", json.dumps({"instances": [[0.5, 0.1, 0.2]]}).encode())
+            except BackendUnavailable as e:
+                assert e.status == 503 and e.retry_after_s  # transient: retry later
+            time.sleep(0.05)
+        assert eps.status("clf-local") == "InService" and eps.pid("clf-local") not in (None, first)
+        got = json.loads(eps.invoke("clf-local", json.dumps({"instances": [[0.5, 0.1, 0.2]]}).encode()))["predictions"]
+        assert got == model_file[2].predict(np.array([[0.5, 0.1, 0.2]])).tolist()
+    finally:
+        eps.close()
+    assert eps.status("clf-local") == "Deleted"

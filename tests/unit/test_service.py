@@ -10,7 +10,14 @@ import pytest
 
 from router.config import RouterConfig
 from router.domain import Decision, Mode, OutputKind, Route
-from router.errors import BackendError, InvalidInput, ModelNotFound, PayloadTooLarge, SyncNotPossible
+from router.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    SyncNotPossible,
+)
 from router.service import Prediction, RouterService
 from tests.fakes import FakeEndpoints, FakeRunner
 
@@ -57,6 +64,28 @@ def test_endpoint_out_of_service_is_not_syncable() -> None:
     assert isinstance(out, Decision) and out.route is None
     err = svc.not_syncable_error(out)
     assert isinstance(err, SyncNotPossible) and err.details["decision"]["candidates"]
+
+
+@pytest.mark.parametrize("status", ["Creating", "Updating", "SystemUpdating", "RollingBack"])
+def test_endpoint_in_a_transient_state_is_503_with_retry_after(status: str) -> None:
+    eps = FakeEndpoints(in_service=False)
+    eps.status_override = status
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=eps)
+    with pytest.raises(BackendUnavailable) as e:
+        svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
+    assert e.value.status == 503 and e.value.retry_after_s and e.value.details == {"endpoint": "ep", "endpoint_status": status}
+    assert not eps.calls
+    assert svc.describe_model(svc.model("m"))["endpoint_status"] == status
+    assert svc.endpoint_statuses() == {"ep": status}
+
+
+def test_a_transient_endpoint_that_could_not_take_the_request_anyway_is_still_422() -> None:
+    eps = FakeEndpoints(in_service=False)
+    eps.status_override = "Creating"
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}, profile={"load_s": 0.1, "per_record_ms": 1000.0}),
+                        runner=FakeRunner(), endpoints=eps)
+    out = svc.predict(svc.model("m"), [[1, 2]] * 100, OutputKind.PREDICT, 100)  # ~100 s: over any sync budget
+    assert isinstance(out, Decision) and out.route is None
 
 
 def test_payload_over_the_limit_is_413() -> None:
