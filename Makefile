@@ -39,13 +39,14 @@ bench: $(STAMP)  ## benchmarks: ratios against named baselines
 	$(BIN)/python -m benchmarks
 
 ROUTER_ARCH ?= x86_64
+LAMBDA_DIR  ?= build/lambda
 package: $(STAMP)  ## the Lambda deployment package in build/lambda, size-checked (router package)
-	$(BIN)/router package --out build/lambda --arch $(ROUTER_ARCH)
+	$(BIN)/router package --out $(LAMBDA_DIR) --arch $(ROUTER_ARCH)
 
 # `sam build` (Metadata BuildMethod: makefile) runs build-<LogicalId> with ARTIFACTS_DIR set. All
-# four functions run the same package: built once into build/lambda, then copied.
+# four functions run the same package: built once into $(LAMBDA_DIR), then copied.
 build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction: package
-	cp -a build/lambda/. "$(ARTIFACTS_DIR)/"
+	cp -a $(LAMBDA_DIR)/. "$(ARTIFACTS_DIR)/"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis examples/demo .cache

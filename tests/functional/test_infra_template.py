@@ -399,10 +399,11 @@ def test_sam_build_runs_router_package_for_every_function(template: dict[str, An
     makefile = (ROOT / "Makefile").read_text()
     functions = resources_of(template, "AWS::Serverless::Function")
     assert (TEMPLATE.parent / template["Globals"]["Function"]["CodeUri"]).resolve() == ROOT
-    recipe = re.search(r"^(build-\w+(?: build-\w+)*): package\n\tcp -a build/lambda/\. \"\$\(ARTIFACTS_DIR\)/\"$", makefile, re.M)
+    recipe = re.search(r"^(build-\w+(?: build-\w+)*): package\n\tcp -a \$\(LAMBDA_DIR\)/\. \"\$\(ARTIFACTS_DIR\)/\"$", makefile, re.M)
     assert recipe is not None
     assert set(recipe.group(1).split()) == {f"build-{name}" for name in functions}
-    assert re.search(r"^package: \$\(STAMP\).*\n\t\$\(BIN\)/router package --out build/lambda", makefile, re.M)
+    assert re.search(r"^LAMBDA_DIR  \?= build/lambda$", makefile, re.M)
+    assert re.search(r"^package: \$\(STAMP\).*\n\t\$\(BIN\)/router package --out \$\(LAMBDA_DIR\)", makefile, re.M)
     for name, f in functions.items():
         assert f["Metadata"] == {"BuildMethod": "makefile"}, name
         assert "CodeUri" not in f["Properties"] and "Runtime" not in f["Properties"], name
