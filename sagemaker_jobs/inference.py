@@ -38,12 +38,16 @@ type; the error body is {"error": {"code", "message"}}. Each server that loads t
 with that status, never a 500 (sagemaker_jobs/images.py names the servers of the default images):
 - sagemaker_jobs.serve (the local emulator) catches it;
 - the sagemaker-inference toolkit (multi-model-server, TorchServe) answers any exception with
-  its status_code: InputError is a BaseInferenceToolkitError whenever the toolkit is importable;
+  its status_code: InputError is a BaseInferenceToolkitError whenever the toolkit is importable
+  (the toolkit appends a traceback to that body); toolkits from 1.7 on pass their request context
+  to input_fn/predict_fn/output_fn, and then the status is set on the context and the body is the
+  error document alone, carried as a Rejected value to output_fn;
 - sagemaker-containers (the scikit-learn image's single-model server, gunicorn + Flask) answers any
   raised exception with 500, so inside its Flask request the error travels as a Rejected value
   through predict_fn to output_fn, which returns it as a Flask response with the status.
-The four functions keep SageMaker's exact arity: the toolkit passes an extra context argument to
-any function that declares one more parameter. Runs on Python >= 3.10 (the images' interpreters:
+input_fn, predict_fn and output_fn take SageMaker's arguments plus an optional context (the toolkit
+passes it to a function that declares one parameter more); model_fn takes the model directory only.
+Runs on Python >= 3.10 (the images' interpreters:
 sagemaker_jobs/images.py).
 """
 
@@ -145,9 +149,17 @@ def _flask_request_active() -> bool:
     return flask is not None and bool(flask.has_request_context())
 
 
-def _reject(error: InputError) -> Rejected:
-    """Inside sagemaker-containers' Flask request, carry the error on to output_fn (a raised
-    exception would be a 500 there); anywhere else, raise it."""
+def _has_status(context: Any) -> bool:
+    return context is not None and callable(getattr(context, "set_response_status", None))
+
+
+def _reject(error: InputError, context: Any = None) -> Rejected:
+    """With a toolkit's request context, set the error's status on it; inside sagemaker-containers'
+    Flask request (where a raised exception is a 500), do nothing more: either way carry the error
+    on to output_fn. Anywhere else, raise it."""
+    if _has_status(context):
+        context.set_response_status(code=error.status, phrase=error.phrase)
+        return Rejected(error)
     if _flask_request_active():
         return Rejected(error)
     raise error
@@ -295,12 +307,12 @@ def _torch_forward(module: Any, x: Any) -> Any:
 # ---------------------------------------------------------------- input_fn
 
 
-def input_fn(body: bytes | str, content_type: str) -> Instances | Rejected:
+def input_fn(body: bytes | str, content_type: str, context: Any = None) -> Instances | Rejected:
     """Decode a request body into Instances (records + output kind)."""
     try:
         return decode(body, content_type, default_output=os.environ.get(OUTPUT_ENV) or "predict")
     except InputError as e:
-        return _reject(e)
+        return _reject(e, context)
 
 
 def decode(body: bytes | str, content_type: str, *, default_output: str = "predict") -> Instances:
@@ -403,14 +415,14 @@ def _decode_csv(text: str) -> list[Any]:
 # ---------------------------------------------------------------- predict_fn
 
 
-def predict_fn(data: Instances | Rejected, model: LoadedModel) -> list[Any] | Rejected:
+def predict_fn(data: Instances | Rejected, model: LoadedModel, context: Any = None) -> list[Any] | Rejected:
     """Run the model on decoded Instances; one JSON-ready prediction per record, in order."""
     if isinstance(data, Rejected):
         return data
     try:
         return _predict(data, model)
     except InputError as e:
-        return _reject(e)
+        return _reject(e, context)
 
 
 def _predict(data: Instances, model: LoadedModel) -> list[Any]:
@@ -488,18 +500,21 @@ def _ragged_message(rows: list[Any]) -> str:
 # ---------------------------------------------------------------- output_fn
 
 
-def output_fn(prediction: Any, accept: str) -> Any:
+def output_fn(prediction: Any, accept: str, context: Any = None) -> Any:
     """Encode predictions as `accept` asks; returns (body, content type), as the toolkit allows.
-    A Rejected (sagemaker-containers only) becomes a Flask response with the error's status."""
+    A Rejected becomes its error document: (body, JSON) for a toolkit, whose context already holds
+    the status, or a Flask response with the status for sagemaker-containers."""
     if isinstance(prediction, Rejected):
-        return _flask_error(prediction.error)
+        return _error_response(prediction.error, context)
     try:
         return encode(prediction, accept)
     except InputError as e:
-        return _flask_error(_reject(e).error)
+        return _error_response(_reject(e, context).error, context)
 
 
-def _flask_error(error: InputError) -> Any:
+def _error_response(error: InputError, context: Any) -> Any:
+    if _has_status(context):
+        return error.body(), JSON
     flask = sys.modules["flask"]
     return flask.Response(error.body(), status=error.status, mimetype=JSON)
 

@@ -3,13 +3,14 @@ serves an unpacked model.tar.gz through a real serving stack of that image, in-p
 one JSON result per request. Standard library plus what the image holds; no project code.
 
     python -I sagemaker_image_driver.py train OUT_DIR
-    python -I sagemaker_image_driver.py toolkit|containers BASE_DIR REQUESTS_JSON
+    python -I sagemaker_image_driver.py toolkit|containers BASE_DIR REQUESTS_JSON [FIRST_ON_PATH]
 
 toolkit: multi-model-server's own worker-side Service (mms.service) calling the sagemaker-inference
 toolkit's DefaultHandlerService + Transformer, as MMS's Python worker does for each request batch;
 the MMS wire answer is decoded as the Java frontend would. containers: sagemaker-containers'
 Transformer and Flask Worker (the scikit-learn image's single-model server behind gunicorn), called
-through Flask's WSGI test client. BASE_DIR/model is the unpacked model.tar.gz.
+through Flask's WSGI test client. BASE_DIR/model is the unpacked model.tar.gz. FIRST_ON_PATH (a pip
+--target directory, e.g. another sagemaker-inference release) shadows the venv's packages.
 """
 
 from __future__ import annotations
@@ -135,7 +136,10 @@ def main(argv: list[str]) -> int:
         train(Path(argv[2]))
         return 0
     base, requests = Path(argv[2]), json.loads(Path(argv[3]).read_text())
-    results = serve_toolkit(base, requests) if mode == "toolkit" else serve_containers(base, requests)
+    if len(argv) > 4:
+        sys.path.insert(0, argv[4])
+    stacks = {"toolkit": serve_toolkit, "containers": serve_containers}
+    results = stacks[mode](base, requests)
     for r in results:
         r["body"] = base64.b64encode(r["body"]).decode()
     print("RESULTS " + json.dumps(results), flush=True)

@@ -330,3 +330,37 @@ def test_a_packaged_copy_of_this_module_serves_like_the_defaults(sklearn_dir: Pa
     service = load_service(sklearn_dir)
     assert service.custom_code is not None
     assert service.invoke(b"0.05,0.05,0.1\n0.95,0.95,1\n", "text/csv", "text/csv") == (b"0\n1\n", "text/csv")
+
+
+class StatusContext:
+    """The part of a model server's request context (MMS, TorchServe) the toolkit hands over."""
+
+    def __init__(self) -> None:
+        self.status: tuple[int, str] | None = None
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.status = (code, phrase)
+
+
+@pytest.mark.parametrize(
+    ("body", "accept", "status", "code"),
+    [
+        (b'{"instances": [[1, 2]]}', "application/json", (400, "Bad Request"), "invalid_input"),  # predict_fn
+        (b'{"instances": [[1, 2, 3]], "x": 1}', "application/json", (400, "Bad Request"), "invalid_input"),  # input_fn
+        (b'{"instances": [[1, 2, 3]]}', "image/png", (415, "Unsupported Media Type"), "unsupported_media_type"),  # output_fn
+    ],
+)
+def test_with_a_request_context_bad_input_sets_the_status_and_answers_the_error_alone(
+    sklearn_dir: Path, body: bytes, accept: str, status: tuple[int, str], code: str
+) -> None:
+    model = inference.model_fn(str(sklearn_dir))
+    context = StatusContext()
+    data = inference.input_fn(body, "application/json", context)
+    out, ctype = inference.output_fn(inference.predict_fn(data, model, context), accept, context)
+    assert context.status == status
+    assert ctype == "application/json" and json.loads(out)["error"]["code"] == code
+
+
+def test_without_a_context_or_flask_request_bad_input_raises() -> None:
+    with pytest.raises(InputError, match="unknown field"):
+        inference.input_fn(b'{"instances": [[1]], "x": 1}', "application/json")
