@@ -108,7 +108,16 @@ def child(kind: str, demo_config: str, state: str, n: int) -> None:
         model = joblib.load(Path(demo_config))  # for the script: the model file
         src = Path(state)  # and the input file
         hand_written(model, src, src.with_name("script-output.jsonl"), n)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+    print(peak_rss_bytes())
+
+
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark. VmHWM belongs to the process's own address space;
+    getrusage's ru_maxrss would also count the parent's, inherited across fork and exec on Linux."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: ru_maxrss, in KiB
 
 
 def _peak_rss(kind: str, demo_config: Path, state: Path, n: int) -> float:
@@ -130,7 +139,7 @@ def run(ctx: Context) -> None:
     try:
         for n in sizes:
             write_input(uri_to_path(w.upload_uri(n)), n)
-        rounds = 2 if ctx.settings.quick else 3
+        rounds = 2 if ctx.settings.quick else max(3, ctx.settings.rounds // 3)
         for n in sizes:
             src = uri_to_path(w.upload_uri(n))
             dst = state / f"script-{n}.jsonl"

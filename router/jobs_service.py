@@ -15,6 +15,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -516,16 +517,30 @@ class JobsService:
         chunk = self.config.jobs.chunk_records
         # Keep a margin for writing the last part and the checkpoint before Lambda kills us.
         reserve_s = max(5.0, 0.05 * self.config.runtime.lambda_timeout_s)
+        # One chunk's part write and checkpoint (storage round trips) run in a second thread while
+        # this one reads and predicts the next chunk. The order of side effects is unchanged: part
+        # k+1 is written only once checkpoint k is confirmed, so parts and checkpoints stay
+        # deterministic and a cancel or another worker stops this one before its next write.
+        commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"commit-{job_id}")
+        pending: Future[Job | None] | None = None
         try:
             for rows in _read_chunks(self.objects.open_read(self._input_of(job)), job.input_format, chunk, offset):
-                preds = self.service.runner.predict(model, rows, job.output_kind)
-                self.objects.put_bytes(self._job_uri(job_id, f"parts/part-{parts:06d}.jsonl"), _jsonl(preds), "application/jsonlines")
+                data = _jsonl(self.service.runner.predict(model, rows, job.output_kind))
+                if pending is not None:
+                    updated, pending = pending.result(), None
+                    if updated is None:
+                        return False  # cancelled, finished, or another worker carries on
+                    job = updated
+                    if remaining_s() < reserve_s:
+                        return True  # this chunk's predictions are redone by the continuation
                 before = {"offset": offset, "parts": parts}
                 offset += len(rows)
                 parts += 1
-                updated = self._checkpoint(job, before, {"offset": offset, "parts": parts})
+                pending = commits.submit(self._commit_part, job, data, before, {"offset": offset, "parts": parts})
+            if pending is not None:
+                updated, pending = pending.result(), None
                 if updated is None:
-                    return False  # cancelled, finished, or another worker carries on
+                    return False
                 job = updated
                 if remaining_s() < reserve_s:
                     return True
@@ -547,6 +562,13 @@ class JobsService:
         except Exception as e:  # the model or storage broke unexpectedly
             log.exception("job %s failed", job_id)
             return self._failed_attempt(job_id, "internal_error", f"the worker failed unexpectedly ({type(e).__name__}); see the router's logs")
+        finally:
+            commits.shutdown(wait=True)  # an in-flight commit ends before the job's fate is written
+
+    def _commit_part(self, job: Job, data: bytes, before: dict[str, int], after: dict[str, int]) -> Job | None:
+        """Write part `before["parts"]`, then record it in the checkpoint (see _checkpoint)."""
+        self.objects.put_bytes(self._job_uri(job.job_id, f"parts/part-{before['parts']:06d}.jsonl"), data, "application/jsonlines")
+        return self._checkpoint(job, before, after)
 
     def _checkpoint(self, job: Job, before: dict[str, int], after: dict[str, int]) -> Job | None:
         """Record a written part (version-conditional). None when this worker must stop.

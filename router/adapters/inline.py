@@ -89,14 +89,15 @@ def _per_record(proba: Any) -> list[Any]:
 
 
 def onnx_session(path: Path) -> Any:
-    """An onnxruntime CPU session as the router runs it: intra-op threads do not spin between
-    calls (a spinning pool takes the CPU share of a small Lambda, or of `router serve`'s other
-    requests, from the next request), and one graph runs at a time per call."""
+    """An onnxruntime CPU session as the router runs it: one thread per call. Concurrency comes
+    from requests (Lambda instances, `router serve`'s threads), and a small request pays no
+    thread hand-off: a sleeping intra-op pool costs ~5-40 us to wake per call, a spinning one
+    burns the CPU share the next request needs (a 128-1769 MB Lambda has at most one vCPU)."""
     import onnxruntime as ort  # lazy: only deployments with ONNX models pay for it
 
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

@@ -69,6 +69,11 @@ def model_version_problems(cfg: RouterConfig, versions: dict[str, str]) -> list[
     for i, m in enumerate(cfg.models):
         if not m.in_process or m.framework != "sklearn":
             continue
+        if m.onnx is not None:  # compiled: the joblib file is never loaded in-process, its ONNX graph is
+            if "onnxruntime" not in versions:
+                out.append((f"models[{i}]: model {m.name!r} runs its ONNX conversion in-process, and the package has "
+                            "no onnxruntime (`router package --with-onnx`, or the container image)", True))
+            continue
         found = saved_with(m)
         for problem in (
             sklearn_refusal(m.name, found.sklearn, versions.get("scikit-learn", "0")),

@@ -156,3 +156,17 @@ def test_help_explains_the_check(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert "--tolerance" in text and "labels agree" in text and "--data" in text and "--dry-run" in text
     assert "StandardScaler" in text and "Refused" in text  # how records are made, and when it refuses
+
+
+def test_a_compiled_model_needs_onnxruntime_not_a_matching_sklearn_in_the_package(folder: Path) -> None:
+    from router.cli.config_cmd import model_version_problems
+
+    config = folder / "op.yaml"
+    assert main(["models", "compile", str(config), "clf"]) == 0
+    cfg = load_config(config)
+    old_sklearn = {"scikit-learn": "1.0.0", "numpy": "2.0.0"}  # older than what saved the joblib files
+    problems = dict(model_version_problems(cfg, old_sklearn))
+    assert any("'clf' runs its ONNX conversion" in p and "onnxruntime" in p for p in problems)
+    assert any("'reg'" in p for p in problems)  # not compiled: its scikit-learn version still matters
+    with_onnx = dict(model_version_problems(cfg, {**old_sklearn, "onnxruntime": "1.32.0"}))
+    assert not any("'clf'" in p for p in with_onnx)

@@ -120,6 +120,36 @@ def test_worker_checkpoints_and_resumes_without_duplicates(tmp_path: Path) -> No
     assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False  # a late re-invoke is a no-op
 
 
+class CancellingStore(SqliteJobStore):
+    """The real store; the job is cancelled just before the worker's `at`-th checkpoint write, as
+    a client's DELETE landing while the worker is busy."""
+
+    def __init__(self, path: Path, clock: Any, at: int) -> None:
+        super().__init__(path, clock=clock)
+        self.at, self.checkpoints = at, 0
+
+    def update(self, job_id: str, expected_version: int, **changes: Any) -> Job | None:
+        if "checkpoint" in changes:
+            self.checkpoints += 1
+            if self.checkpoints == self.at:
+                self.transition(job_id, frozenset({JobStatus.RUNNING}), JobStatus.CANCELLING)
+        return super().update(job_id, expected_version, **changes)
+
+
+def test_no_part_is_written_after_a_checkpoint_that_did_not_hold(tmp_path: Path) -> None:
+    # The worker predicts the next chunk while a part and its checkpoint are being written; the
+    # next part must still wait for that checkpoint (here refused: the job was cancelled).
+    svc, p = make(tmp_path, chunk=10)
+    svc.store = CancellingStore(tmp_path / "cancel.db", p["clock"], at=2)
+    job, _ = submit(svc, rows(50))
+    assert svc.run_lambda_job(job.job_id, lambda: 1e9) is False
+    done = svc.store.get(job.job_id)
+    assert done is not None and done.status is JobStatus.CANCELLED and done.checkpoint == {"offset": 10, "parts": 1}
+    written = sorted(u.rsplit("/", 1)[-1] for u in p["objects"].list_uris(f"{JOBS}/{job.job_id}/parts/"))
+    assert written == ["part-000000.jsonl", "part-000001.jsonl"]  # part 1 before its checkpoint; part 2 never
+    assert [n for _, n, _ in p["runner"].calls] == [10, 10, 10]  # chunk 2 was predicted meanwhile, then dropped
+
+
 def test_bad_input_fails_the_job_without_retry(tmp_path: Path) -> None:
     svc, p = make(tmp_path)
     p["runner"].fail_with = InvalidInput("row 3 has 1 feature, expected 2")
