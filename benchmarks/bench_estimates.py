@@ -68,19 +68,25 @@ def run(ctx: Context) -> None:
     server.start()
     client = RouterClient(app.url, API_KEY, timeout_s=120)
     try:
-        runs = 1 if quick else max(3, ctx.settings.rounds // 3)
+        runs = 1 if quick else max(3, ctx.settings.rounds // 2)
         if not quick and "sklearn" in sys.modules:
             ctx.report.note(NAME, "cold worker: skipped (an earlier benchmark imported scikit-learn into this process)")
         elif not quick:
-            _jobs(ctx, client, state, 2_000, 1, "cold worker")  # before anything loads the model
+            cold = _job(client, _rows(state, 2_000, 2_000))  # before anything loads the model
+            _add(ctx, "lambda-job 2,000 records, cold worker", [cold[0]], [cold[1]], "job")
         client.predict("iris", [IRIS_ROW])  # loads the model: later work is warm
-        for n in job_sizes:
-            _jobs(ctx, client, state, n, runs, "warm worker")
+        inputs = {n: _rows(state, n, n) for n in job_sizes}
+        runs_of: dict[int, list[tuple[float, float]]] = {n: [] for n in job_sizes}
+        for _ in range(runs):  # sizes interleaved: each sees the same spread of machine load
+            for n in job_sizes:
+                runs_of[n].append(_job(client, inputs[n]))
+        for n, pairs in runs_of.items():
+            _add(ctx, f"lambda-job {n:,} records, warm worker", [e for e, _ in pairs], [m for _, m in pairs], "job")
         recorder = app.runtime.service.recorder
         for n in (1, 1_000):
             rows = [IRIS_ROW] if n == 1 else _rows(state, n, n)
             before = len(recorder.samples("iris").get("inline", []))
-            for _ in range(3 if quick else 20 * runs):
+            for _ in range(3 if quick else 15 * runs):
                 client.predict("iris", rows)
             samples = recorder.samples("iris").get("inline", [])[before:]
             _add(ctx, f"inline {n:,} rows", [s.estimate_s for s in samples], [s.measured_s for s in samples], "request")
@@ -97,17 +103,12 @@ def _rows(state: Path, n: int, seed: int) -> list[Any]:
     return [json.loads(line) for line in (state / f"rows-{n}-{seed}.jsonl").read_text().splitlines()]
 
 
-def _jobs(ctx: Context, client: Any, state: Path, n: int, runs: int, what: str) -> None:
-    rows = _rows(state, n, n)
-    est: list[float] = []
-    took: list[float] = []
-    for _ in range(runs):
-        job = client.wait(client.submit_job("iris", instances=rows)["job_id"], poll_s=0.05, max_poll_s=0.5)
-        if job["status"] != "succeeded" or job["route"] != "lambda-job":
-            raise RuntimeError(f"a {n:,}-record job: {job['status']} on {job['route']}: {job.get('error') or job['reason']}")
-        est.append(job["estimate"]["duration_s"])
-        took.append(job["duration_s"])
-    _add(ctx, f"lambda-job {n:,} records, {what}", est, took, "job")
+def _job(client: Any, rows: list[Any]) -> tuple[float, float]:
+    """(the decision's estimate, started -> finished) of one lambda-job of `rows`."""
+    job = client.wait(client.submit_job("iris", instances=rows)["job_id"], poll_s=0.05, max_poll_s=0.5)
+    if job["status"] != "succeeded" or job["route"] != "lambda-job":
+        raise RuntimeError(f"a {len(rows):,}-record job: {job['status']} on {job['route']}: {job.get('error') or job['reason']}")
+    return float(job["estimate"]["duration_s"]), float(job["duration_s"])
 
 
 def _add(ctx: Context, subject: str, estimates: list[float], measured: list[float], unit: str) -> Result:

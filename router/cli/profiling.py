@@ -35,6 +35,8 @@ SYNC_ROWS = 1_000
 # Timed (1 row, sync batch) pairs: the machine may be busy, the median of many calls is what requests see.
 _PAIRS = 100
 _PAUSE_S = 0.002
+_JOB_PAUSE_S = 0.05
+LONG_CHUNKS = 8  # chunks in the longest profiling job
 # Bytes of one record in a transform mini-batch (JSON Lines of floats with 4 decimals).
 _BYTES_PER_VALUE = 8
 _TRANSFORM_ROWS_MAX = 20_000
@@ -46,7 +48,7 @@ def measure(
     config: RouterConfig | None = None,
     *,
     rows: int = SYNC_ROWS,
-    repeats: int = 3,
+    repeats: int = 5,
     sample: Sequence[Sequence[float]] | None = None,
     routes: Sequence[str] = ("inline", "lambda-job", "batch-transform"),
 ) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def measure(
     import_s: the framework import alone, in a fresh interpreter (seconds for scikit-learn).
     routes.inline: fixed + per-record fit through the median time of `runner.predict` on 1 row and
     on `rows` rows (the sync sizes). routes.lambda-job: the real worker (JobsService.run_lambda_job
-    on a SQLite job table and file storage) on 1 record, 1 chunk and 3 chunks of
+    on a SQLite job table and file storage) on 1 record, 1 chunk and 8 chunks of
     `jobs.chunk_records`: fixed = the 1-record job, per-record = the slope between the chunks, so
     the estimate errs high by at most one chunk's overhead. routes.batch-transform: per record at
     one transform mini-batch (`max_payload_mb` worth of rows, at most 20,000).
@@ -95,7 +97,7 @@ def measure(
             picked = rng.normal(size=(n, width)) if pool is None else pool[rng.integers(0, len(pool), size=n)]
             return np.round(picked, 4).tolist()  # type: ignore[no-any-return]
 
-        singles = [rows_of(1) for _ in range(max(10, _PAIRS * repeats // 3))]
+        singles = [rows_of(1) for _ in range(max(10, _PAIRS * repeats // 5))]
         big = rows_of(max(rows, 2))
         runner.predict(spec, big, OutputKind.PREDICT)  # warm-up
         # Interleaved, so that both sizes see the same load on a busy machine, and each call after
@@ -157,7 +159,7 @@ def _median_ms(fn: Any, repeats: int) -> float:
 
 
 def _worker_timing(spec: ModelSpec, cfg: RouterConfig, runner: Any, scratch: Path, sample: Any, repeats: int) -> dict[str, float]:
-    """Run the lambda-job worker itself on jobs of 1 record, 1 chunk and 3 chunks, the model warm;
+    """Run the lambda-job worker itself on jobs of 1 record, 1 chunk and 8 chunks, the model warm;
     each job's duration is started_at -> finished_at, as calibration measures real jobs."""
     from router.adapters.file_store import FileObjectStore
     from router.adapters.sqlite_jobs import SqliteJobStore
@@ -194,17 +196,20 @@ def _worker_timing(spec: ModelSpec, cfg: RouterConfig, runner: Any, scratch: Pat
                 raise InvalidRequest(f"model {spec.name!r}: the profiling job ended {done and done.status.value}: {done and done.error}")
             return (done.finished_at - done.started_at).total_seconds() * 1000
 
-        sizes = (1, chunk, 3 * chunk)
+        # The long job sets the slope: a busy machine gives a long-running job less CPU than a short
+        # burst, and a big job's estimate must not come out optimistic.
+        sizes = (1, chunk, LONG_CHUNKS * chunk)
         inputs = {n: _jsonl(sample(n)) for n in sizes}
         run(1, inputs[1])  # warm-up: first writes, first parse
         times: dict[int, list[float]] = {n: [] for n in sizes}
         for _ in range(repeats):  # interleaved, as above
             for n in sizes:
+                time.sleep(_JOB_PAUSE_S)  # jobs arrive one by one, not in a tight loop (see _PAUSE_S)
                 times[n].append(run(n, inputs[n]))
         t = {n: statistics.median(v) for n, v in times.items()}
     finally:
         store.close()
-    per = max(0.0, (t[3 * chunk] - t[chunk]) / (2 * chunk))
+    per = max(0.0, (t[LONG_CHUNKS * chunk] - t[chunk]) / ((LONG_CHUNKS - 1) * chunk))
     return {"fixed_ms": _round(max(0.0, t[1] - per)), "per_record_ms": _round(per)}
 
 
