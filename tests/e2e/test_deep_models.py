@@ -119,7 +119,7 @@ def _predict_when_in_service(srv: Server, rows: list[Any], output: str = "predic
         try:
             return client.predict("net", rows, output)
         except ApiError as e:
-            if "not InService" in e.message:
+            if "InService" in e.message:  # "not InService" (422) or "not yet InService" (503) while Creating
                 return None
             raise
 
