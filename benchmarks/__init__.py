@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, str] = {
     "jobs": "benchmarks.bench_jobs",
     "onnx": "benchmarks.bench_onnx",
     "estimates": "benchmarks.bench_estimates",
+    "serve": "benchmarks.bench_serve",
 }

@@ -109,10 +109,10 @@ class DaemonPool:
                 result, error = fn(state, *args), None
             except BaseException as e:  # delivered to the awaiting request
                 result, error = None, e
+            self._idle.release()  # idle before the caller hears back: its next call must not start a thread
             with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped meanwhile
                 loop.call_soon_threadsafe(_settle, fut, result, error)
             del item, loop, fut, fn, args, result, error
-            self._idle.release()
 
     def close(self) -> None:
         """Stop the idle threads; a thread busy with a call ends after it (or with the process)."""
