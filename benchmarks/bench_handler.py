@@ -52,6 +52,7 @@ def run(ctx: Context) -> None:
             model: Any = joblib.load(uri_to_path(spec.artifact))
             for n in sizes:
                 _one(ctx, spec.name, model, handler, tutorial_handler(model), lctx, forest_rows(n, seed=n))
+            _layers(ctx, runtime, spec, model, forest_rows(1, seed=1))
     finally:
         runtime.close()
 
@@ -79,3 +80,20 @@ def _one(ctx: Context, name: str, model: Any, handler: Any, tutorial: Any, lctx:
     for r in (first, vs_tut, rep.results[-1]):
         r.extra["rows"] = len(rows)
         r.extra["overhead_s"] = overhead(times, r.subject, r.baseline)
+
+
+def _layers(ctx: Context, runtime: Any, spec: Any, model: Any, rows: list[list[float]]) -> None:
+    """Where one row's overhead goes: the runner (validation, matrix, JSON-able result) over bare
+    predict, and the service (routing, timing) over the runner; the rest is the HTTP layer."""
+    from router.domain import OutputKind
+
+    runner, service = runtime.service.runner, runtime.service
+    what = f"{spec.name}, 1 row"
+    bare, inner, layer = f"bare model.predict ({what})", f"InlineRunner.predict ({what})", f"service.predict ({what})"
+    times = run_calls({
+        bare: lambda: model.predict(np.array(rows)),
+        inner: lambda: runner.predict(spec, rows, OutputKind.PREDICT),
+        layer: lambda: service.predict(spec, rows, OutputKind.PREDICT, 100),
+    }, ctx.settings)
+    ctx.report.add(compare(NAME, times, inner, bare, note=f"runner overhead {fmt_s(overhead(times, inner, bare))}/call"))
+    ctx.report.add(compare(NAME, times, layer, inner, note=f"service overhead {fmt_s(overhead(times, layer, inner))}/call"))
