@@ -28,12 +28,25 @@ PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 _SCRIPT = r"""
 set -e
-eph="$1"; shift
+eph="$1"; n="$2"; shift 2
+# What the instance reads (task root, boto3, driver) must survive the fresh /tmp even when it lives
+# under /tmp (a CI clone may): bound aside on a private tmpfs first, then back at the same paths.
+stage=""
+for d in /mnt /media /srv /opt; do if [ -d "$d" ]; then stage="$d"; break; fi; done
+mount -t tmpfs -o size=1m tmpfs "$stage"
+i=0
+while [ "$i" -lt "$n" ]; do
+  eval "p$i=\"\$1\""; mkdir "$stage/$i"; mount --bind "$1" "$stage/$i"; shift; i=$((i + 1))
+done
 for m in $(awk '{print $2}' /proc/self/mounts | sort -u); do
   case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
 mount -t tmpfs -o "size=${eph}m,mode=1777" tmpfs /tmp
+i=0
+while [ "$i" -lt "$n" ]; do
+  eval "p=\"\$p$i\""; mkdir -p "$p"; mount --bind "$stage/$i" "$p"; mount -o remount,bind,ro "$p"; i=$((i + 1))
+done
 exec "$@"
 """
 
@@ -128,6 +141,7 @@ def invoke(
     }
     cmd = [
         "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _SCRIPT, "sh", str(fn.ephemeral_mb),
+        "3", str(task), str(boto), str(work),
         "prlimit", f"--as={fn.memory_mb * 1024 * 1024}", "--",
         "env", "-i", *(f"{k}={v}" for k, v in lambda_env.items()),
         str(python), "-I", "-S", str(driver), str(task), str(boto), str(steps),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ def model_version_problems(cfg: RouterConfig, versions: dict[str, str]) -> list[
     """(message, refused) for each in-process model the Lambda's libraries cannot load."""
     out: list[tuple[str, bool]] = []
     for i, m in enumerate(cfg.models):
+        if m.in_process and m.framework == "onnx":
+            problem = onnx_refusal(m, versions.get("onnxruntime"))
+            if problem:
+                out.append((f"models[{i}]: {problem}", True))
         if not m.in_process or m.framework != "sklearn":
             continue
         if m.onnx is not None:  # compiled: the joblib file is never loaded in-process, its ONNX graph is
@@ -82,6 +87,48 @@ def model_version_problems(cfg: RouterConfig, versions: dict[str, str]) -> list[
             if problem:
                 out.append((f"models[{i}]: {problem}", True))
     return out
+
+
+def onnx_refusal(model: ModelSpec, packaged: str | None) -> str | None:
+    """An ONNX graph (its opset, its operators) loads in onnxruntime X iff onnxruntime X can build a
+    session from it: with the package's onnxruntime installed here, try exactly that."""
+    if packaged is None or not model.artifact.startswith("file://") or model.artifact.endswith((".tar.gz", ".tgz")):
+        return None
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    if ort.__version__ != packaged:
+        return None  # another onnxruntime here proves nothing about the package's
+    path = uri_to_path(model.artifact)
+    if not path.is_file():
+        return None
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        text = " ".join(str(e).split())
+        # onnxruntime prefixes the C++ function that failed: keep the sentence after it.
+        cause = re.sub(r"^.*?\)\s(?=[A-Z])", "", text)[:300] or type(e).__name__
+        opset = _onnx_opset(path)
+        declared = f"declares opset {opset}; " if opset is not None else ""
+        return (
+            f"model {model.name!r}: {declared}onnxruntime {packaged} (the Lambda package's) cannot load it ({cause}); "
+            "export it for an opset this onnxruntime supports (skl2onnx target_opset) or package a newer onnxruntime"
+        )
+    return None
+
+
+def _onnx_opset(path: Path) -> int | None:
+    """The default-domain opset an ONNX file declares (needs the `onnx` package)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return None
+    return next((int(o.version) for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def summary(cfg: RouterConfig, source: str) -> dict[str, Any]:

@@ -203,3 +203,32 @@ def test_the_inline_loader_loads_a_model_of_its_own_version(tmp_path: Path) -> N
     runner = InlineRunner(FileObjectStore(b"k" * 32), tmp_path / "cache")
     x = [[0.5, -0.2, 0.1, 0.0]]
     assert runner.predict(spec, x, OutputKind.PREDICT) == MODELS["forest"].predict(np.array(x)).tolist()
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def test_validate_refuses_an_onnx_graph_the_packaged_onnxruntime_cannot_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import onnx
+    import onnxruntime
+    from skl2onnx import to_onnx
+
+    graph = to_onnx(MODELS["forest"], np.zeros((1, 4), dtype=np.float32), target_opset=17)
+    ok = tmp_path / "ok.onnx"
+    ok.write_bytes(graph.SerializeToString())
+    cfg = config(tmp_path, ok).read_text().replace("framework: sklearn", "framework: onnx")
+    (tmp_path / "router.yaml").write_text(cfg)
+    assert lambda_versions()["onnxruntime"] == onnxruntime.__version__  # the dev stack holds the package's
+    assert main(["config", "validate", str(tmp_path / "router.yaml")]) == 0
+    capsys.readouterr()
+    for opset in graph.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = 99  # no onnxruntime implements this opset
+    future = tmp_path / "future.onnx"
+    onnx.save(graph, str(future))
+    (tmp_path / "router.yaml").write_text(config(tmp_path, future).read_text().replace("framework: sklearn", "framework: onnx"))
+    assert main(["config", "validate", str(tmp_path / "router.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert f"onnxruntime {onnxruntime.__version__} (the Lambda package's) cannot load it" in err
+    assert "model 'churn': declares opset 99; onnxruntime" in err and "Opset 99 is under development" in err
+    assert "target_opset" in err
