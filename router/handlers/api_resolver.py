@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from router import __version__
-from router.domain import Mode
+from router.domain import JobStatus, Mode
 from router.errors import InternalError, InvalidJson, NotFound, RouterError, UnsupportedMediaType
 from router.handlers import telemetry
 from router.handlers.api import (
@@ -251,7 +251,7 @@ _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "1-255 printable characters: repeating the same request with the same key returns the same job; "
                    "another body with the key is 422 idempotency_key_reuse. Keys are per owner.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},  # printable ASCII, no space
 }
 _PREFER = {
     "name": "Prefer", "in": "header", "required": False,
@@ -293,6 +293,10 @@ def _finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                     headers["X-Router-Route"] = _HEADER_DOCS["X-Router-Route"]
                     if status == "202" or path.endswith("/jobs"):
                         headers["Location"] = _HEADER_DOCS["Location"]
+            for param in op.get("parameters", []):
+                if path == "/v1/jobs" and param.get("name") == "status":  # "" (no filter) or a status; else 400
+                    param["schema"] = {"anyOf": [{"type": "string", "enum": ["", *(s.value for s in JobStatus)]}, {"type": "null"}],
+                                       "title": "Status", "description": param.get("description", "")}
             if method == "post" and path.endswith(("/predict", "/jobs")):
                 params = op.setdefault("parameters", [])
                 params.append(_IDEMPOTENCY_KEY)
@@ -300,6 +304,11 @@ def _finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
                     params.append(_PREFER)
     text = json.dumps(doc.get("paths", {}))
     schemas = components.get("schemas", {})
+    if "JobBody" in schemas:  # exactly one of instances / input (JobBody._one_source)
+        schemas["JobBody"]["oneOf"] = [
+            {"required": ["instances"], "properties": {"instances": {"type": "array"}, "input": {"type": "null"}}},
+            {"required": ["input"], "properties": {"input": {"type": "object"}, "instances": {"type": "null"}}},
+        ]
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         if name in schemas and f"#/components/schemas/{name}" not in text:
             del schemas[name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -147,6 +148,20 @@ def test_openapi_matches_the_served_routes(handler: Any) -> None:
     schema_ref = json.dumps(predict["requestBody"])
     assert "PredictBody" in schema_ref
     assert {"400", "404", "413", "422"} <= set(predict["responses"])
+    # As strict as the handler: a request the document allows is not a 400 (schemathesis ST202).
+    (status_param,) = [p for p in spec["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status"]
+    allowed = status_param["schema"]["anyOf"][0]["enum"]
+    for value in allowed:
+        assert call(handler, event("GET", "/v1/jobs", query={"status": value}))[0] == 200, value
+    assert call(handler, event("GET", "/v1/jobs", query={"status": "ok"}))[0] == 400
+    one_of = spec["components"]["schemas"]["JobBody"]["oneOf"]
+    assert {tuple(branch["required"]) for branch in one_of} == {("instances",), ("input",)}
+    assert call(handler, event("POST", "/v1/models/tree/jobs", {}))[0] == 400
+    (key_param,) = [p for p in spec["paths"]["/v1/models/{model}/jobs"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
+    pattern = re.compile(key_param["schema"]["pattern"])
+    for key in ("k-1", "a b", "é", "~!"):
+        st = call(handler, event("POST", "/v1/models/tree/jobs", {"instances": [[1, 2, 3]]}, headers={"Idempotency-Key": key}))[0]
+        assert (st == 202) == bool(pattern.match(key)), (key, st)
 
 
 def test_model_detail_shows_the_estimate_against_what_happened(handler: Any, runtime: Runtime) -> None:
