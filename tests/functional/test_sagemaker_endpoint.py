@@ -355,8 +355,11 @@ def test_in_service_follows_the_endpoint_status(status: str, serving: bool) -> N
         },
         {"EndpointName": "e"},
     )
+    client = SageMakerEndpointClient(None, sm)
+    assert client.status("e") == "Unknown"  # nobody looked yet; status() never calls AWS
     with stub:
-        assert SageMakerEndpointClient(None, sm).in_service("e") is serving
+        assert client.in_service("e") is serving
+    assert client.status("e") == status  # what health and the 503-vs-422 choice read
 
 
 def test_throttled_describe_serves_the_stale_answer_or_raises_503() -> None:
