@@ -180,18 +180,17 @@ class FakeBatch:
         return self.jobs[name]
 
 
-def answer_transform(objects: MemoryObjectStore, jobs_root: str, job_id: str, predict: Callable[[Any], Any] = lambda record: 3) -> int:
+def answer_transform(objects: MemoryObjectStore, jobs_root: str, job_id: str, value: Any = 3) -> int:
     """Play SageMaker's part of a batch transform the router staged: answer each request line of
-    `transform-input/requests.jsonl` with {"predictions": [...]} on one line of
-    `transform/requests.jsonl.out` (SplitType=Line, SingleRecord, AssembleWith=Line). Returns the
-    number of records answered."""
+    `transform-input/requests.jsonl` with {"predictions": [value, ...]} (one per instance, counts
+    from the staged `batches.json`) on one line of `transform/requests.jsonl.out` (SplitType=Line,
+    SingleRecord, AssembleWith=Line). Returns the number of records answered."""
     import json
 
     base = f"{jobs_root}/{job_id}"
-    answers, records = [], 0
-    for line in objects.get_bytes(f"{base}/transform-input/requests.jsonl").splitlines():
-        instances = json.loads(line)["instances"]
-        answers.append(json.dumps({"predictions": [predict(r) for r in instances]}).encode() + b"\n")
-        records += len(instances)
+    if not objects.exists(f"{base}/batches.json"):
+        return 0  # never staged: no transform job could have run
+    batches = json.loads(objects.get_bytes(f"{base}/batches.json"))["batches"]
+    answers = [json.dumps({"predictions": [value] * n}).encode() + b"\n" for n in batches]
     objects.put_bytes(f"{base}/transform/requests.jsonl.out", b"".join(answers))
-    return records
+    return int(sum(batches))

@@ -98,7 +98,7 @@ class JobLifecycle(RuleBasedStateMachine):
             return
         name = transform_job_name(job_id)
         if status == "Completed":  # SageMaker wrote the output before saying so
-            answer_transform(self.objects, "s3://bucket-x/jobs", job_id, lambda record: 1)
+            answer_transform(self.objects, "s3://bucket-x/jobs", job_id, 1)
         self.svc.on_batch_state(job_id, BatchJobState(name, status, "boom" if status == "Failed" else None))
 
     @precondition(lambda self: self.job_ids)
