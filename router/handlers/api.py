@@ -215,6 +215,31 @@ def utf8_len(text: str | None) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+_MAPPING_FIELDS = ("headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
+                   "pathParameters", "requestContext")
+
+
+def not_a_proxy_event(event: Any) -> str | None:
+    """Why `event` is neither a REST (1.0) nor an HTTP API (2.0) proxy event; None when it is one."""
+    if not isinstance(event, dict):
+        return f"the event is a JSON {type(event).__name__}, not an object"
+    for key in _MAPPING_FIELDS:
+        if event.get(key) is not None and not isinstance(event[key], dict):
+            return f"`{key}` is not an object"
+    if is_v2(event):
+        rc = event.get("requestContext") or {}
+        if not isinstance(rc.get("http") or {}, dict) or not isinstance(rc.get("authorizer") or {}, dict):
+            return "`requestContext.http` or `requestContext.authorizer` is not an object"
+        if not isinstance(event.get("cookies") or [], list):
+            return "`cookies` is not a list"
+        return None
+    if not isinstance(event.get("httpMethod"), str) or not isinstance(event.get("path"), str):
+        return "`httpMethod` and `path` must be strings"
+    if event.get("body") is not None and not isinstance(event["body"], str):
+        return "`body` is not a string"
+    return None
+
+
 def is_v2(event: Mapping[str, Any]) -> bool:
     """HTTP API payload format 2.0 (also Lambda function URLs)."""
     return "httpMethod" not in event and (event.get("version") == "2.0" or "rawPath" in event)
@@ -307,6 +332,12 @@ class ApiHandler:
         self._resolver_lock = threading.Lock()
 
     def __call__(self, event: Event, context: Any) -> Response:
+        problem = not_a_proxy_event(event)
+        if problem is not None:
+            rid = "local-" + uuid.uuid4().hex
+            resp = error_response(InvalidRequest(f"not an API Gateway proxy event: {problem}"), rid)
+            _add_header(resp, "X-Request-Id", rid)
+            return resp
         v2 = is_v2(event)
         if v2:
             event = from_v2(event)

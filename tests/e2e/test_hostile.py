@@ -243,5 +243,14 @@ def test_http_api_v2_events_to_the_lambda_handler(site: tuple[Server, Path, dict
             text = resp["body"].encode()
             enveloped(int(resp["statusCode"]), json.loads(text), text)
             assert "multiValueHeaders" not in resp or event.get("version") != "2.0", resp
+        # What no API Gateway sends, a misconfigured trigger might: 400 in the envelope, never a crash.
+        rest = {"httpMethod": "GET", "path": "/v1/health", "headers": {}}
+        for odd in ([], "event", None, 7, {**rest, "headers": ["a"]}, {**rest, "httpMethod": None},
+                    {**rest, "body": {"instances": []}}, v2("GET", "/v1/health", None, headers=["x"]),
+                    v2("GET", "/v1/health", None, cookies="a=b"), {"version": "2.0", "requestContext": {"http": "GET"}}):
+            resp = handler(odd, LocalContext("odd", 29))  # type: ignore[arg-type]
+            text = resp["body"].encode()
+            assert int(resp["statusCode"]) == 400, (odd, resp)
+            enveloped(400, json.loads(text), text)
     finally:
         rt.close()
