@@ -1,7 +1,7 @@
 """Benchmark `coldstart`: a fresh interpreter importing the API handler module, and a fresh
 interpreter going all the way to its first iris prediction (import, config, runtime, model load,
 one event), against a fresh interpreter importing `json`. Also lists the heavy modules the API
-handler's import graph pulls in (ROADMAP "Performance": no boto3 until an AWS call, no pandas,
+handler's import graph pulls in (no boto3 until an AWS call, no pandas,
 sagemaker SDK or torch) and its largest imports by cumulative time (`python -X importtime`).
 """
 
@@ -20,7 +20,7 @@ NAME = "coldstart"
 TITLE = "fresh-interpreter import of router.handlers.api (and first response) vs `import json`"
 
 HEAVY = ("boto3", "botocore", "pandas", "sagemaker", "torch", "sklearn", "numpy", "scipy", "onnxruntime")
-FORBIDDEN = ("boto3", "pandas", "sagemaker", "torch")  # ROADMAP: never in the API handler's import graph
+FORBIDDEN = ("boto3", "pandas", "sagemaker", "torch")  # never in the API handler's import graph
 
 MODULES_PROBE = f"""
 import json, sys
@@ -197,7 +197,7 @@ def _modules(ctx: Context, env: dict[str, str]) -> None:
     bad = [m for m in FORBIDDEN if counts.get(m)]
     ctx.report.note(
         NAME,
-        "ROADMAP import-graph check (no boto3, pandas, sagemaker, torch): "
+        "import-graph check (no boto3, pandas, sagemaker, torch): "
         + ("OK" if not bad else "VIOLATED by " + ", ".join(bad)),
     )
 

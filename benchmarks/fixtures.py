@@ -109,7 +109,7 @@ def check_ok(resp: dict[str, Any], expected: list[Any]) -> None:
 
 def iris_onnx(demo_path: Path, out_dir: Path) -> dict[str, Any]:
     """The demo's iris forest converted with skl2onnx (probabilities as a tensor, no ZipMap), as a
-    config model entry named `iris-onnx`, the fast path of ROADMAP "Performance"."""
+    config model entry named `iris-onnx`, the ONNX fast path."""
     import hashlib
 
     import joblib

@@ -2,7 +2,7 @@
 
 Each has one AWS adapter and one embedded (local) adapter in `router/adapters/`, wired by
 `bootstrap.py`. Ports are injected, never patched, so tests pass fakes and a fault-injection
-wrapper can sit in front of any adapter (ROADMAP.md).
+wrapper can sit in front of any adapter.
 """
 
 from __future__ import annotations

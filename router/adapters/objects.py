@@ -1,7 +1,7 @@
 """One ObjectStore over both schemes: file:// goes to the file store, s3:// to the S3 store.
 
 The S3 store is built on first use through a factory, so a local run that only touches files
-never imports boto3 (cold start, ROADMAP "lean cold start").
+never imports boto3 (cold start).
 """
 
 from __future__ import annotations

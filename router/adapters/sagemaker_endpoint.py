@@ -61,7 +61,7 @@ def make_runtime_client(sync_timeout_s: float, region: str | None = None, endpoi
     """A boto3 sagemaker-runtime client whose timeouts and retries fit in `sync_timeout_s`.
 
     boto3 is imported here, not at module import: the API handler stays free of boto3 until an
-    AWS call is needed (ROADMAP.md, lean cold start).
+    AWS call is needed (lean cold start).
     """
     import boto3
     from botocore.config import Config

@@ -422,7 +422,7 @@ def test_every_handler_in_the_template_imports_and_is_callable(template: dict[st
 
 @pytest.mark.parametrize("dotted", sorted(HANDLERS.values()))
 def test_each_handler_imports_on_its_own_in_a_fresh_interpreter(dotted: str) -> None:
-    # What a cold start does: import only this module (ROADMAP: every handler importable on its own).
+    # What a cold start does: import only this module (every handler is importable on its own).
     module, _, attr = dotted.rpartition(".")
     code = f"import importlib, sys; f = getattr(importlib.import_module({module!r}), {attr!r}); sys.exit(0 if callable(f) else 3)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)

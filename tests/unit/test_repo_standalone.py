@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE = re.compile(r"\b(?:API|ROUTING|STYLE|ARCHITECTURE|CONFIG)\.md\b|shared/design")
+OUTSIDE = re.compile(r"\b(?:API|ROUTING|STYLE|ARCHITECTURE|CONFIG|ROADMAP)\.md|\bROADMAP\b|shared/design")
 
 
 def test_no_reference_to_files_outside_the_repository() -> None:
