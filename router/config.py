@@ -247,9 +247,13 @@ class CompiledOnnx(_Strict):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, v: str) -> str:
-        if not (v.startswith("file://") or v.startswith("s3://")):
-            raise ValueError(f"must be file://PATH or s3://bucket/key, got {v!r}")
-        return v
+        return _artifact_uri(v)
+
+
+def _artifact_uri(v: str) -> str:
+    if not (v.startswith("file://") or v.startswith("s3://")):
+        raise ValueError(f"must be file://PATH or s3://bucket/key, got {v!r}")
+    return v
 
 
 def _normalize_sha256(v: Any) -> Any:
@@ -295,9 +299,7 @@ class ModelSpec(_Strict):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, v: str) -> str:
-        if not (v.startswith("file://") or v.startswith("s3://")):
-            raise ValueError(f"must be file://PATH or s3://bucket/key, got {v!r}")
-        return v
+        return _artifact_uri(v)
 
     @field_validator("features")
     @classmethod
