@@ -219,10 +219,10 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulato
     queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
-        from router.adapters.sagemaker_batch import transform_job_name
         from router.handlers.events import make_events_handler
         from router.local.sagemaker_emulator import LocalBatch
         from router.local.server import LocalContext
+        from router.sagemaker_names import transform_job_name
 
         batch = LocalBatch(config, objects, emulator_dir)
         events = make_events_handler(rt)
@@ -270,9 +270,10 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
     """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION) and SageMaker batch transform."""
     from router.adapters.dynamodb_jobs import DynamoDBJobStore
     from router.adapters.lambda_worker import LambdaWorkerQueue
-    from router.adapters.sagemaker_batch import SageMakerBatchClient, transform_job_name
+    from router.adapters.sagemaker_batch import SageMakerBatchClient
     from router.jobs import UtcClock
     from router.jobs_service import JobsService
+    from router.sagemaker_names import transform_job_name
 
     table = config.storage.job_table
     if not table.startswith("dynamodb://"):

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from router.adapters import sagemaker_contract as contract
+from router import sagemaker_contract as contract
 from router.calibration import Sample
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Job, JobStatus, Mode, OutputKind, Route
@@ -339,7 +339,7 @@ class JobsService:
 
     def _stage_transform_input(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults) -> str:
         """Write the job's input as the model's requests, one {"instances": [...]} document per line
-        (router/adapters/sagemaker_contract.py), once: the batches file is written last, so when it
+        (router/sagemaker_contract.py), once: the batches file is written last, so when it
         exists the requests are whole and a re-submission (adopting the same transform job) reuses
         them. The input is parsed and validated here; a bad record fails the job before SageMaker
         starts (InvalidInput naming the record)."""
@@ -661,10 +661,8 @@ class JobsService:
         if batches is None:
             # A job submitted before the router staged requests: its transform read the JSON Lines
             # input as it was, and `.out` is one prediction per line.
-            from router.adapters.sagemaker_batch import assemble_output
-
             name = self._input_of(job).rsplit("/", 1)[-1]
-            return int(assemble_output(self.objects, self._job_uri(job.job_id, "transform/"), [name], cast(str, job.output_uri)))
+            return int(contract.assemble_output(self.objects, self._job_uri(job.job_id, "transform/"), [name], cast(str, job.output_uri)))
         return contract.assemble_predictions(self.objects, answers_uri, batches, cast(str, job.output_uri))
 
     def sweep(self, limit: int = 100, stale_after_s: float | None = None) -> dict[str, int]:

@@ -246,7 +246,7 @@ class RouterService:
 
     def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
         assert model.endpoint is not None and self.endpoints is not None
-        from router.adapters import sagemaker_contract as contract
+        from router import sagemaker_contract as contract
 
         # The one request shape of every SageMaker path (batch transform sends the same documents).
         # Tabular rows are validated here, as inline does, so a bad row is a 422 before it costs

@@ -12,16 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.adapters.sagemaker_batch import (
-    SAGEMAKER_NAME_MAX,
-    aws_error_code,
-    aws_error_message,
-    is_already_exists,
-    is_not_found,
-    sagemaker_model_name,
-)
+from router.adapters.aws_errors import aws_error_code, aws_error_message, is_already_exists, is_not_found
 from router.config import ModelSpec, RouterConfig
 from router.errors import ConfigError
+from router.sagemaker_names import SAGEMAKER_NAME_MAX, sagemaker_model_name
 from sagemaker_jobs.images import DEFAULT_IMAGES
 
 VARIANT_NAME = "AllTraffic"

@@ -153,8 +153,8 @@ class FakeBatch:
         self.objects = objects
 
     def submit(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str) -> str:
-        from router.adapters.sagemaker_batch import transform_job_name
         from router.errors import Throttled
+        from router.sagemaker_names import transform_job_name
 
         if self.throttle_next:
             self.throttle_next -= 1

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from router.adapters.sagemaker_batch import aws_error_code, aws_error_message, is_not_found
+from router.adapters.aws_errors import aws_error_code, aws_error_message, is_not_found
 from router.errors import BackendError, BackendTimeout, BackendUnavailable, ModelRejectedInput
 
 # Statuses in which an endpoint answers InvokeEndpoint: during Updating / SystemUpdating the old

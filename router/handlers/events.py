@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from router.adapters.sagemaker_batch import job_id_from_transform_job_name, parse_state_change_event
 from router.errors import InvalidRequest
 from router.handlers import Handler, lambda_entry, telemetry
+from router.sagemaker_names import job_id_from_transform_job_name
+from router.transform_events import parse_state_change_event
 
 log = logging.getLogger("router.events")
 

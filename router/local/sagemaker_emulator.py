@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from router.adapters.sagemaker_batch import transform_job_request
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig, uri_to_path
 from router.domain import Job
 from router.errors import (
@@ -39,6 +40,8 @@ from router.errors import (
     ModelRejectedInput,
 )
 from router.ports import BatchJobState, ObjectStore
+from router.sagemaker_names import transform_job_name
+from router.transform_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 log = logging.getLogger("router.emulator")
 
@@ -361,8 +364,6 @@ class LocalBatch:
 
     # -- the port
     def submit(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults, input_uri: str, output_uri: str) -> str:
-        from router.adapters.sagemaker_batch import transform_job_name, transform_job_request
-
         name = transform_job_name(job.job_id)
         # The very CreateTransformJob parameters the AWS adapter sends; the job runs by them.
         params = transform_job_request(job, model, settings, input_uri, output_uri, model_name=model.name)
@@ -523,8 +524,8 @@ class LocalBatch:
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
-            "detail-type": "SageMaker Transform Job State Change",
-            "source": "aws.sagemaker",
+            "detail-type": EVENT_DETAIL_TYPE,
+            "source": EVENT_SOURCE,
             "account": "000000000000",
             "time": _now(),
             "region": "local",

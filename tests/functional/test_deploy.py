@@ -17,9 +17,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from router.adapters.sagemaker_batch import sagemaker_model_name
 from router.config import ModelSpec, RouterConfig
 from router.errors import ConfigError
+from router.sagemaker_names import sagemaker_model_name
 from sagemaker_jobs.deploy import (
     ApiCall,
     DeployError,

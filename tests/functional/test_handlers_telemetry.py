@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from router.adapters.sagemaker_batch import EVENT_DETAIL_TYPE, EVENT_SOURCE, transform_job_name
 from router.domain import JobStatus
 from router.handlers import telemetry
 from router.handlers.events import make_events_handler
 from router.handlers.sweeper import make_sweeper
 from router.handlers.worker import make_worker
+from router.sagemaker_names import transform_job_name
+from router.transform_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 JOB = "job_01JAAAAAAAAAAAAAAAAAAAAAAA"
 REPO = Path(__file__).resolve().parents[2]

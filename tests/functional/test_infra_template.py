@@ -24,9 +24,10 @@ from samtranslator.translator.managed_policy_translator import ManagedPolicyLoad
 from samtranslator.translator.transform import transform
 
 from router.adapters import dynamodb_schema as schema
-from router.adapters.sagemaker_batch import EVENT_DETAIL_TYPE, EVENT_SOURCE, NAME_PREFIX, transform_job_name
 from router.cli.package_cmd import DEFAULT_RUNTIME
 from router.config import Jobs, Runtime
+from router.sagemaker_names import NAME_PREFIX, transform_job_name
+from router.transform_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import pytest
 
-from router.adapters.sagemaker_batch import transform_job_name
 from router.adapters.sqlite_jobs import SqliteJobStore
 from router.config import RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
@@ -27,6 +26,7 @@ from router.errors import (
 from router.jobs import new_job_id
 from router.jobs_service import JobsService
 from router.ports import BatchJobState
+from router.sagemaker_names import transform_job_name
 from router.service import RouterService
 from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore, answer_transform
 

@@ -15,13 +15,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from router.adapters.sagemaker_batch import transform_job_name
 from router.adapters.sqlite_jobs import SqliteJobStore
 from router.config import RouterConfig
 from router.domain import JobStatus, OutputKind, Route
 from router.errors import IdempotencyKeyReuse, JobNotCancellable
 from router.jobs_service import JobsService
 from router.ports import BatchJobState
+from router.sagemaker_names import transform_job_name
 from router.service import RouterService
 from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore, answer_transform
 

@@ -18,12 +18,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from router.adapters.file_store import FileObjectStore
-from router.adapters.sagemaker_batch import parse_state_change_event, transform_job_name
 from router.config import RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
 from router.errors import BackendError, ModelRejectedInput
 from router.jobs import new_job_id
 from router.local.sagemaker_emulator import LocalBatch, LocalEndpoints
+from router.sagemaker_names import transform_job_name
+from router.transform_events import parse_state_change_event
 from sagemaker_jobs.package import build_package
 from tests.fakes import FakeClock
 

@@ -18,13 +18,13 @@ from moto import mock_aws
 
 from router.adapters import dynamodb_schema as sc
 from router.adapters.dynamodb_jobs import DynamoDBJobStore
-from router.adapters.sagemaker_batch import transform_job_name
 from router.adapters.sqlite_jobs import SqliteJobStore
 from router.config import RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
 from router.errors import BackendUnavailable
 from router.jobs_service import REPLAY_DISPATCH_AFTER_S, JobsService
 from router.ports import JobStore
+from router.sagemaker_names import transform_job_name
 from router.service import RouterService
 from tests.fakes import FakeBatch, FakeClock, FakeQueue, FakeRunner, MemoryObjectStore
 

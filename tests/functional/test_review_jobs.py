@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from router.adapters.sagemaker_batch import transform_job_name
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
 from router.errors import BackendError, BackendUnavailable
 from router.jobs import new_job_id
 from router.jobs_service import JobsService
+from router.sagemaker_names import transform_job_name
 from router.service import RouterService
 from tests.fakes import FakeBatch, FakeRunner
 from tests.functional.test_jobs_service import (

@@ -18,17 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from router.adapters.sagemaker_batch import (
-    SageMakerBatchClient,
-    assemble_output,
-    job_id_from_transform_job_name,
-    parse_state_change_event,
-    sagemaker_model_name,
-    transform_job_name,
-)
+from router.adapters.sagemaker_batch import SageMakerBatchClient
 from router.config import MODEL_NAME_RE, BatchTransformDefaults, ModelSpec
 from router.domain import Job, JobStatus, OutputKind, Route
 from router.errors import BackendError, BackendUnavailable, InvalidRequest, Throttled
+from router.sagemaker_contract import assemble_output
+from router.sagemaker_names import job_id_from_transform_job_name, sagemaker_model_name, transform_job_name
+from router.transform_events import parse_state_change_event
 
 # One session for the module: it caches the (large) SageMaker service models, so each client
 # is cheap. Created after `import moto`, so moto's handler is part of it.

@@ -1,4 +1,4 @@
-"""The model's inference contract (router/adapters/sagemaker_contract.py): the endpoint call and
+"""The model's inference contract (router/sagemaker_contract.py): the endpoint call and
 every batch-transform request carry the same document; the router stages a job's input as those
 documents and assembles the model's answers back into one prediction per record, checking each
 answer's length."""
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from router.adapters import sagemaker_contract as contract
+from router import sagemaker_contract as contract
 from router.config import RouterConfig
 from router.domain import OutputKind
 from router.errors import BackendError, InvalidInput
@@ -147,9 +147,9 @@ def test_a_missing_output_fails_and_writes_no_result() -> None:
 
 
 def test_the_job_service_stages_once_and_a_bad_record_fails_the_job_before_sagemaker(tmp_path: Path) -> None:
-    from router.adapters.sagemaker_batch import transform_job_name
     from router.adapters.sqlite_jobs import SqliteJobStore
     from router.domain import JobStatus
+    from router.sagemaker_names import transform_job_name
 
     cfg = RouterConfig.model_validate({
         "storage": {"jobs": "s3://bucket/jobs", "artifacts": "s3://bucket/models", "job_table": "sqlite:///x.db"},

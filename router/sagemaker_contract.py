@@ -18,8 +18,9 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, BinaryIO, cast
 
 from router.config import ModelSpec
 from router.errors import BackendError, InvalidInput
@@ -39,6 +40,7 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _WS = re.compile(r"[ \t\n\r]*")
 _READ_START = 1 << 20
 _READ_MAX = 16 << 20
+_COPY_CHUNK = 1 << 20  # stream .out files 1 MiB at a time: a result can exceed Lambda memory
 
 
 def request_rows(model: ModelSpec, instances: Sequence[Any]) -> list[Any]:
@@ -225,6 +227,52 @@ def assemble_predictions(objects: ObjectStore, out_uri: str, batches: list[int],
     return total
 
 
+def _join_uri(prefix_uri: str, name: str) -> str:
+    return f"{prefix_uri.rstrip('/')}/{name.lstrip('/')}"
+
+
+def assemble_output(objects: ObjectStore, output_prefix_uri: str, input_names: list[str], result_uri: str) -> int:
+    """Concatenate SageMaker's `<input-object-name>.out` files, in input order, into the job's
+    single JSON Lines result at `result_uri`; returns the number of lines (= records). The form
+    of a job submitted before the router staged requests: its `.out` is one prediction per line.
+
+    `input_names` are the input objects' names relative to the input prefix (SageMaker keeps that
+    relative path under the output path). A missing `.out` means SageMaker lost records: that is
+    a BackendError, never a silently short result. Streams through the store's `open_write` when
+    it has one (atomic on close), else builds the result in memory for `put_bytes`.
+    """
+    parts = [_join_uri(output_prefix_uri, f"{name}.out") for name in input_names]
+    missing = [uri for uri in parts if not objects.exists(uri)]
+    if missing:
+        raise BackendError(
+            f"batch transform output is missing {len(missing)} of {len(parts)} part(s)", details={"missing": missing[:10]}
+        )
+    open_write = getattr(objects, "open_write", None)
+    if callable(open_write):
+        with cast(AbstractContextManager[BinaryIO], open_write(result_uri, "application/jsonlines")) as out:
+            return _copy_parts(objects, parts, out.write)
+    chunks: list[bytes] = []
+    lines = _copy_parts(objects, parts, chunks.append)
+    objects.put_bytes(result_uri, b"".join(chunks), "application/jsonlines")
+    return lines
+
+
+def _copy_parts(objects: ObjectStore, parts: list[str], write: Callable[[bytes], object]) -> int:
+    lines = 0
+    for uri in parts:
+        last = b""
+        with objects.open_read(uri) as src:
+            while chunk := src.read(_COPY_CHUNK):
+                write(chunk)
+                lines += chunk.count(b"\n")
+                last = chunk
+        if last and not last.endswith(b"\n"):
+            # AssembleWith=Line separates records with newlines but may not end the file with one.
+            write(b"\n")
+            lines += 1
+    return lines
+
+
 _MISSING: Any = object()
 
 
@@ -247,6 +295,7 @@ __all__ = [
     "MAX_RECORDS_PER_REQUEST",
     "PAYLOAD_MB_BYTES",
     "REQUESTS_NAME",
+    "assemble_output",
     "assemble_predictions",
     "json_values",
     "predictions_of",
