@@ -43,7 +43,7 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 # runtime.* keys whose upper bound is an AWS quota that cannot be raised.
 AWS_FIXED_MAXIMA = frozenset(
     {"lambda_timeout_s", "lambda_memory_mb", "lambda_ephemeral_mb", "sync_payload_mb", "api_payload_mb",
-     "endpoint_timeout_s", "endpoint_payload_mb"}
+     "endpoint_timeout_s", "endpoint_payload_mb", "async_payload_mb", "async_timeout_s"}
 )
 NonNegFloat = Annotated[float, Field(ge=0)]
 
@@ -65,6 +65,8 @@ class Runtime(_Strict):
     api_payload_mb: float = Field(10.0, gt=0, le=10, description="API Gateway REST payload limit (10 MB; AWS's fixed maximum).")
     endpoint_timeout_s: float = Field(60.0, gt=0, le=60, description="SageMaker real-time endpoint invocation timeout (60 s; AWS's fixed maximum).")
     endpoint_payload_mb: float = Field(6.0, gt=0, le=6, description="SageMaker real-time endpoint payload limit (6 MB; AWS's fixed maximum).")
+    async_payload_mb: float = Field(1024.0, gt=0, le=1024, description="SageMaker asynchronous inference request payload limit (1 GB; AWS's fixed maximum).")
+    async_timeout_s: float = Field(3600.0, gt=0, le=3600, description="SageMaker asynchronous inference processing time per request (3,600 s; AWS's fixed maximum).")
 
 
 class Prices(_Strict):
@@ -79,7 +81,7 @@ class Prices(_Strict):
 
 
 # Routes a profile may time on their own (docs/routing.md "Estimates").
-ProfiledRoute = Literal["inline", "endpoint", "lambda-job", "batch-transform"]
+ProfiledRoute = Literal["inline", "endpoint", "lambda-job", "batch-transform", "async-inference"]
 
 
 class RouteTiming(_Strict):
@@ -134,6 +136,9 @@ class Routing(_Strict):
     )
     batch_startup_s: NonNegFloat = Field(300.0, description="Assumed SageMaker batch-transform start-up (instances provisioning, container pull).")
     endpoint_overhead_ms: NonNegFloat = Field(20.0, description="Assumed network + serialization overhead of one endpoint call.")
+    async_startup_s: NonNegFloat = Field(
+        300.0, description="Assumed start-up of an asynchronous inference endpoint scaled to zero (an instance provisioned, the container pulled)."
+    )
     endpoint_status_ttl_s: NonNegFloat = Field(30.0, description="How long an endpoint's InService status is cached.")
     calibrate: bool = Field(
         False, description="Learn per-record times from recent work done by this process (bounded; the reason says so). Off: the profile alone."
@@ -228,6 +233,45 @@ class EndpointSpec(_Strict):
     instance_count: int = Field(1, ge=1)
 
 
+SNS_TOPIC_ARN_RE = r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]*:[0-9]{12}:[a-zA-Z0-9_.-]+$"
+S3_PREFIX_RE = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+
+
+class AsyncInferenceSpec(_Strict):
+    """A SageMaker asynchronous inference endpoint for a model (route `async-inference`, job mode)."""
+
+    endpoint_name: str | None = Field(
+        None, pattern=ENDPOINT_NAME_RE, description="SageMaker endpoint name; default: router-<model name>-async (slugged)."
+    )
+    instance_type: str = Field("ml.m5.large", pattern=INSTANCE_TYPE_RE, description="Instance type of the endpoint's variant (priced by prices.instance_hour).")
+    instance_count: int = Field(1, ge=1, description="InitialInstanceCount: instances when the endpoint is created.")
+    min_instances: int = Field(0, ge=0, description="Fewest instances autoscaling keeps; 0 scales to zero when idle (a request then pays routing.async_startup_s).")
+    max_instances: int = Field(1, ge=1, description="Most instances autoscaling runs.")
+    max_concurrent_invocations_per_instance: int = Field(
+        1, ge=1, le=1000, description="ClientConfig.MaxConcurrentInvocationsPerInstance: requests one instance works on at a time."
+    )
+    invocation_timeout_s: int = Field(3600, ge=1, le=3600, description="InvokeEndpointAsync InvocationTimeoutSeconds: a request's processing limit (<= 3,600 s).")
+    output_path: str | None = Field(
+        None, pattern=S3_PREFIX_RE, description="OutputConfig.S3OutputPath: where SageMaker writes results; default: <storage.jobs>/async-output/."
+    )
+    failure_path: str | None = Field(
+        None, pattern=S3_PREFIX_RE, description="OutputConfig.S3FailurePath: where SageMaker writes a failed request's error; default: <storage.jobs>/async-failure/."
+    )
+    success_topic: str | None = Field(None, pattern=SNS_TOPIC_ARN_RE, description="NotificationConfig.SuccessTopic: SNS topic ARN told when a request succeeds.")
+    error_topic: str | None = Field(None, pattern=SNS_TOPIC_ARN_RE, description="NotificationConfig.ErrorTopic: SNS topic ARN told when a request fails.")
+    scale_to_zero_after_s: PositiveFloat = Field(
+        600.0, description="Idle time after which the endpoint scales in to min_instances (the autoscaling cooldown; the local emulator does the same)."
+    )
+
+    @model_validator(mode="after")
+    def _instance_bounds(self) -> AsyncInferenceSpec:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})")
+        if self.instance_count > self.max_instances:
+            raise ValueError(f"instance_count ({self.instance_count}) exceeds max_instances ({self.max_instances})")
+        return self
+
+
 class CompiledOnnx(_Strict):
     """A scikit-learn model's ONNX conversion, checked against it (`router models compile`)."""
 
@@ -281,6 +325,9 @@ class ModelSpec(_Strict):
     inline: bool = Field(True, description="false: never run in-process, even if the framework allows it.")
     endpoint: EndpointSpec | None = None
     batch_transform: BatchTransformOverride | None = None
+    async_inference: AsyncInferenceSpec | None = Field(
+        None, description="A SageMaker asynchronous inference endpoint: jobs of one large or slow request may go there (route async-inference)."
+    )
     image_uri: str | None = Field(None, description="Container image for SageMaker (framework `container`, or to override the official image).")
     description: str | None = None
     onnx: CompiledOnnx | None = Field(None, description="sklearn models: an ONNX conversion the inline route and lambda-job run instead.")
@@ -320,6 +367,17 @@ class ModelSpec(_Strict):
         if self.onnx is not None:
             return "onnx", self.onnx.artifact, self.onnx.sha256
         return self.framework, self.artifact, self.sha256
+
+    @property
+    def async_endpoint_name(self) -> str | None:
+        """The async inference endpoint's name: declared, or router-<name>-async cut to SageMaker's 63 characters."""
+        spec = self.async_inference
+        if spec is None:
+            return None
+        if spec.endpoint_name is not None:
+            return spec.endpoint_name
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")
+        return f"router-{slug[:50].rstrip('-')}-async"
 
     @property
     def in_process(self) -> bool:

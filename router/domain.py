@@ -19,7 +19,7 @@ class Route(enum.StrEnum):
     ENDPOINT = "endpoint"
     LAMBDA_JOB = "lambda-job"
     BATCH_TRANSFORM = "batch-transform"
-    ASYNC_ENDPOINT = "async-endpoint"
+    ASYNC_INFERENCE = "async-inference"
 
     @property
     def mode(self) -> Mode:
@@ -51,6 +51,8 @@ class BackendState:
 
     `warm` is True when the model is already loaded in this process (no load time);
     `endpoint_in_service` is None when nobody has looked (treated as not in service);
+    `async_in_service`: the model's async inference endpoint has an instance up (no start-up);
+    None when nobody has looked (treated as scaled to zero when it may scale to zero);
     `framework_warm`: this process already imported the model's framework (a cold load skips it);
     `worker_warm` / `worker_framework_warm`: the same for the lambda-job worker (known only when
     it shares this process, as under `router serve`; a separate worker Lambda counts as cold).
@@ -58,6 +60,7 @@ class BackendState:
 
     warm: bool = False
     endpoint_in_service: bool | None = None
+    async_in_service: bool | None = None
     framework_warm: bool = False
     worker_warm: bool = False
     worker_framework_warm: bool = False

@@ -73,6 +73,40 @@ class BatchClient(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class AsyncInvocation:
+    """What InvokeEndpointAsync answered: where the result (or the error) of the request will appear."""
+
+    inference_id: str
+    output_uri: str
+    failure_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncOutcome:
+    """How one async inference request ended, from SageMaker's SNS notification (or found by polling
+    its output locations). `status`: Completed | Failed."""
+
+    inference_id: str
+    status: str
+    output_uri: str | None = None
+    failure_uri: str | None = None
+    failure_reason: str | None = None
+
+
+class AsyncInferenceClient(Protocol):
+    """A SageMaker asynchronous inference endpoint (sagemaker-runtime InvokeEndpointAsync)."""
+
+    def invoke(self, endpoint_name: str, input_uri: str, inference_id: str, *, invocation_timeout_s: int) -> AsyncInvocation:
+        """Queue one request whose body is the object at `input_uri`. Raises Throttled,
+        BackendUnavailable (retry later) or BackendError (the request is refused)."""
+        ...
+
+    def in_service(self, endpoint_name: str) -> bool | None:
+        """True when an instance is up (a request pays no start-up); None when unknown."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     jobs: list[Job]
     next_cursor: str | None

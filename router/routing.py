@@ -1,5 +1,6 @@
 """The routing decision (docs/routing.md): a pure, deterministic function of model,
-request shape, config and backend state that picks inline, endpoint, lambda-job or batch-transform,
+request shape, config and backend state that picks inline, endpoint, lambda-job, async-inference
+or batch-transform,
 with estimates and a one-line reason. No I/O, no AWS imports: requests, `/route` and `router plan` share it.
 """
 
@@ -23,7 +24,7 @@ MIB = 1_048_576
 MEMORY_PER_ARTIFACT_BYTE = 3
 
 SYNC_ROUTES = (Route.INLINE, Route.ENDPOINT)
-JOB_ROUTES = (Route.LAMBDA_JOB, Route.BATCH_TRANSFORM)
+JOB_ROUTES = (Route.LAMBDA_JOB, Route.ASYNC_INFERENCE, Route.BATCH_TRANSFORM)
 
 _COLD = BackendState()
 
@@ -373,6 +374,61 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
     return _Eval(Route.BATCH_TRANSFORM, (), estimates, f"{est} on {count} x {bt.instance_type}")
 
 
+def _async_parts(model: ModelSpec, config: RouterConfig, state: BackendState, facts: _Facts) -> tuple[float, float, float]:
+    """(start_s, fixed_s, per_record_ms) of one async inference request: start-up and load when the
+    endpoint may have scaled to zero and no instance is known to be up, the queue/S3 overhead, the timing."""
+    spec = model.async_inference
+    prof = facts.profile
+    fixed_ms, per_ms = prof.timing(Route.ASYNC_INFERENCE)
+    cold = spec is not None and spec.min_instances == 0 and not state.async_in_service
+    start = config.routing.async_startup_s + prof.load_s if cold else 0.0
+    return start, (config.routing.endpoint_overhead_ms + fixed_ms) / 1000, per_ms
+
+
+def _async_budget(model: ModelSpec, config: RouterConfig) -> float:
+    spec = model.async_inference
+    limit = config.runtime.async_timeout_s if spec is None else min(spec.invocation_timeout_s, config.runtime.async_timeout_s)
+    return config.runtime.safety_margin * limit
+
+
+def _async_idle_s(model: ModelSpec, state: BackendState) -> float:
+    """The instance-time a request pays beyond its own run: a start from zero keeps the instance
+    until the endpoint scales in again (scale_to_zero_after_s); an instance already up costs only the run."""
+    spec = model.async_inference
+    if spec is None or spec.min_instances > 0 or state.async_in_service:
+        return 0.0
+    return spec.scale_to_zero_after_s
+
+
+def _async_inference(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
+    """One InvokeEndpointAsync request: <= async_payload_mb of input, <= the invocation time limit."""
+    spec = model.async_inference
+    rt = config.runtime
+    start, fixed, per_ms = _async_parts(model, config, state, facts)
+    run = _run_time(fixed, req.records, per_ms)
+    duration = start + run
+    price = None if spec is None else config.prices.instance_hour.get(spec.instance_type)
+    # One instance serves the request: billed for the start-up, the run and the idle tail before scale-in.
+    cost = None if price is None else price * (duration + _async_idle_s(model, state)) / 3600
+    estimates = Estimates(duration, cost)
+    head = f"start-up {fmt_duration(config.routing.async_startup_s)} + load {fmt_duration(facts.profile.load_s)} + " if start else ""
+    est = f"est. {fmt_duration(duration)} ({head}{fmt_duration(fixed)} overhead + {fmt_count(req.records)} x {_per_record(per_ms)})"
+    if spec is None:
+        return _Eval(Route.ASYNC_INFERENCE, (_Failure(_OTHER, "no async_inference configured for this model"),), estimates, est)
+    limit_s = min(spec.invocation_timeout_s, rt.async_timeout_s)
+    budget = f"{_num(rt.safety_margin)} x {_num(limit_s)} s async invocation limit"
+    failures: list[_Failure] = []
+    pf = _payload_failure(req.payload_bytes, [(rt.async_payload_mb, "SageMaker async inference payload")])
+    if pf is not None:
+        failures.append(pf)
+    # The limit bounds the request's processing; start-up is queue time (RequestTTLSeconds, 6 h).
+    if not run <= _async_budget(model, config):
+        failures.append(_Failure(_TIME, f"{est} exceeds {budget}"))
+    scale = ", scales to zero" if spec.min_instances == 0 else f", at least {spec.min_instances} in service"
+    where = f"on {model.async_endpoint_name} ({spec.instance_type}{scale})"
+    return _Eval(Route.ASYNC_INFERENCE, tuple(failures), estimates, f"{est} {where}; run <= {budget}")
+
+
 # ---------------------------------------------------------------------------- job threshold
 
 
@@ -559,13 +615,148 @@ def _decide_job(
     return Decision(chosen.route, Mode.JOB, reason, chosen.estimates, candidates)
 
 
+# ---------------------------------------------------------------- job choice with async-inference
+
+
+def _switch(lo: tuple[float, float], hi: tuple[float, float], lo_limit: float) -> float:
+    """The record count from which route `hi` (f = a + b*n) is strictly better than route `lo`,
+    as in _batch_threshold: a suffix of sizes, or only when `hi` still wins at `lo`'s largest size."""
+    d = lo[1] - hi[1]
+    e = hi[0] - lo[0]
+    if d > 0:
+        if e < 0:
+            return 0.0
+        x = e / d
+        return float(math.floor(x) + 1) if x < _UNBOUNDED else math.inf
+    if d == 0:
+        return 0.0 if e < 0 else math.inf
+    return 0.0 if math.isfinite(lo_limit) and lo_limit >= 0 and d * lo_limit > e else math.inf
+
+
+def _job_lines(
+    model: ModelSpec, config: RouterConfig, state: BackendState, facts: _Facts, bt: BatchTransformDefaults | None
+) -> dict[Route, tuple[float, float] | None]:
+    """Each job route's estimate (duration or cost, by the preference) as a + b*records; None when
+    its cost is unknown (never cheaper)."""
+    prof = facts.profile
+    cost = config.routing.prefer == "cost"
+    load, fixed, per_ms = _lambda_job_fixed(facts, state)
+    gb_s = config.prices.lambda_gb_s * config.runtime.lambda_memory_mb / 1024
+    lines: dict[Route, tuple[float, float] | None] = {
+        Route.LAMBDA_JOB: (config.prices.lambda_request + gb_s * (load + fixed), gb_s * per_ms / 1000) if cost else (load + fixed, per_ms / 1000)
+    }
+    spec = model.async_inference
+    start, a_fixed, a_per_ms = _async_parts(model, config, state, facts)
+    if spec is not None:
+        price = config.prices.instance_hour.get(spec.instance_type)
+        if not cost:
+            lines[Route.ASYNC_INFERENCE] = (start + a_fixed, a_per_ms / 1000)
+        elif price is not None:
+            rate = price / 3600
+            lines[Route.ASYNC_INFERENCE] = (rate * (start + a_fixed + _async_idle_s(model, state)), rate * a_per_ms / 1000)
+        else:
+            lines[Route.ASYNC_INFERENCE] = None
+    if bt is not None:
+        b_fixed_ms, b_per_ms = prof.timing(Route.BATCH_TRANSFORM)
+        parallel = bt.instance_count * bt.max_concurrent_transforms
+        b_start = config.routing.batch_startup_s + prof.load_s + b_fixed_ms / 1000
+        price = config.prices.instance_hour.get(bt.instance_type)
+        if not cost:
+            lines[Route.BATCH_TRANSFORM] = (b_start, b_per_ms / 1000 / parallel)
+        elif price is not None:
+            rate = price * bt.instance_count / 3600
+            lines[Route.BATCH_TRANSFORM] = (rate * b_start, rate * b_per_ms / 1000 / parallel)
+        else:
+            lines[Route.BATCH_TRANSFORM] = None
+    return lines
+
+
+def _async_limit(model: ModelSpec, config: RouterConfig, state: BackendState, facts: _Facts) -> float:
+    """Largest record count async-inference takes by its time limit (-1: none, inf: unbounded)."""
+    _, fixed, per_ms = _async_parts(model, config, state, facts)
+    return _largest_fitting(lambda n: _run_time(fixed, n, per_ms), _async_budget(model, config), per_ms, fixed)
+
+
+def _tier_thresholds(
+    model: ModelSpec, config: RouterConfig, state: BackendState, facts: _Facts, bt: BatchTransformDefaults | None
+) -> tuple[float, float]:
+    """(T1, T2): the preferred job route is lambda-job below T1, async-inference from T1, batch-transform
+    from T2 (T1 <= T2 where async is skipped). Functions of the config and state only, never of the
+    request, so the preference is monotone in records: lambda-job -> async-inference -> batch-transform."""
+    lines = _job_lines(model, config, state, facts, bt)
+    lam_ok = not facts.in_process_failures
+    lam_limit = _lambda_job_limit(config, facts, state)
+    lam = lines[Route.LAMBDA_JOB]
+    assert lam is not None
+
+    def switch(lo: tuple[float, float] | None, hi: tuple[float, float] | None, lo_limit: float) -> float:
+        if hi is None:
+            return math.inf  # unknown cost: never preferred
+        return 0.0 if lo is None else _switch(lo, hi, lo_limit)
+
+    asy, bat = lines.get(Route.ASYNC_INFERENCE), lines.get(Route.BATCH_TRANSFORM)
+    t_la = 0.0 if not lam_ok else switch(lam, asy, lam_limit)
+    if Route.BATCH_TRANSFORM not in lines:
+        return t_la, math.inf
+    t_lb = 0.0 if not lam_ok else switch(lam, bat, lam_limit)
+    t_ab = switch(asy, bat, _async_limit(model, config, state, facts))
+    # Batch beating lambda-job before async does: async is never preferred.
+    t1, t2 = (math.inf, t_lb) if t_lb < t_la else (t_la, max(t_la, t_ab))
+    if lam_ok and math.isfinite(lam_limit):
+        # Beyond lambda-job's limit only async and batch compete: batch from t_ab (still one suffix).
+        t2 = min(t2, max(lam_limit + 1, t_ab))
+    return t1, t2
+
+
+def _decide_job_tiers(
+    model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts, evals: tuple[_Eval, _Eval, _Eval]
+) -> Decision:
+    """Jobs of a model with async_inference: lambda-job, async-inference, batch-transform as tiers.
+
+    The preferred tier steps up at the thresholds T1, T2; the chosen route is the first feasible
+    one from the preferred tier up (feasibility is a prefix of sizes for lambda-job and async, and
+    batch has no size limit), so more records never move a job to a lower tier. Only when nothing
+    at or above the preferred tier is feasible, the highest feasible lower tier takes the job."""
+    prefer = config.routing.prefer
+    lam, asy, bat = evals
+    candidates = tuple(e.candidate() for e in evals)
+    if not any(e.feasible for e in evals):
+        reason = "no feasible route: " + "; ".join(e.why_not() for e in evals)
+        return Decision(None, Mode.JOB, reason + _notes(model, facts, None), None, candidates)
+    bt = config.batch_settings(model)
+    t1, t2 = _tier_thresholds(model, config, state, facts, bt)
+    preferred = 2 if req.records >= t2 else 1 if req.records >= t1 else 0
+    order = list(evals)
+    up = [e for e in order[preferred:] if e.feasible]
+    chosen = up[0] if up else [e for e in order[:preferred] if e.feasible][-1]
+    parts = [f"{chosen.route.value}: {chosen.summary}"]
+    for other in evals:
+        if other is chosen:
+            continue
+        if not other.feasible:
+            parts.append(f"not {other.why_not()}")
+        elif _better(prefer, chosen, other):
+            parts.append(_comparison(prefer, chosen, other))
+        elif _better(prefer, other, chosen):
+            basis = "cheaper" if prefer == "cost" else "faster"
+            parts.append(
+                f"{other.route.value} would be {basis} here ({_comparison(prefer, other, chosen).split(' (', 1)[1]} but routes keep the "
+                "order lambda-job -> async-inference -> batch-transform as records grow (monotone)"
+            )
+        else:
+            parts.append(_tie(prefer, chosen, other))
+    reason = "; ".join(parts) + _notes(model, facts, chosen)
+    return Decision(chosen.route, Mode.JOB, reason, chosen.estimates, candidates)
+
+
 # ---------------------------------------------------------------------------- public API
 
 
 def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state: BackendState = _COLD) -> Decision:
     """Route one request (docs/routing.md). Pure and deterministic.
 
-    Sync candidates are inline then endpoint, job candidates lambda-job then batch-transform;
+    Sync candidates are inline then endpoint, job candidates lambda-job, async-inference (only for a
+    model with `async_inference`) then batch-transform;
     every candidate is returned with estimates and, when infeasible, its reasons. Raises
     InvalidRequest for a negative record count or payload size.
     """
@@ -579,6 +770,9 @@ def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state:
         return _decide_sync(model, config, facts, evals, state)
     lam = _lambda_job(model, request, config, state, facts)
     bat = _batch(model, request, config, facts)
+    if model.async_inference is not None:
+        asy = _async_inference(model, request, config, state, facts)
+        return _decide_job_tiers(model, request, config, state, facts, (lam, asy, bat))
     return _decide_job(model, request, config, state, facts, lam, bat)
 
 
@@ -591,6 +785,9 @@ def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: Bac
     rt = config.runtime
     if route is Route.BATCH_TRANSFORM:
         return None
+    if route is Route.ASYNC_INFERENCE:
+        n = _async_limit(model, config, state, facts)
+        return None if math.isinf(n) else int(n)
     if route is Route.ENDPOINT:
         fixed_ms, per_ms = prof.timing(Route.ENDPOINT)
         fixed = (config.routing.endpoint_overhead_ms + fixed_ms) / 1000
@@ -634,7 +831,7 @@ _ORDER = SYNC_ROUTES + JOB_ROUTES
 
 
 def possible_routes(model: ModelSpec, config: RouterConfig) -> RouteOptions:
-    state = BackendState(warm=True, endpoint_in_service=True)
+    state = BackendState(warm=True, endpoint_in_service=True, async_in_service=True)
     routes: list[Route] = []
     excluded: dict[Route, str] = {}
     for mode in (Mode.SYNC, Mode.JOB):

@@ -196,6 +196,8 @@ def _print_summary(cfg: RouterConfig, source: str) -> None:
 def _route_label(model: ModelSpec, route: Route) -> str:
     if route is Route.ENDPOINT and model.endpoint is not None:
         return f"endpoint ({model.endpoint.name})"
+    if route is Route.ASYNC_INFERENCE and model.async_inference is not None:
+        return f"async-inference ({model.async_endpoint_name})"
     return route.value
 
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 OWN_ALICE = "key-alice-0123456789"
 OWN_BOB = "key-bob-0123456789"
-ROUTES = {"inline", "endpoint", "lambda-job", "batch-transform", "async-endpoint"}
+ROUTES = {"inline", "endpoint", "lambda-job", "batch-transform", "async-inference"}
 STATUSES = {"queued", "running", "succeeded", "failed", "cancelling", "cancelled"}
 JOB_KEYS = {
     "job_id", "model", "status", "route", "reason", "created_at", "updated_at", "started_at", "finished_at",

@@ -567,3 +567,60 @@ def test_an_old_profile_means_what_it_meant() -> None:
     m = only(cfg)
     assert cand(decide(m, job(1_000), cfg), Route.LAMBDA_JOB).estimates.duration_s == 3.0
     assert decide(m, sync(1_000), cfg, WARM).estimates.duration_s == 1.0  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ async-inference (job)
+
+ASYNC_UP = BackendState(async_in_service=True)
+
+
+def async_model(**kw: Any) -> dict[str, Any]:
+    return spec(inline=False, profile={"load_s": 2, "per_record_ms": 1}, async_inference={"min_instances": 0, **kw})
+
+
+def test_async_inference_takes_a_job_batch_would_take_when_an_instance_is_up() -> None:
+    cfg = make([async_model()], runtime=HALF, sagemaker=BATCH)
+    d = decide(only(cfg), job(1000), cfg, ASYNC_UP)
+    assert d.route is Route.ASYNC_INFERENCE
+    assert [c.route for c in d.candidates] == [Route.LAMBDA_JOB, Route.ASYNC_INFERENCE, Route.BATCH_TRANSFORM]
+    assert d.reason.startswith("async-inference: est. 1.02 s (20 ms overhead + 1,000 x 1 ms) on router-m-async (ml.m5.large, scales to zero)")
+    assert "faster than batch-transform" in d.reason and "not lambda-job" in d.reason
+
+
+def test_async_from_zero_pays_the_start_up_and_the_idle_tail() -> None:
+    cfg = make([async_model(scale_to_zero_after_s=600)], routing={"async_startup_s": 100}, prices={"instance_hour": {"ml.m5.large": 3.6}})
+    cold = cand(decide(only(cfg), job(1000), cfg), Route.ASYNC_INFERENCE)
+    warm = cand(decide(only(cfg), job(1000), cfg, ASYNC_UP), Route.ASYNC_INFERENCE)
+    assert cold.estimates.duration_s == pytest.approx(100 + 2 + 1.02)
+    assert cold.estimates.cost_usd == pytest.approx(3.6 * (103.02 + 600) / 3600)
+    assert warm.estimates.cost_usd == pytest.approx(3.6 * 1.02 / 3600)
+
+
+@pytest.mark.parametrize(("records", "route"), [(1_799, Route.ASYNC_INFERENCE), (1_800, Route.BATCH_TRANSFORM)])
+def test_async_within_margin_times_the_invocation_limit(records: int, route: Route) -> None:
+    # 0.5 x 900 s invocation limit = 450 s, run = 20 ms + records x 250 ms.
+    m = spec(inline=False, profile={"load_s": 0, "per_record_ms": 250}, async_inference={"invocation_timeout_s": 900})
+    cfg = make([m], runtime=HALF, sagemaker=BATCH)
+    d = decide(only(cfg), job(records), cfg, ASYNC_UP)
+    assert d.route is route, d.reason
+    assert max_records(only(cfg), cfg, Route.ASYNC_INFERENCE, ASYNC_UP) == 1_799
+
+
+def test_a_request_over_one_gib_never_goes_to_async_inference() -> None:
+    cfg = make([async_model()], sagemaker=BATCH)
+    d = decide(only(cfg), RequestShape(Mode.JOB, 10, 1024 * MIB + 1), cfg, ASYNC_UP)
+    assert d.route is Route.BATCH_TRANSFORM
+    assert "payload 1 GiB exceeds the 1024 MiB SageMaker async inference payload limit" in d.reason
+
+
+def test_without_batch_lambda_job_takes_back_what_async_cannot() -> None:
+    m = spec(profile={"load_s": 0, "per_record_ms": 1}, async_inference={})
+    cfg = make([m], runtime=HALF)
+    over = RequestShape(Mode.JOB, 1000, 1024 * MIB + 1)
+    assert decide(only(cfg), job(1000), cfg, ASYNC_UP).route is Route.LAMBDA_JOB
+    assert decide(only(cfg), over, cfg, ASYNC_UP).route is Route.LAMBDA_JOB
+
+
+def test_a_model_without_async_inference_keeps_two_job_candidates() -> None:
+    cfg = make([spec()], sagemaker=BATCH)
+    assert [c.route for c in decide(only(cfg), job(1), cfg).candidates] == [Route.LAMBDA_JOB, Route.BATCH_TRANSFORM]

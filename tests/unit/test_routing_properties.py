@@ -277,3 +277,53 @@ def test_calibrated_profiles_still_keep_every_limit(
         bigger = decide(learned, RequestShape(mode, n + 1 + n // 3, payload), cal, state)
         if d.route is Route.BATCH_TRANSFORM:
             assert bigger.route is Route.BATCH_TRANSFORM
+
+
+@st.composite
+def async_configs(draw: st.DrawFn) -> RouterConfig:
+    """configs() whose model also has an async inference endpoint, with batch transform always
+    available (the tier order is then kept without exception) or never."""
+    data = draw(st.one_of(configs(), skewed_cost_configs())).model_dump(exclude_none=True)
+    data["runtime"]["async_timeout_s"] = draw(_f(1, 3600))
+    data["runtime"]["async_payload_mb"] = draw(_f(0.5, 1024))
+    data["routing"]["async_startup_s"] = draw(_f(0, 900))
+    model = data["models"][0]
+    model.pop("batch_transform", None)
+    model["async_inference"] = {
+        "instance_type": draw(st.sampled_from(["ml.m5.large", "ml.g4dn.xlarge"])),  # the second has no price in configs()
+        "min_instances": draw(st.integers(0, 1)),
+        "max_instances": 2,
+        "invocation_timeout_s": draw(st.integers(1, 3600)),
+        "scale_to_zero_after_s": draw(_f(1, 3600)),
+    }
+    if draw(st.booleans()):
+        data["sagemaker"]["batch_transform"] = {"instance_type": "ml.m5.xlarge", "max_payload_mb": 1}
+    else:
+        data["sagemaker"].pop("batch_transform", None)
+    return RouterConfig.model_validate(data)
+
+
+async_states = st.builds(
+    BackendState, warm=st.booleans(), endpoint_in_service=st.one_of(st.none(), st.booleans()),
+    async_in_service=st.one_of(st.none(), st.booleans()), worker_warm=st.booleans(),
+)
+
+
+@SETTINGS
+@given(cfg=async_configs(), state=async_states, data=st.data())
+def test_with_async_inference_job_routes_only_move_up_the_tiers(cfg: RouterConfig, state: BackendState, data: st.DataObject) -> None:
+    m = _model(cfg)
+    anchors = [x for x in (max_records(m, cfg, Route.LAMBDA_JOB, state), max_records(m, cfg, Route.ASYNC_INFERENCE, state)) if x is not None and x >= 0]
+    sizes = sorted({max(0, a + k) for a in anchors or [1000] for k in (-1, 0, 1, 2)} | set(data.draw(st.lists(records, max_size=8))))
+    bytes_per_record = data.draw(st.integers(0, 2000))
+    decisions = [decide(m, RequestShape(Mode.JOB, n, n * bytes_per_record), cfg, state) for n in sizes]
+    for n, d in zip(sizes, decisions, strict=True):
+        if d.route is not None:  # only a feasible candidate is ever chosen, and the async one within its limits
+            chosen = next(c for c in d.candidates if c.route is d.route)
+            assert chosen.feasible, (n, d.reason)
+        if d.route is Route.ASYNC_INFERENCE:
+            assert n * bytes_per_record <= cfg.runtime.async_payload_mb * MIB
+    if cfg.batch_settings(m) is not None:
+        order = {Route.LAMBDA_JOB: 0, Route.ASYNC_INFERENCE: 1, Route.BATCH_TRANSFORM: 2, None: 3}
+        ranks = [order[d.route] for d in decisions]
+        assert ranks == sorted(ranks), [(n, d.route) for n, d in zip(sizes, decisions, strict=True)]
