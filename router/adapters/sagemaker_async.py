@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from router.adapters.sagemaker_batch import is_not_found, map_client_error
-from router.adapters.sagemaker_contract import ACCEPT, CONTENT_TYPE
+from router.adapters.aws_errors import is_not_found
+from router.adapters.sagemaker_batch import map_client_error
 from router.errors import BackendUnavailable, InvalidRequest
 from router.ports import AsyncInvocation, AsyncOutcome
+from router.sagemaker_contract import ACCEPT, CONTENT_TYPE
 
 INFERENCE_ID_PREFIX = "router-"
 # InvokeEndpointAsync InferenceId: 1-64 printable characters, the first not a space.
@@ -56,7 +57,7 @@ def job_id_from_inference_id(value: str) -> str | None:
 
 def invoke_request(endpoint_name: str, input_uri: str, inference_id: str, invocation_timeout_s: int) -> dict[str, Any]:
     """InvokeEndpointAsync's parameters: the body is the object at `input_uri`, one
-    {"instances": [...], "output": ...} document (router/adapters/sagemaker_contract.py)."""
+    {"instances": [...], "output": ...} document (router/sagemaker_contract.py)."""
     return {
         "EndpointName": endpoint_name,
         "InputLocation": input_uri,
