@@ -1,4 +1,6 @@
-"""Deploys a configured model to SageMaker: Model, EndpointConfig, then Endpoint (create or update).
+"""Deploys a configured model to SageMaker: Model, EndpointConfig, then Endpoint (create or update),
+for its real-time endpoint and its asynchronous inference endpoint (AsyncInferenceConfig, then
+autoscaling down to min_instances once it is InService).
 
 A pure planner returns the exact API calls as frozen dataclasses; `execute` runs them with an
 injected boto3 client and `describe_plan` prints them (`--dry-run`). Official container images
@@ -119,12 +121,18 @@ def choose_image_uri(model_spec: ModelSpec, image_uri: str | None) -> str | None
 
 
 def plan_deployment(
-    config: RouterConfig, model_spec: ModelSpec, *, image_uri: str, model_data_url: str, existing: dict[str, Any] | None
+    config: RouterConfig,
+    model_spec: ModelSpec,
+    *,
+    image_uri: str,
+    model_data_url: str,
+    existing: dict[str, Any] | None,
+    existing_async: dict[str, Any] | None = None,
 ) -> list[ApiCall]:
     """The API calls that bring SageMaker to this model version. Pure: no I/O.
 
     `existing` is DescribeEndpoint's answer for the model's endpoint, or None when there is
-    none. A model without an `endpoint` still gets its SageMaker Model (batch transform uses it).
+    none; `existing_async` the same for its async inference endpoint. A model without an `endpoint` still gets its SageMaker Model (batch transform uses it).
     When the endpoint already runs the planned config, the plan is empty.
     """
     role = config.sagemaker.execution_role_arn
@@ -148,10 +156,22 @@ def plan_deployment(
         "CreateModel",
         {"ModelName": model_name, "ExecutionRoleArn": role, "PrimaryContainer": container, "Tags": tags},
     )
+    realtime = _realtime_calls(model_spec, model_name, container, tags, existing)
+    asynchronous = _async_calls(config, model_spec, model_name, container, tags, existing_async)
+    if model_spec.endpoint is None and model_spec.async_inference is None:
+        return [create_model]
+    if not realtime and not asynchronous:
+        return []
+    return [create_model, *realtime, *asynchronous]
+
+
+def _realtime_calls(
+    model_spec: ModelSpec, model_name: str, container: dict[str, Any], tags: list[dict[str, str]], existing: dict[str, Any] | None
+) -> list[ApiCall]:
+    """EndpointConfig and Create/UpdateEndpoint of the model's real-time endpoint ([] when it runs this config)."""
     spec = model_spec.endpoint
     if spec is None:
-        return [create_model]
-
+        return []
     variant = {
         "VariantName": VARIANT_NAME,
         "ModelName": model_name,
@@ -160,29 +180,114 @@ def plan_deployment(
         "InitialVariantWeight": 1.0,
     }
     config_name = endpoint_config_name(spec.name, model_name, container, variant)
+    return _endpoint_calls(spec.name, config_name, {"ProductionVariants": [variant]}, tags, existing)
+
+
+def _endpoint_calls(
+    endpoint_name: str, config_name: str, config_params: dict[str, Any], tags: list[dict[str, str]], existing: dict[str, Any] | None
+) -> list[ApiCall]:
     if existing is not None:
         if existing.get("EndpointConfigName") == config_name:
             return []
         status = str(existing.get("EndpointStatus", ""))
         if status not in UPDATABLE_STATUSES:
             hint = "delete it and deploy again" if status in ("Failed", "UpdateRollbackFailed") else "wait until it is InService"
-            raise DeployError(f"endpoint {spec.name} is {status or 'in an unknown state'}: {hint}")
-    plan = [
-        create_model,
-        ApiCall(
-            "sagemaker",
-            "CreateEndpointConfig",
-            {"EndpointConfigName": config_name, "ProductionVariants": [variant], "Tags": tags},
-        ),
-    ]
+            raise DeployError(f"endpoint {endpoint_name} is {status or 'in an unknown state'}: {hint}")
+    calls = [ApiCall("sagemaker", "CreateEndpointConfig", {"EndpointConfigName": config_name, **config_params, "Tags": tags})]
     if existing is None:
-        plan.append(
-            ApiCall("sagemaker", "CreateEndpoint", {"EndpointName": spec.name, "EndpointConfigName": config_name, "Tags": tags})
-        )
+        calls.append(ApiCall("sagemaker", "CreateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": config_name, "Tags": tags}))
     else:
         # A rolling update: the old variant keeps serving until the new one is InService.
-        plan.append(ApiCall("sagemaker", "UpdateEndpoint", {"EndpointName": spec.name, "EndpointConfigName": config_name}))
-    return plan
+        calls.append(ApiCall("sagemaker", "UpdateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": config_name}))
+    return calls
+
+
+def async_output_paths(config: RouterConfig, model_spec: ModelSpec) -> tuple[str, str]:
+    """(S3OutputPath, S3FailurePath) of the model's async endpoint: configured, else under storage.jobs."""
+    spec = model_spec.async_inference
+    assert spec is not None
+    root = config.storage.jobs.rstrip("/")
+    return spec.output_path or f"{root}/async-output/", spec.failure_path or f"{root}/async-failure/"
+
+
+def async_inference_config(config: RouterConfig, model_spec: ModelSpec) -> dict[str, Any]:
+    """CreateEndpointConfig's AsyncInferenceConfig for the model's `async_inference`."""
+    spec = model_spec.async_inference
+    assert spec is not None
+    output, failure = async_output_paths(config, model_spec)
+    out: dict[str, Any] = {"S3OutputPath": output, "S3FailurePath": failure}
+    notify = {k: v for k, v in (("SuccessTopic", spec.success_topic), ("ErrorTopic", spec.error_topic)) if v}
+    if notify:
+        out["NotificationConfig"] = notify
+    return {"ClientConfig": {"MaxConcurrentInvocationsPerInstance": spec.max_concurrent_invocations_per_instance}, "OutputConfig": out}
+
+
+def _async_calls(
+    config: RouterConfig,
+    model_spec: ModelSpec,
+    model_name: str,
+    container: dict[str, Any],
+    tags: list[dict[str, str]],
+    existing: dict[str, Any] | None,
+) -> list[ApiCall]:
+    """The async inference endpoint's EndpointConfig (AsyncInferenceConfig) and Create/UpdateEndpoint,
+    then, once it is InService on this config, its autoscaling between min_instances and max_instances."""
+    spec = model_spec.async_inference
+    name = model_spec.async_endpoint_name
+    if spec is None or name is None:
+        return []
+    async_config = async_inference_config(config, model_spec)
+    for key in ("S3OutputPath", "S3FailurePath"):
+        if not async_config["OutputConfig"][key].startswith("s3://"):
+            raise DeployError(
+                f"model {model_spec.name}: async inference writes to S3; set async_inference.output_path and failure_path "
+                f"(or storage.jobs) to s3:// locations, got {async_config['OutputConfig'][key]}"
+            )
+    variant = {"VariantName": VARIANT_NAME, "ModelName": model_name, "InstanceType": spec.instance_type,
+               "InitialInstanceCount": spec.instance_count, "InitialVariantWeight": 1.0}
+    config_name = endpoint_config_name(name, model_name, container, {**variant, "AsyncInferenceConfig": async_config})
+    calls = _endpoint_calls(name, config_name, {"ProductionVariants": [variant], "AsyncInferenceConfig": async_config}, tags, existing)
+    if not calls and existing is not None and existing.get("EndpointStatus") == "InService":
+        calls = async_scaling_calls(name, spec.min_instances, spec.max_instances, spec.scale_to_zero_after_s)
+    return calls
+
+
+def async_scaling_calls(endpoint_name: str, min_instances: int, max_instances: int, scale_in_cooldown_s: float) -> list[ApiCall]:
+    """Application Auto Scaling for an async endpoint: instances track the queue (backlog per
+    instance), down to min_instances (0: scale to zero) after the cooldown. Registered on an
+    InService endpoint (a new endpoint gets it from the next `router models deploy`)."""
+    resource = f"endpoint/{endpoint_name}/variant/{VARIANT_NAME}"
+    dimension = "sagemaker:variant:DesiredInstanceCount"
+    return [
+        ApiCall(
+            "application-autoscaling",
+            "RegisterScalableTarget",
+            {"ServiceNamespace": "sagemaker", "ResourceId": resource, "ScalableDimension": dimension,
+             "MinCapacity": min_instances, "MaxCapacity": max_instances},
+        ),
+        ApiCall(
+            "application-autoscaling",
+            "PutScalingPolicy",
+            {
+                "PolicyName": f"{endpoint_name}-backlog",
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": dimension,
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 5.0,
+                    "CustomizedMetricSpecification": {
+                        "MetricName": "ApproximateBacklogSizePerInstance",
+                        "Namespace": "AWS/SageMaker",
+                        "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
+                        "Statistic": "Average",
+                    },
+                    "ScaleInCooldown": int(scale_in_cooldown_s),
+                    "ScaleOutCooldown": 60,
+                },
+            },
+        ),
+    ]
 
 
 def describe_plan(plan: list[ApiCall]) -> str:
@@ -202,14 +307,18 @@ def describe_plan(plan: list[ApiCall]) -> str:
 _IDEMPOTENT_CREATES = frozenset({"CreateModel", "CreateEndpointConfig"})
 
 
-def execute(plan: list[ApiCall], sagemaker_client: Any) -> list[dict[str, Any]]:
-    """Run the plan in order with the injected client; returns each call's response."""
+def execute(plan: list[ApiCall], sagemaker_client: Any, *, autoscaling_client: Any = None) -> list[dict[str, Any]]:
+    """Run the plan in order with the injected clients (sagemaker, application-autoscaling);
+    returns each call's response."""
     from botocore.exceptions import ClientError
 
     results: list[dict[str, Any]] = []
     for call in plan:
+        client = autoscaling_client if call.service == "application-autoscaling" else sagemaker_client
+        if client is None:
+            raise DeployError(f"{call.operation} needs an {call.service} client")
         try:
-            results.append(dict(getattr(sagemaker_client, call.method)(**call.params)))
+            results.append(dict(getattr(client, call.method)(**call.params)))
         except ClientError as e:
             if call.operation in _IDEMPOTENT_CREATES and is_already_exists(e):
                 results.append({})
@@ -238,6 +347,7 @@ def deploy(
     image_uri: str | None = None,
     model_data_url: str,
     dry_run: bool = False,
+    autoscaling_client: Any = None,
 ) -> str:
     """Plan and (unless `dry_run`) execute the deployment of one model; returns the plan as text.
 
@@ -254,9 +364,13 @@ def deploy(
         instance_type = model_spec.endpoint.instance_type if model_spec.endpoint else None
         image = resolve_image_uri(model_spec.framework, region, instance_type=instance_type)
     existing = describe_existing_endpoint(sagemaker_client, model_spec.endpoint.name) if model_spec.endpoint else None
-    plan = plan_deployment(config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing)
+    async_name = model_spec.async_endpoint_name
+    existing_async = describe_existing_endpoint(sagemaker_client, async_name) if async_name else None
+    plan = plan_deployment(
+        config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing, existing_async=existing_async
+    )
     text = describe_plan(plan)
-    execute(plan, sagemaker_client)
+    execute(plan, sagemaker_client, autoscaling_client=autoscaling_client)
     return text
 
 
@@ -282,6 +396,12 @@ def dry_run_text(config: RouterConfig, model_spec: ModelSpec, *, image_uri: str 
             f"Offline: whether endpoint {model_spec.endpoint.name} exists was not checked. If it does, the deploy "
             "sends UpdateEndpoint (same EndpointName and EndpointConfigName) instead of CreateEndpoint, and nothing "
             "when it already runs this EndpointConfig."
+        )
+    if model_spec.async_inference is not None:
+        notes.append(
+            f"Async endpoint {model_spec.async_endpoint_name}: once it is InService, deploying again registers its autoscaling "
+            f"(Application Auto Scaling, {model_spec.async_inference.min_instances}-{model_spec.async_inference.max_instances} "
+            "instances on the queue backlog; 0 scales to zero)."
         )
     text = "Dry run (offline: no AWS call was made), nothing changed. " + describe_plan(plan)
     return text + "".join(f"Note: {n}\n" for n in notes)

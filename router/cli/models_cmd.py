@@ -136,7 +136,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             import boto3
 
             client = boto3.client("sagemaker", region_name=cfg.sagemaker.region)
-            text = deploy(cfg, model, client, image_uri=args.image_uri, model_data_url=data_url)
+            scaling = boto3.client("application-autoscaling", region_name=cfg.sagemaker.region) if model.async_inference else None
+            text = deploy(cfg, model, client, image_uri=args.image_uri, model_data_url=data_url, autoscaling_client=scaling)
     except (DeployError, ConfigError) as e:
         print(f"deploy failed: {e}", file=sys.stderr)
         return 1
@@ -150,10 +151,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def register_deploy(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "deploy",
-        help="create or update a model's SageMaker Model, EndpointConfig and Endpoint",
+        help="create or update a model's SageMaker Model, EndpointConfig and Endpoint (real-time and async inference)",
         description=(
             "Deploy model NAME of CONFIG to SageMaker with boto3: CreateModel, CreateEndpointConfig and "
-            "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards. The container image "
+            "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards; a model with async_inference also gets "
+            "its asynchronous inference endpoint (AsyncInferenceConfig: S3 output and failure paths, SNS topics), and once that "
+            "is InService, a later deploy registers its autoscaling (min_instances 0: scale to zero). The container image "
             "comes from the model's image_uri, --image-uri, or the official image for its framework "
             "(needs the optional `deploy` extra: pip install 'lambda-sagemaker-router[deploy]'). "
             "--dry-run prints the exact API calls of a first deployment offline (no AWS call, no credentials; "

@@ -273,3 +273,68 @@ def test_without_the_sdk_image_resolution_says_what_to_install(sm: Any) -> None:
 def test_custom_container_framework_needs_an_image() -> None:
     with pytest.raises(DeployError, match="image_uri"):
         resolve_image_uri("container", "us-east-1")
+
+
+# ---------------------------------------------------------------- asynchronous inference
+
+
+def async_config(**async_inference: Any) -> RouterConfig:
+    model = {
+        "name": "bulk", "framework": "pytorch", "artifact": "s3://artifacts/bulk.tar.gz", "sha256": SHA2,
+        "async_inference": {"instance_type": "ml.m5.xlarge", "min_instances": 0, "max_instances": 3,
+                            "max_concurrent_invocations_per_instance": 4, **async_inference},
+    }
+    return RouterConfig.model_validate(
+        {"sagemaker": {"execution_role_arn": ROLE, "region": "us-east-1"}, "storage": {"jobs": "s3://router-jobs/jobs"}, "models": [model]}
+    )
+
+
+def test_deploy_creates_the_async_endpoint_then_registers_scale_to_zero(sm: Any) -> None:
+    config = async_config(success_topic="arn:aws:sns:us-east-1:123456789012:ok", error_topic="arn:aws:sns:us-east-1:123456789012:bad")
+    bulk = config.model("bulk")
+    assert bulk is not None and bulk.async_endpoint_name == "router-bulk-async"
+    scaling = SESSION.client("application-autoscaling")
+    text = deploy(config, bulk, sm, image_uri=IMAGE, model_data_url=DATA, autoscaling_client=scaling)
+    endpoint = sm.describe_endpoint(EndpointName="router-bulk-async")
+    described = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert described["AsyncInferenceConfig"] == {
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4},
+        "OutputConfig": {
+            "S3OutputPath": "s3://router-jobs/jobs/async-output/",
+            "S3FailurePath": "s3://router-jobs/jobs/async-failure/",
+            "NotificationConfig": {"SuccessTopic": "arn:aws:sns:us-east-1:123456789012:ok", "ErrorTopic": "arn:aws:sns:us-east-1:123456789012:bad"},
+        },
+    }
+    assert described["ProductionVariants"][0]["InstanceType"] == "ml.m5.xlarge"
+    assert "RegisterScalableTarget" not in text  # a new endpoint: scaling once it is InService
+
+    again = deploy(config, bulk, sm, image_uri=IMAGE, model_data_url=DATA, autoscaling_client=scaling)
+    assert "CreateEndpoint" not in again and "RegisterScalableTarget" in again
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert target["ResourceId"] == "endpoint/router-bulk-async/variant/AllTraffic"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 3)
+    [policy] = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["ScaleInCooldown"] == 600
+
+
+def test_async_endpoint_without_s3_output_is_refused() -> None:
+    config = RouterConfig.model_validate(
+        {"sagemaker": {"execution_role_arn": ROLE}, "models": [
+            {"name": "bulk", "framework": "pytorch", "artifact": "s3://a/b.tar.gz", "sha256": SHA2, "async_inference": {}}]}
+    )
+    bulk = config.model("bulk")
+    assert bulk is not None
+    with pytest.raises(DeployError, match="async inference writes to S3"):
+        plan_deployment(config, bulk, image_uri=IMAGE, model_data_url=DATA, existing=None)
+
+
+def test_a_new_async_config_updates_the_async_endpoint_only() -> None:
+    v1, v2 = async_config(), async_config(max_concurrent_invocations_per_instance=8)
+    b1, b2 = v1.model("bulk"), v2.model("bulk")
+    assert b1 is not None and b2 is not None
+    first = plan_deployment(v1, b1, image_uri=IMAGE, model_data_url=DATA, existing=None)
+    name = next(c.params["EndpointConfigName"] for c in first if c.operation == "CreateEndpointConfig")
+    running = {"EndpointName": "router-bulk-async", "EndpointConfigName": name, "EndpointStatus": "InService"}
+    assert [c.operation for c in first] == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"]
+    update = plan_deployment(v2, b2, image_uri=IMAGE, model_data_url=DATA, existing=None, existing_async=running)
+    assert [c.operation for c in update] == ["CreateModel", "CreateEndpointConfig", "UpdateEndpoint"]
