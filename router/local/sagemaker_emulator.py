@@ -5,7 +5,9 @@ Endpoints: one `python -m sagemaker_jobs.serve` process per declared endpoint (C
 InService once /ping answers), invoked over HTTP like InvokeEndpoint. Batch transform: jobs named
 and adopted as on SageMaker, InProgress -> Completed | Failed | Stopped, one `<object>.out` per
 input object, line splitting and mini-batches under MaxPayloadInMB, retries per mini-batch; every
-status change is emitted as the EventBridge "SageMaker Transform Job State Change" event. Job
+status change is emitted as the EventBridge "SageMaker Transform Job State Change" event.
+Asynchronous inference: a queue and one instance per endpoint, S3 in/out on the file store, the
+success/error SNS notification delivered like the transform events, scale to zero after idle. Job
 state lives on disk, so a `router serve` restart resumes what was running.
 """
 
@@ -16,6 +18,7 @@ import hashlib
 import http.client
 import json
 import logging
+import queue
 import shutil
 import subprocess
 import sys
@@ -39,12 +42,13 @@ from router.errors import (
     ModelIntegrityError,
     ModelRejectedInput,
 )
-from router.ports import BatchJobState, ObjectStore
+from router.ports import AsyncInvocation, AsyncOutcome, BatchJobState, ObjectStore
 from router.sagemaker_names import transform_job_name
 from router.transform_events import EVENT_DETAIL_TYPE, EVENT_SOURCE
 
 log = logging.getLogger("router.emulator")
 
+CONTENT_TYPE_JSON = "application/json"
 CANONICAL = {"sklearn": "model.joblib", "onnx": "model.onnx", "pytorch": "model.pt"}
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -546,3 +550,216 @@ def _stop_kw(fn: Callable[..., Any], stop: threading.Event) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------- asynchronous inference
+
+
+class _AsyncEndpoint:
+    def __init__(self, name: str, model: ModelSpec, output_path: str, failure_path: str) -> None:
+        self.name = name
+        self.model = model
+        self.output_path = output_path.rstrip("/")
+        self.failure_path = failure_path.rstrip("/")
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.service: Any = None  # the loaded model while an instance is up
+        self.instances = 0
+        self.starting = False
+        self.thread: threading.Thread | None = None
+
+
+class LocalAsyncEndpoints:
+    """AsyncInferenceClient for `router serve`: SageMaker asynchronous inference endpoints on the
+    local file store. InvokeEndpointAsync queues the request (the same InferenceId is adopted, as
+    a retried dispatch must not run twice); one instance per endpoint works through the queue,
+    starting from zero when it has none (`startup_s`, then the model loads), writes the model's
+    answer to `<output_path>/<InferenceId>.out` or its error to `<failure_path>/<InferenceId>-error.out`,
+    and publishes SageMaker's success/error notification, as the SNS event a subscribed Lambda gets,
+    to `on_event`. An instance idle for the model's `scale_to_zero_after_s` scales in to
+    `min_instances`. Requests live on disk, so a restart resumes the queue."""
+
+    REGION = "local"
+    ACCOUNT = "000000000000"
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        objects: ObjectStore,
+        work_dir: Path,
+        *,
+        on_event: EventSink | None = None,
+        startup_s: float = 0.2,
+    ) -> None:
+        self._config = config
+        self._objects = objects
+        self._dir = work_dir
+        self._state_dir = work_dir / "async-requests"
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        self.on_event = on_event
+        self.startup_s = startup_s
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        root = config.storage.jobs.rstrip("/")
+        self._eps: dict[str, _AsyncEndpoint] = {}
+        for m in config.models:
+            spec, name = m.async_inference, m.async_endpoint_name
+            if spec is not None and name is not None:
+                self._eps[name] = _AsyncEndpoint(
+                    name, m, spec.output_path or f"{root}/async-output/", spec.failure_path or f"{root}/async-failure/"
+                )
+                self._eps[name].instances = spec.min_instances
+
+    # -- state on disk
+    def _path(self, inference_id: str) -> Path:
+        return self._state_dir / f"{hashlib.sha256(inference_id.encode()).hexdigest()[:32]}.json"
+
+    def _read(self, inference_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self._path(inference_id).read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        p = self._path(rec["InferenceId"])
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec))
+        tmp.replace(p)
+
+    # -- the port
+    def invoke(self, endpoint_name: str, input_uri: str, inference_id: str, *, invocation_timeout_s: int) -> AsyncInvocation:
+        ep = self._eps.get(endpoint_name)
+        if ep is None:
+            raise BackendError(f"SageMaker InvokeEndpointAsync failed: Endpoint {endpoint_name} not found.",
+                               details={"aws_error": "ValidationError"})
+        with self._lock:
+            rec = self._read(inference_id)
+            if rec is None:
+                rec = {
+                    "InferenceId": inference_id,
+                    "EndpointName": endpoint_name,
+                    "InputLocation": input_uri,
+                    "OutputLocation": f"{ep.output_path}/{inference_id}.out",
+                    "FailureLocation": f"{ep.failure_path}/{inference_id}-error.out",
+                    "InvocationTimeoutSeconds": invocation_timeout_s,
+                    "Status": "InProgress",
+                    "ReceivedTime": _now(),
+                }
+                self._write(rec)
+                ep.queue.put(inference_id)
+        return AsyncInvocation(inference_id, rec["OutputLocation"], rec["FailureLocation"])
+
+    def in_service(self, endpoint_name: str) -> bool | None:
+        ep = self._eps.get(endpoint_name)
+        return None if ep is None else ep.instances > 0 and not ep.starting
+
+    def instance_count(self, endpoint_name: str) -> int:
+        """Instances up (for operators and tests): 0 when scaled to zero."""
+        ep = self._eps.get(endpoint_name)
+        return 0 if ep is None else ep.instances
+
+    def request(self, inference_id: str) -> dict[str, Any] | None:
+        """The request's record as the emulator keeps it (Status InProgress | Completed | Failed)."""
+        return self._read(inference_id)
+
+    def start(self) -> None:
+        """Resume requests a restart left InProgress (in arrival order), then start the instances' loops."""
+        pending = sorted((r for p in self._state_dir.glob("*.json") if (r := self._read_path(p))), key=lambda r: r["ReceivedTime"])
+        for rec in pending:
+            ep = self._eps.get(rec["EndpointName"])
+            if ep is not None and rec["Status"] == "InProgress":
+                ep.queue.put(rec["InferenceId"])
+        for ep in self._eps.values():
+            ep.thread = threading.Thread(target=self._serve, args=(ep,), name=f"async-{ep.name}", daemon=True)
+            ep.thread.start()
+
+    def _read_path(self, p: Path) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def close(self) -> None:
+        self._closed.set()
+        for ep in self._eps.values():
+            if ep.thread is not None:
+                ep.thread.join(timeout=10)
+
+    # -- the instance
+    def _serve(self, ep: _AsyncEndpoint) -> None:
+        spec = ep.model.async_inference
+        assert spec is not None
+        idle_since = time.monotonic()
+        while not self._closed.is_set():
+            try:
+                inference_id = ep.queue.get(timeout=0.1)
+            except queue.Empty:
+                if ep.instances > spec.min_instances and time.monotonic() - idle_since >= spec.scale_to_zero_after_s:
+                    ep.instances, ep.service = spec.min_instances, None
+                    log.info("async endpoint %s scaled in to %d instances after %g s idle", ep.name, ep.instances, spec.scale_to_zero_after_s)
+                continue
+            rec = self._read(inference_id)
+            if rec is None or rec["Status"] != "InProgress":
+                continue
+            if self._closed.is_set():
+                return  # stays InProgress on disk: start() resumes it next time
+            self._run(ep, rec)
+            idle_since = time.monotonic()
+
+    def _run(self, ep: _AsyncEndpoint, rec: dict[str, Any]) -> None:
+        from sagemaker_jobs import inference
+        from sagemaker_jobs.serve import load_service
+
+        outcome: AsyncOutcome
+        try:
+            if ep.service is None:
+                ep.starting = True
+                try:
+                    if ep.instances == 0 and self._closed.wait(self.startup_s):  # provisioning an instance from zero
+                        return
+                    ep.service = load_service(prepare_model_dir(ep.model, self._objects, self._dir / "models"))
+                    ep.instances = max(ep.instances, 1)
+                finally:
+                    ep.starting = False
+            body = self._objects.get_bytes(rec["InputLocation"])
+            answer, content_type = ep.service.invoke(body, CONTENT_TYPE_JSON, CONTENT_TYPE_JSON)
+            self._objects.put_bytes(rec["OutputLocation"], answer, content_type)
+            outcome = AsyncOutcome(rec["InferenceId"], "Completed", output_uri=rec["OutputLocation"])
+        except Exception as e:
+            status = int(getattr(e, "status", 500)) if isinstance(e, inference.InputError) else 500
+            code = str(getattr(e, "code", "model_error")) if status < 500 else "model_error"
+            message = str(e) or type(e).__name__
+            self._objects.put_bytes(
+                rec["FailureLocation"], json.dumps({"error": {"code": code, "message": message}}).encode(), CONTENT_TYPE_JSON
+            )
+            # SageMaker's own wording of a failed async request.
+            reason = (
+                f'ClientError: Received client error ({status}) from model with message "{message[:500]}". See the endpoint logs for more information.'
+                if status < 500
+                else f"ClientError: Received server error ({status}) from model. See the endpoint logs for more information."
+            )
+            log.warning("async request %s failed: %s", rec["InferenceId"], message)
+            outcome = AsyncOutcome(rec["InferenceId"], "Failed", failure_uri=rec["FailureLocation"], failure_reason=reason)
+        with self._lock:
+            rec = {**rec, "Status": outcome.status, "EndTime": _now(), **({"FailureReason": outcome.failure_reason} if outcome.failure_reason else {})}
+            self._write(rec)
+        self._notify(ep, rec, outcome)
+
+    def _notify(self, ep: _AsyncEndpoint, rec: dict[str, Any], outcome: AsyncOutcome) -> None:
+        from router.async_inference import notification_message, sns_event
+
+        if self.on_event is None:
+            return
+        spec = ep.model.async_inference
+        assert spec is not None
+        kind = "success" if outcome.status == "Completed" else "error"
+        topic = (spec.success_topic if kind == "success" else spec.error_topic) or (
+            f"arn:aws:sns:{self.REGION}:{self.ACCOUNT}:{ep.name}-{kind}"
+        )
+        message = notification_message(
+            outcome, endpoint_name=ep.name, input_uri=rec["InputLocation"], region=self.REGION,
+            event_time=rec["EndTime"], received_time=rec["ReceivedTime"],
+        )
+        try:
+            self.on_event(sns_event(message, topic_arn=topic, message_id=str(uuid.uuid4()), timestamp=rec["EndTime"]))
+        except Exception:
+            log.exception("notification delivery failed for %s (the sweeper will find the output)", rec["InferenceId"])

@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from router.adapters.sagemaker_async import (
-    SageMakerAsyncClient,
+from router.adapters.sagemaker_async import SageMakerAsyncClient
+from router.async_inference import (
     inference_id,
     invoke_request,
     job_id_from_inference_id,
