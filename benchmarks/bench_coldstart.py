@@ -17,14 +17,14 @@ from pathlib import Path
 from benchmarks.harness import Context, compare, fmt_s, overhead, run_rounds
 
 NAME = "coldstart"
-TITLE = "fresh-interpreter import of router.handlers.api (and first response) vs `import json`"
+TITLE = "fresh-interpreter import of router.lambdas.api (and first response) vs `import json`"
 
 HEAVY = ("boto3", "botocore", "pandas", "sagemaker", "torch", "sklearn", "numpy", "scipy", "onnxruntime")
 FORBIDDEN = ("boto3", "pandas", "sagemaker", "torch")  # never in the API handler's import graph
 
 MODULES_PROBE = f"""
 import json, sys
-import router.handlers.api
+import router.lambdas.api
 heavy = {HEAVY!r}
 print(json.dumps({{m: sum(1 for k in sys.modules if k == m or k.startswith(m + ".")) for m in heavy}}))
 """
@@ -58,11 +58,11 @@ body = json.loads(json.loads(sys.argv[2])["body"])
 print(json.dumps({"predictions": model.predict(np.array(body["instances"], dtype=np.float64)).tolist()}))
 """
 
-# The deployed entry point (router.handlers.api.handler) from its environment, as Lambda starts it:
+# The deployed entry point (router.lambdas.api.handler) from its environment, as Lambda starts it:
 # ROUTER_CONFIG / ROUTER_RUNTIME, first event, 200. argv: event JSON.
 LAMBDA_ENTRY = """
 import json, sys
-from router.handlers.api import handler
+from router.lambdas.api import handler
 class Context:  # the LambdaContext attributes the handlers read
     aws_request_id = "cold"
     def get_remaining_time_in_millis(self): return 29000
@@ -98,13 +98,13 @@ def run(ctx: Context) -> None:
     env = _env()
     state = ctx.scratch / NAME
     baseline = "python -c 'import json'"
-    api = "python -c 'import router.handlers.api'"
+    api = "python -c 'import router.lambdas.api'"
     first = "python: import + config + runtime + first iris (sklearn) predict"
     first_onnx = "python: import + config + runtime + first iris-onnx predict"
     onnx_entry = _onnx_entry(ctx)
     commands = {
         baseline: ["-c", "import json"],
-        api: ["-c", "import router.handlers.api"],
+        api: ["-c", "import router.lambdas.api"],
         first: ["-c", FIRST_RESPONSE, str(ctx.demo_config), str(state / "sk"), "iris"],
     }
     if onnx_entry is not None:
@@ -192,7 +192,7 @@ def _modules(ctx: Context, env: dict[str, str]) -> None:
     counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
     loaded = [f"{m} ({n} modules)" for m, n in counts.items() if n]
     absent = [m for m, n in counts.items() if not n]
-    ctx.report.note(NAME, "heavy modules after `import router.handlers.api`: " + (", ".join(loaded) or "none"))
+    ctx.report.note(NAME, "heavy modules after `import router.lambdas.api`: " + (", ".join(loaded) or "none"))
     ctx.report.note(NAME, "not imported: " + ", ".join(absent))
     bad = [m for m in FORBIDDEN if counts.get(m)]
     ctx.report.note(
@@ -206,7 +206,7 @@ def _import_profile(ctx: Context, env: dict[str, str], top: int = 6) -> None:
     """The API module's direct imports that cost the most (cumulative, from -X importtime, whose
     lines come children first, each nesting level indented two more spaces)."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import router.handlers.api"], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-c", "import router.lambdas.api"], env=env, check=True, capture_output=True, text=True
     )
     lines: list[tuple[int, int, str]] = []  # (depth, cumulative µs, module)
     for line in out.stderr.splitlines():
@@ -215,7 +215,7 @@ def _import_profile(ctx: Context, env: dict[str, str], top: int = 6) -> None:
             continue  # the header line
         name = parts[2]
         lines.append(((len(name) - len(name.lstrip(" "))) // 2, int(parts[1]), name.strip()))
-    root = next((i for i, (d, _, n) in enumerate(lines) if d == 0 and n == "router.handlers.api"), None)
+    root = next((i for i, (d, _, n) in enumerate(lines) if d == 0 and n == "router.lambdas.api"), None)
     if root is None:
         return
     children: list[tuple[int, str]] = []
@@ -228,6 +228,6 @@ def _import_profile(ctx: Context, env: dict[str, str], top: int = 6) -> None:
     total = lines[root][1]
     ctx.report.note(
         NAME,
-        f"import router.handlers.api {fmt_s(total / 1e6)}; its largest direct imports: "
+        f"import router.lambdas.api {fmt_s(total / 1e6)}; its largest direct imports: "
         + ", ".join(f"{n} {fmt_s(us / 1e6)}" for us, n in children[:top]),
     )

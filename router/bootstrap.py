@@ -1,8 +1,12 @@
-"""Wires the service for one runtime: "aws" (Lambda: S3, DynamoDB, SageMaker, Lambda worker) or
-"local" (`router serve`: file system, SQLite, local SageMaker emulator, a worker thread pool).
+"""The composition root of the two server runtimes: build_aws (the Lambda functions: S3, DynamoDB,
+SageMaker, the worker Lambda) and build_local (`router serve`: file system, SQLite, the local
+SageMaker emulator, a worker thread pool), and runtime_from_env, which the Lambda entry points
+(router.lambdas) call on their cold start.
 
-The only module that knows which runtime it is in. Adapters are imported here, lazily, so a
-handler's import graph holds only what its runtime uses (no boto3 on the local inline path).
+The only module that knows which runtime it is in, and the top of the layers with the entry points
+(router.lambdas, router.local.app) and the CLI: nothing below imports it. Adapters are imported
+here, lazily, so a handler's import graph holds only what its runtime uses (no boto3 on the local
+inline path).
 """
 
 from __future__ import annotations
@@ -10,126 +14,17 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
+from router.adapters.aws_clients import lazy_client, s3_object_store
 from router.auth import ApiKeyAuth, Authenticator, IamAuth, NoAuth
 from router.config import RouterConfig, load_config, parse_config, uri_to_path
 from router.errors import BackendUnavailable, ConfigError, StartupError
 from router.ports import EndpointClient, ObjectStore
+from router.runtime import Runtime, RuntimeKind
 from router.service import RouterService
 
-RuntimeKind = Literal["aws", "local"]
-
-
-@dataclass
-class Runtime:
-    kind: RuntimeKind
-    config: RouterConfig
-    service: RouterService
-    auth: Authenticator
-    objects: ObjectStore
-    jobs: Any | None = None  # router.jobs_service.JobsService once jobs are wired
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    starters: list[Callable[[], None]] = field(default_factory=list)
-
-    def start(self) -> None:
-        """Start background work (worker pool, sweeper, emulator): after the server is bound."""
-        for start in self.starters:
-            start()
-
-    def close(self) -> None:
-        for close in reversed(self.closers):
-            close()
-        self.closers.clear()
-
-
-# ---------------------------------------------------------------- AWS clients
-# Every boto3 client the router uses is built by aws_client(), with explicit timeouts and retries
-# whose worst case fits the tightest budget the client serves: the API's 29 s (API Gateway cuts
-# the request there) and the worker's checkpoint reserve (jobs_service: the last chunk's part,
-# checkpoint and self re-invoke must finish before Lambda's deadline). Worst case of one call:
-#   attempts x (connect + read) + sum over retries of (backoff cap + Retry-After allowance),
-# with botocore "standard" mode's backoff of at most min(2^(k-1), 20) s before retry k and at most
-# 5 s more when the service sends x-amz-retry-after (tests/unit/test_aws_clients.py checks it).
-BACKOFF_CAP_S = 20.0
-RETRY_AFTER_ALLOWANCE_S = 5.0
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    connect_timeout_s: float
-    read_timeout_s: float  # per socket read: a streamed S3 body may take longer in total
-    max_attempts: int  # total attempts, the first one included
-
-
-def worst_case_s(connect_timeout_s: float, read_timeout_s: float, max_attempts: int) -> float:
-    """The longest one call can take before it fails, retries included."""
-    backoff = sum(min(2.0 ** (k - 1), BACKOFF_CAP_S) + RETRY_AFTER_ALLOWANCE_S for k in range(1, max_attempts))
-    return max_attempts * (connect_timeout_s + read_timeout_s) + backoff
-
-
-CLIENTS: dict[str, ClientSettings] = {
-    # Item reads and conditional writes answer in milliseconds; a throttle gets one retry.
-    "dynamodb": ClientSettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=2),
-    # Config, artifacts (streamed), job data, server-side copies of job inputs.
-    "s3": ClientSettings(connect_timeout_s=1.0, read_timeout_s=6.0, max_attempts=2),
-    # Asynchronous (Event) invokes of the worker: Lambda only queues the event.
-    "lambda": ClientSettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=2),
-    # Control plane: DescribeEndpoint, Create/Describe/StopTransformJob.
-    "sagemaker": ClientSettings(connect_timeout_s=1.0, read_timeout_s=5.0, max_attempts=2),
-}
-
-
-def aws_client(service: str, *, region: str | None = None, sync_timeout_s: float = 29.0) -> Any:
-    """A boto3 client with the router's timeouts and retries (CLIENTS; sagemaker-runtime's are
-    sized by router.adapters.sagemaker_endpoint to the sync budget)."""
-    if service == "sagemaker-runtime":
-        from router.adapters.sagemaker_endpoint import make_runtime_client
-
-        return make_runtime_client(sync_timeout_s, region=region)
-    import boto3
-    from botocore.config import Config
-
-    s = CLIENTS[service]
-    extra: dict[str, Any] = {}
-    if service == "s3":
-        # SigV4 presigned URLs: required by every region launched after 2014 and by KMS-encrypted objects.
-        extra["signature_version"] = "s3v4"
-    config = Config(
-        connect_timeout=s.connect_timeout_s,
-        read_timeout=s.read_timeout_s,
-        retries={"mode": "standard", "total_max_attempts": s.max_attempts},
-        **extra,
-    )
-    return boto3.client(service, region_name=region, config=config)  # type: ignore[call-overload]
-
-
-class LazyClient:
-    """An aws_client() built on first use: a cold start that makes no AWS call (an inline predict
-    with a bundled config and model) imports no boto3 and builds no client."""
-
-    def __init__(self, service: str, **kw: Any) -> None:
-        self._args = (service, kw)
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        client = self._client
-        if client is None:
-            with self._lock:
-                if self._client is None:
-                    service, kw = self._args
-                    self._client = aws_client(service, **kw)
-                client = self._client
-        return getattr(client, name)
-
-
-def lazy_client(service: str, *, region: str | None = None, sync_timeout_s: float = 29.0) -> Any:
-    return LazyClient(service, region=region, sync_timeout_s=sync_timeout_s)
+__all__ = ["Runtime", "RuntimeKind", "build_aws", "build_local", "load_config_uri", "runtime_from_env"]
 
 
 def _signing_key(state_dir: Path) -> bytes:
@@ -180,7 +75,7 @@ def build_local(
     if with_jobs and config.storage.jobs.startswith("file://"):
         _writable(uri_to_path(config.storage.jobs))
     files = FileObjectStore(_signing_key(state_dir), public_base_url)
-    objects = CompositeObjectStore(files, _s3_factory)
+    objects = CompositeObjectStore(files, s3_object_store)
     runner = InlineRunner(objects, state_dir / "model-cache")
     auth: Authenticator = ApiKeyAuth(config.auth.api_keys) if config.auth.enabled else NoAuth()
     emulator_dir = state_dir / "sagemaker"
@@ -225,12 +120,14 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulato
         from router.sagemaker_names import transform_job_name
 
         batch = LocalBatch(config, objects, emulator_dir)
-        events = make_events_handler(rt)
-        batch.on_event = lambda event: None if events(event, LocalContext("event-" + str(event.get("id")), 60.0)) else None
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
         transform_name=transform_job_name if batch is not None else None,
     )
+    rt.service.attach_jobs(rt.jobs)
+    if batch is not None:
+        events = make_events_handler(rt)
+        batch.on_event = lambda event: None if events(event, LocalContext("event-" + str(event.get("id")), 60.0)) else None
     queue.handler = make_worker(rt)
     sweeper = LocalSweeper(rt.jobs, interval_s=min(30.0, config.jobs.stale_after_s))
     rt.closers += [store.close, queue.close]
@@ -251,7 +148,7 @@ def build_aws(config: RouterConfig) -> Runtime:
     from router.adapters.sagemaker_endpoint import SageMakerEndpointClient
 
     files = FileObjectStore(secrets.token_bytes(32), None)
-    objects = CompositeObjectStore(files, _s3_factory)
+    objects = CompositeObjectStore(files, s3_object_store)
     runner = InlineRunner(objects, Path(tempfile.gettempdir()) / "models")
     endpoints: EndpointClient | None = None
     if any(m.endpoint is not None for m in config.models):
@@ -291,18 +188,13 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
         transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""],
     )
-
-
-def _s3_factory() -> ObjectStore:
-    from router.adapters.s3_store import S3ObjectStore
-
-    return S3ObjectStore(aws_client("s3"))
+    rt.service.attach_jobs(rt.jobs)
 
 
 def load_config_uri(uri: str) -> RouterConfig:
     """A config from a path, file:// or s3:// location (ROUTER_CONFIG)."""
     if uri.startswith("s3://"):
-        store = _s3_factory()
+        store = s3_object_store()
         return parse_config(store.get_bytes(uri).decode("utf-8"), source=uri, check_artifacts=False)
     return load_config(uri[len("file://"):] if uri.startswith("file://") else uri)
 

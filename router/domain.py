@@ -178,3 +178,11 @@ class Job:
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A predict request no synchronous route could take, submitted as a job (the caller allowed it)."""
+
+    job: Job
+    created: bool  # False: the owner's Idempotency-Key had already made this job

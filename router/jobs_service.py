@@ -490,6 +490,16 @@ class JobsService:
 
     # ------------------------------------------------------------------ the lambda-job worker
 
+    def peek(self, job_id: str) -> Job | None:
+        """The job as stored, whoever owns it: for the worker and event handlers, never an API caller."""
+        return self.store.get(job_id)
+
+    def continue_lambda_job(self, job_id: str) -> None:
+        """Start the next worker run of a lambda-job whose run stopped at its deadline (checkpointed)."""
+        if self.queue is None:
+            raise BackendUnavailable("no worker queue is configured to continue lambda-job jobs")
+        self.queue.enqueue(job_id)
+
     def run_lambda_job(self, job_id: str, remaining_s: Callable[[], float]) -> bool:
         """Run (or resume) a lambda-job. Returns True when it must be continued by a new invocation
         (the deadline came first); False when the job is finished or not ours to run."""
@@ -724,8 +734,7 @@ class JobsService:
         stale and nothing is dispatched.
         """
         assert self.queue is not None
-        in_flight = getattr(self.queue, "in_flight", None)
-        if callable(in_flight) and in_flight(job.job_id):
+        if self.queue.in_flight(job.job_id):
             self.store.update(job.job_id, job.version, attempts=job.attempts)
             return
         done = job.records_done or 0

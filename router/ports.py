@@ -183,6 +183,9 @@ class WorkerQueue(Protocol):
 
     def enqueue(self, job_id: str) -> None: ...
 
+    def in_flight(self, job_id: str) -> bool:
+        """True while the queue itself still holds the job (waiting or running); False when it cannot tell."""
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

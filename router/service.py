@@ -1,5 +1,6 @@
 """Use cases: list and describe models, route dry runs, synchronous predictions (and, through
-`router.jobs_service`, asynchronous jobs). The handlers are thin: they parse HTTP and call these.
+`router.jobs_service`, asynchronous jobs). The handlers are thin: they parse HTTP, call these and
+render what they return.
 
 Everything outside the process is reached through a port (router/ports.py), so the same service
 runs on AWS and under `router serve`, and tests pass fakes.
@@ -11,11 +12,11 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from router.calibration import Recorder, Sample, calibrated, summarize_all
 from router.config import ModelSpec, RouterConfig
-from router.domain import BackendState, Decision, Mode, OutputKind, RequestShape, Route
+from router.domain import BackendState, Decision, Job, Mode, OutputKind, RequestShape, Route, Submitted
 from router.errors import (
     BackendError,
     BackendUnavailable,
@@ -53,6 +54,13 @@ class Prediction:
         }
 
 
+class JobSubmitter(Protocol):
+    """Where a predict request goes when it becomes a job (router.jobs_service.JobsService)."""
+
+    def submit(self, owner: str, model: ModelSpec, *, instances: list[Any] | None, input_uri: str | None,
+               input_format: str, output: OutputKind, idempotency_key: str | None) -> tuple[Job, bool]: ...
+
+
 class RouterService:
     def __init__(
         self,
@@ -71,6 +79,11 @@ class RouterService:
         self.worker_shares_runner = worker_shares_runner
         # Estimate vs measured of recent work done in this process (sync requests, jobs it ran).
         self.recorder = recorder or Recorder()
+        # Set by the composition root once the job service exists (it is built on this service).
+        self.jobs: JobSubmitter | None = None
+        rt = config.runtime
+        # Over this many bytes no synchronous route takes a body, whatever it holds.
+        self.sync_limit_bytes = int(min(rt.sync_payload_mb, rt.api_payload_mb) * 1024 * 1024)
         self._routes: dict[str, list[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
         self._learned: dict[str, tuple[int, ModelSpec, str]] = {}
@@ -195,14 +208,33 @@ class RouterService:
 
     # ------------------------------------------------------------------ predict
 
-    def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind, payload_bytes: int) -> Prediction | Decision:
-        """Run a synchronous prediction, or return the Decision when no sync route is feasible
-        (the caller turns it into a job or a 422/413)."""
+    def attach_jobs(self, jobs: JobSubmitter) -> None:
+        self.jobs = jobs
+
+    def check_payload(self, name: str, payload_bytes: int, *, respond_async: bool = False) -> None:
+        """Before the body is parsed: 413 when no synchronous route takes `payload_bytes` and the
+        request may not become a job (docs/api.md)."""
+        if payload_bytes <= self.sync_limit_bytes or (respond_async and self.jobs is not None):
+            return
+        decision = self.decide(self.model(name), Mode.SYNC, 1, payload_bytes)  # the payload alone rules sync out
+        if decision.route is None:
+            raise self.not_syncable_error(decision)
+
+    def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind, payload_bytes: int, *,
+                owner: str | None = None, respond_async: bool = False, idempotency_key: str | None = None) -> Prediction | Submitted:
+        """Run a synchronous prediction. When no sync route is feasible: 503 while the endpoint that
+        would take it is in a transient state; else, with `respond_async` (the caller's
+        `Prefer: respond-async`) and a job service, the request submitted as a job for `owner`;
+        else 422 sync_not_possible or 413 payload_too_large with the Decision."""
         state = self._state(model)
         decision = self.decide_in(model, Mode.SYNC, len(instances), payload_bytes, state)
         if decision.route is None:
             self._refuse_if_endpoint_transient(model, len(instances), payload_bytes)
-            return decision
+            if respond_async and self.jobs is not None and owner is not None:
+                job, created = self.jobs.submit(owner, model, instances=instances if isinstance(instances, list) else list(instances), input_uri=None, input_format="jsonl",
+                                                output=output, idempotency_key=idempotency_key)
+                return Submitted(job, created)
+            raise self.not_syncable_error(decision)
         start = time.perf_counter()
         if decision.route is Route.INLINE:
             preds = self.runner.predict(model, instances, output)

@@ -140,6 +140,9 @@ class FakeQueue:
             raise BackendUnavailable("queue down")
         self.enqueued.append(job_id)
 
+    def in_flight(self, job_id: str) -> bool:
+        return False
+
 
 class FakeBatch:
     """BatchClient: remembers transform jobs by name; adopts repeats like SageMaker's unique names."""

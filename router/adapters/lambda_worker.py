@@ -17,6 +17,9 @@ class LambdaWorkerQueue:
         self._client = lambda_client
         self._function = function_name
 
+    def in_flight(self, job_id: str) -> bool:
+        return False  # an Event invoke is fire and forget: Lambda does not say whether it still holds it
+
     def enqueue(self, job_id: str) -> None:
         try:
             resp = self._client.invoke(

@@ -1,11 +1,31 @@
-"""Small helpers every `router` command shares: how a bad config is reported, and help text."""
+"""Small helpers every `router` command shares: exit codes, how a bad config is reported, and help text."""
 
 from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
+from router.config import ModelSpec, RouterConfig, load_config
 from router.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def load_model_spec(config_path: Path, name: str) -> tuple[RouterConfig, ModelSpec] | None:
+    """Load the config and find one model; on failure print why to stderr and return None."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print_config_error(e)
+        return None
+    model = cfg.model(name)
+    if model is None:
+        known = ", ".join(m.name for m in cfg.models) or "none"
+        print(f"{config_path}: no model named {name!r} (models: {known})", file=sys.stderr)
+        return None
+    return cfg, model
 
 
 def print_config_error(e: ConfigError) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import secrets
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -178,8 +177,8 @@ def _build_digits_mlp(path: Path) -> None:
 
 def _profile(name: str, framework: str, path: Path, digest: str, features: list[str] | None) -> dict[str, Any]:
     """The model's routing profile, measured as `router profile` does (router/cli/profiling.py)."""
-    from router.adapters.file_store import FileObjectStore
     from router.cli.profiling import measure
+    from router.cli.wiring import file_store
 
     spec = ModelSpec.model_validate(
         {"name": name, "framework": framework, "artifact": f"file://{path}", "sha256": digest, "features": features}
@@ -188,7 +187,7 @@ def _profile(name: str, framework: str, path: Path, digest: str, features: list[
     # Only iris can take lambda-job in the demo (forest-xl is too big for its 128 MB Lambda,
     # digits-mlp is inline: false): the others' worker timing would never be used.
     routes = ("inline", "lambda-job") if name == "iris" else ("inline",)
-    profile = measure(spec, FileObjectStore(secrets.token_bytes(16)), sample=_training_rows(name), repeats=1, routes=routes)
+    profile = measure(spec, file_store(), sample=_training_rows(name), repeats=1, routes=routes)
     if name == "forest-xl":
         # Keep the router's default estimate (3 x artifact) for the demo's "too big for a 128 MB
         # Lambda" model: a measured figure near the 102 MB budget would make the demo flaky.

@@ -15,28 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from router.cli.common import print_config_error
-from router.config import ModelSpec, RouterConfig, load_config, uri_to_path
+from router.cli.common import EXIT_INVALID, EXIT_OK, load_model_spec
+from router.cli.models_compile import register_compile
+from router.config import uri_to_path
 from router.errors import ConfigError
-
-EXIT_OK = 0
-EXIT_INVALID = 2
-
-
-def load_model_spec(config_path: Path, name: str) -> tuple[RouterConfig, ModelSpec] | None:
-    """Load the config and find one model; on failure print why to stderr and return None."""
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as e:
-        print_config_error(e)
-        return None
-    model = cfg.model(name)
-    if model is None:
-        known = ", ".join(m.name for m in cfg.models) or "none"
-        print(f"{config_path}: no model named {name!r} (models: {known})", file=sys.stderr)
-        return None
-    return cfg, model
-
 
 # ---------------------------------------------------------------- package
 
@@ -173,13 +155,7 @@ def register_deploy(sub: Any) -> None:
 
 # ---------------------------------------------------------------- the group
 
-def _register_compile(sub: Any) -> None:
-    from router.cli.models_compile import register_compile  # imports this module: loaded after it
-
-    register_compile(sub)
-
-
-SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy, _register_compile]
+SUBCOMMANDS: list[Callable[[Any], None]] = [register_package, register_deploy, register_compile]
 
 
 def register(subparsers: Any) -> None:

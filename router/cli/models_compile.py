@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from router.cli.common import wrap
-from router.cli.models_cmd import EXIT_INVALID, EXIT_OK, load_model_spec
+from router.cli.common import EXIT_INVALID, EXIT_OK, load_model_spec, wrap
 from router.config import parse_config, uri_to_path
 from router.errors import ConfigError
 

@@ -8,7 +8,6 @@ CLI-side only (`router models compile`): the handlers never import it, nor skl2o
 from __future__ import annotations
 
 import hashlib
-import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +197,7 @@ def load_data(path: Path, spec: ModelSpec, rows: int | None) -> Sample:
 
 def check(spec: ModelSpec, onnx_path: Path, estimator: Any, data: Sample, tolerance: float) -> CheckResult:
     """Both through the router's inline runner (validation, float32 cast, outputs as served)."""
-    from router.adapters.file_store import FileObjectStore
-    from router.adapters.inline import InlineRunner
+    from router.cli.wiring import file_store, inline_runner
     from router.domain import OutputKind
 
     kind = "classifier" if is_classifier(estimator) else "regressor"
@@ -208,7 +206,7 @@ def check(spec: ModelSpec, onnx_path: Path, estimator: Any, data: Sample, tolera
     as_onnx = spec.model_copy(update={"framework": "onnx", "artifact": onnx_path.as_uri(), "sha256": digest, "onnx": None})
     as_sklearn = spec.model_copy(update={"onnx": None})
     with tempfile.TemporaryDirectory(prefix="router-compile-") as cache:
-        runner = InlineRunner(FileObjectStore(secrets.token_bytes(16)), Path(cache))
+        runner = inline_runner(file_store(), Path(cache))
         try:
             want = runner.predict(as_sklearn, data.rows, OutputKind.PREDICT)
             got = runner.predict(as_onnx, data.rows, OutputKind.PREDICT)

@@ -4,7 +4,6 @@ write them into the config, so routing estimates come from this model on this ha
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,6 @@ def register(sub: Any) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from router.adapters.file_store import FileObjectStore
-    from router.adapters.objects import CompositeObjectStore
-    from router.bootstrap import _s3_factory
     from router.cli.profiling import (
         flow,
         measure,
@@ -54,6 +50,7 @@ def _profile(args: argparse.Namespace) -> int:
         write_config_text,
         write_profile,
     )
+    from router.cli.wiring import object_store
 
     try:
         cfg = load_config(args.config)
@@ -73,7 +70,7 @@ def _profile(args: argparse.Namespace) -> int:
     if not names:
         print("no in-process (sklearn/onnx) models to profile; SageMaker-only models need a declared profile", file=sys.stderr)
         return 2
-    objects = CompositeObjectStore(FileObjectStore(secrets.token_bytes(16)), _s3_factory)
+    objects = object_store()
     status = 0
     for name in names:
         spec = cfg.model(name)

@@ -71,14 +71,14 @@ def measure(
     """
     import numpy as np
 
-    from router.adapters.inline import InlineRunner
+    from router.cli.wiring import inline_runner
 
     if spec.framework not in _LOAD:
         raise InvalidRequest(f"model {spec.name!r} is {spec.framework}: it runs on SageMaker; declare its profile by hand")
     cfg = config or RouterConfig()
     with tempfile.TemporaryDirectory(prefix="router-profile-", dir=None if config is None else _scratch_parent(cfg)) as scratch:
         cache = Path(scratch) / "models"
-        runner = InlineRunner(objects, cache)
+        runner = inline_runner(objects, cache)
         start = time.perf_counter()
         _fetch_and_check(spec, objects, Path(scratch) / "fetched")
         fetch_s = time.perf_counter() - start
@@ -161,13 +161,10 @@ def _median_ms(fn: Any, repeats: int) -> float:
 def _worker_timing(spec: ModelSpec, cfg: RouterConfig, runner: Any, scratch: Path, sample: Any, repeats: int) -> dict[str, float]:
     """Run the lambda-job worker itself on jobs of 1 record, 1 chunk and 8 chunks, the model warm;
     each job's duration is started_at -> finished_at, as calibration measures real jobs."""
-    from router.adapters.file_store import FileObjectStore
-    from router.adapters.sqlite_jobs import SqliteJobStore
+    from router.cli.wiring import file_store, offline_jobs
     from router.domain import Job, JobStatus, Route
     from router.jobs import UtcClock, new_job_id
     from router.jobs_io import encode_jsonl as _jsonl
-    from router.jobs_service import JobsService
-    from router.service import RouterService
 
     scratch = scratch.resolve()
     jobs_root = (scratch / "jobs").as_uri()
@@ -175,10 +172,8 @@ def _worker_timing(spec: ModelSpec, cfg: RouterConfig, runner: Any, scratch: Pat
     data["storage"] = {"artifacts": cfg.storage.artifacts, "jobs": jobs_root, "job_table": f"sqlite:///{scratch / 'jobs.db'}"}
     data["models"] = [spec.model_dump()]
     local = RouterConfig.model_validate(data)
-    store = SqliteJobStore(scratch / "jobs.db", ttl_days=1)
-    files = FileObjectStore(secrets.token_bytes(16))
-    service = RouterService(local, runner=runner)
-    jobs = JobsService(local, service=service, store=store, objects=files, clock=UtcClock(), queue=None)
+    files = file_store()
+    jobs, store = offline_jobs(local, runner, files, scratch / "jobs.db")
     chunk = cfg.jobs.chunk_records
     try:
         def run(n: int, data: bytes) -> float:

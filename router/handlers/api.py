@@ -16,19 +16,16 @@ no per-request state; the resolver (which keeps its current event in class state
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router import __version__
-from router.domain import Decision, Job, Mode, OutputKind
+from router.domain import Job, OutputKind, Submitted
 from router.errors import (
     InternalError,
     InvalidJson,
@@ -38,14 +35,23 @@ from router.errors import (
     RouterError,
     UnsupportedMediaType,
 )
-from router.handlers import lambda_entry, telemetry
+from router.handlers import telemetry
+from router.handlers.api_common import (
+    JSON_TYPE,
+    PUBLIC_PATHS,
+    Event,
+    Response,
+    body_text,
+    error_response,
+    json_response,
+    loads_json,
+    utf8_len,
+    validation_error,
+)
 
-MAX_JSON_DEPTH_MSG = "the JSON body is nested too deeply"
-MIB = 1024 * 1024
-JSON_TYPE = "application/json"
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})  # answered without credentials
-LIST_LIMIT_MAX = 100
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 # Every (method, path template) the API serves, and whether it needs the job service. The
@@ -64,101 +70,10 @@ ROUTE_TABLE: tuple[tuple[str, str, bool], ...] = (
     ("GET", "/v1/openapi.json", False),
 )
 
-Event = dict[str, Any]
-Response = dict[str, Any]
 
 
-def routes_for(runtime: Any) -> list[tuple[str, str]]:
+def routes_for(runtime: Runtime) -> list[tuple[str, str]]:
     return [(m, t) for m, t, needs_jobs in ROUTE_TABLE if not needs_jobs or runtime.jobs is not None]
-
-
-# ---------------------------------------------------------------- JSON
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise json.JSONDecodeError(f"duplicate key {dup!r}", "", 0)
-    return obj
-
-
-def loads_json(text: str) -> Any:
-    """json.loads that refuses duplicate keys (RFC 8259 leaves them undefined: no silent last
-    wins) and turns pathological nesting into a JSON error instead of a RecursionError (400, not 500)."""
-    try:
-        return _DECODER.decode(text)
-    except RecursionError:
-        raise json.JSONDecodeError(MAX_JSON_DEPTH_MSG, text[:64], 0) from None
-    except json.JSONDecodeError:
-        raise
-    except ValueError:
-        # An integer literal over Python's int-from-text limit (4300 digits) is valid JSON that
-        # json.loads refuses with a plain ValueError. Such a number is out of any float's range:
-        # read it as +-inf, so it is refused like 1e400 (422 invalid_input where a number belongs).
-        return json.loads(text, parse_int=_parse_int, object_pairs_hook=_no_duplicates)
-
-
-def _parse_int(s: str) -> int | float:
-    limit = sys.get_int_max_str_digits()
-    return int(s) if not limit or len(s.lstrip("-")) <= limit else float(s)
-
-
-# Built once: json.loads/dumps with arguments build a new decoder/encoder on every call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    """A REST proxy response as the resolver builds it (multi-value headers)."""
-    hdrs = {"Content-Type": [JSON_TYPE]}
-    if headers:
-        for k, v in headers.items():
-            hdrs[k] = [v]
-    return {"statusCode": status, "multiValueHeaders": hdrs, "body": _dumps(body), "isBase64Encoded": False}
-
-
-def with_details(body: dict[str, Any]) -> dict[str, Any]:
-    """The documented envelope always has `details` (an empty object when there is nothing to add)."""
-    body["error"].setdefault("details", {})
-    return body
-
-
-def error_response(err: RouterError, rid: str) -> Response:
-    """The error envelope for `err`, logged (5xx as errors, the rest as info) and counted."""
-    log = telemetry.logger()
-    if err.status >= 500:
-        log.error("request failed", extra={"code": err.code, "error_message": err.message})
-    else:
-        log.info("request rejected", extra={"code": err.code, "status": err.status})
-    m = telemetry.event_metrics()
-    m.dimension("code", err.code)
-    m.count("Errors")
-    resp = json_response(err.status, with_details(err.to_body(rid)))
-    if err.retry_after_s is not None:  # a transient state (503, 429): when to try again
-        resp["multiValueHeaders"]["Retry-After"] = [str(err.retry_after_s)]
-    if isinstance(err, MethodNotAllowed):
-        resp["multiValueHeaders"]["Allow"] = [", ".join(err.details.get("allowed", []))]
-    return resp
-
-
-def validation_error(errors: list[Any]) -> RouterError:
-    """pydantic's errors (from the resolver's validation or a model's own) as the API's 400s."""
-    problems = []
-    for e in errors:
-        if e.get("type") == "json_invalid":
-            detail = (e.get("ctx") or {}).get("error") or "malformed JSON"
-            return InvalidJson(f"the body is not valid JSON: {detail}")
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-        msg = str(e.get("msg", "invalid"))
-        if e.get("type") == "extra_forbidden":
-            msg = "unknown field"
-        elif e.get("type") == "missing" and loc == "body":
-            msg = "a JSON body is required"
-        problems.append({"field": loc, "problem": msg.removeprefix("Value error, ")})
-    first = problems[0] if problems else {"field": "body", "problem": "invalid"}
-    return InvalidRequest(f"{first['field']}: {first['problem']}", details={"problems": problems})
 
 
 # ---------------------------------------------------------------- events
@@ -194,25 +109,6 @@ def _add_header(resp: Response, name: str, value: str) -> None:
 
 def _normalized(path: str) -> str:
     return "/" + "/".join(p for p in path.split("/") if p)
-
-
-def body_text(event: Mapping[str, Any]) -> str | None:
-    """The body as text: API Gateway passes binary bodies base64-encoded; JSON must be UTF-8."""
-    body = event.get("body")
-    if body is None:
-        return None
-    try:
-        if event.get("isBase64Encoded"):
-            return base64.b64decode(body).decode("utf-8")
-        return str(body)
-    except (UnicodeDecodeError, binascii.Error):
-        raise InvalidJson("the body is not UTF-8 encoded JSON") from None
-
-
-def utf8_len(text: str | None) -> int:
-    if not text:
-        return 0
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 _MAPPING_FIELDS = ("headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
@@ -316,18 +212,15 @@ def _matches(template: str, path: str) -> bool:
 
 
 class ApiHandler:
-    """A Lambda-style handler bound to one runtime (router.bootstrap.Runtime)."""
+    """A Lambda-style handler bound to one runtime; implements ApiCore for the resolver."""
 
-    def __init__(self, runtime: Any, *, fast_path: bool = True) -> None:
+    def __init__(self, runtime: Runtime, *, fast_path: bool = True) -> None:
         self.runtime = runtime
         self.service = runtime.service
         self.jobs = runtime.jobs
         self.fast_path = fast_path
         self.route_table = routes_for(runtime)
         self._allowed: dict[str, list[str]] = {}  # per concrete path; bounded below
-        rt = runtime.config.runtime
-        # Over this, no synchronous route can take the body, whatever it holds (checked before parsing).
-        self._sync_limit_bytes = int(min(rt.sync_payload_mb, rt.api_payload_mb) * MIB)
         self._resolver: Any = None
         self._resolver_lock = threading.Lock()
 
@@ -426,7 +319,7 @@ class ApiHandler:
 
     def health(self) -> Response:
         rt = self.runtime
-        body = {"status": "ok", "version": __version__, "config_digest": rt.config.digest, "runtime": rt.kind}
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "config_digest": rt.config.digest, "runtime": rt.kind}
         endpoints = self.service.endpoint_statuses()  # last known states: no AWS call
         if endpoints:
             body["endpoints"] = endpoints
@@ -437,9 +330,7 @@ class ApiHandler:
         text = body_text(event)
         size = utf8_len(text)
         prefer = headers.get("prefer", "").lower()
-        if size > self._sync_limit_bytes and not ("respond-async" in prefer and self.jobs is not None):
-            # Over what any synchronous route takes: 413 before the rows are parsed or validated.
-            self._refuse_size(name, size)
+        self.check_sync_size(name, size, prefer)  # 413 before the rows are parsed or validated
         try:
             data = loads_json(text) if text else None
         except json.JSONDecodeError as e:
@@ -449,29 +340,21 @@ class ApiHandler:
         instances, output = predict_body(data)
         return self.predict(owner, name, instances, output, size, prefer, headers.get("idempotency-key"), start)
 
-    def _refuse_size(self, name: str, size: int) -> None:
-        spec = self.service.model(name)
-        decision = self.service.decide(spec, Mode.SYNC, 1, size)  # the payload alone rules sync out
-        if decision.route is None:
-            raise self.service.not_syncable_error(decision)
+    def check_sync_size(self, name: str, size: int, prefer: str) -> None:
+        self.service.check_payload(name, size, respond_async="respond-async" in prefer)
 
     def predict(self, owner: str, name: str, instances: list[Any], output: OutputKind, size: int, prefer: str,
                 idempotency_key: str | None, start: float) -> Response:
-        """A validated predict request (both layers end here)."""
+        """A validated predict request (both layers end here): renders what the service did."""
         service = self.service
         spec = service.model(name)
         metrics = telemetry.event_metrics()
         metrics.dimension("model", spec.name)
-        result = service.predict(spec, instances, output, size)
-        if isinstance(result, Decision):
-            if "respond-async" in prefer and self.jobs is not None:
-                job, _ = self.jobs.submit(
-                    owner, spec, instances=instances, input_uri=None, input_format="jsonl",
-                    output=output, idempotency_key=idempotency_key,
-                )
-                metrics.count("JobsSubmitted")
-                return self.job_response(202, job)
-            raise service.not_syncable_error(result)
+        result = service.predict(spec, instances, output, size, owner=owner, respond_async="respond-async" in prefer,
+                                 idempotency_key=idempotency_key)
+        if isinstance(result, Submitted):
+            metrics.count("JobsSubmitted")
+            return self.job_response(202, result.job)
         total = (time.perf_counter() - start) * 1000
         route = result.route.value
         metrics.dimension("route", route)
@@ -480,6 +363,7 @@ class ApiHandler:
         return json_response(200, result.to_dict(total), {"X-Router-Route": route})
 
     def job_response(self, status: int, job: Job) -> Response:
+        assert self.jobs is not None  # a job exists only where the runtime has a job service
         body = self.jobs.to_dict(job, with_download=True)
         return json_response(status, body, {"Location": f"/v1/jobs/{job.job_id}", "X-Router-Route": job.route.value})
 
@@ -526,14 +410,10 @@ def predict_body(data: Any) -> tuple[list[Any], OutputKind]:
     return body.instances, body.output
 
 
-def make_handler(runtime: Any, *, fast_path: bool = True) -> Callable[[Event, Any], Response]:
+def make_handler(runtime: Runtime, *, fast_path: bool = True) -> Callable[[Event, Any], Response]:
     """A Lambda-style handler bound to one runtime (used by the Lambda entry point, `router serve`
     and the tests). Metrics are flushed after every event, as CloudWatch EMF lines on stdout
     (POWERTOOLS_METRICS_DISABLED=true turns them off; `router serve` does by default).
     fast_path=False sends every route through the resolver (the reference the tests compare with)."""
     telemetry.setup_logging()
     return ApiHandler(runtime, fast_path=fast_path)
-
-
-# The Lambda entry point: the runtime is built from the environment on the cold start.
-handler = lambda_entry(make_handler)

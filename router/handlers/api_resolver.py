@@ -13,7 +13,7 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -24,10 +24,10 @@ from router import __version__
 from router.domain import JobStatus, Mode
 from router.errors import InternalError, InvalidJson, NotFound, RouterError, UnsupportedMediaType
 from router.handlers import telemetry
-from router.handlers.api import (
+from router.handlers.api_common import (
     LIST_LIMIT_MAX,
     PUBLIC_PATHS,
-    ApiHandler,
+    ApiCore,
     error_response,
     json_response,
     loads_json,
@@ -48,6 +48,9 @@ from router.handlers.api_models import (
     RouteBody,
     UploadSlot,
 )
+
+if TYPE_CHECKING:
+    from router.jobs_service import JobsService
 
 
 class RouterApp(APIGatewayRestResolver):
@@ -75,7 +78,7 @@ def _responses(ok: Any, *statuses: int, ok_status: int = 200) -> dict[int, Any]:
     return out
 
 
-def build_app(h: ApiHandler) -> RouterApp:
+def build_app(h: ApiCore) -> RouterApp:
     """The resolver for one handler's runtime. Route functions close over it."""
     app = RouterApp(enable_validation=True, json_body_deserializer=loads_json)
     runtime = h.runtime
@@ -171,12 +174,11 @@ def build_app(h: ApiHandler) -> RouterApp:
         start = time.perf_counter()
         size = payload_bytes()
         prefer = (header("prefer") or "").lower()
-        if size > h._sync_limit_bytes and not ("respond-async" in prefer and runtime.jobs is not None):
-            h._refuse_size(model, size)
+        h.check_sync_size(model, size, prefer)
         return _pt(h.predict(owner(), model, body.instances, body.output, size, prefer, header("idempotency-key"), start))
 
     if runtime.jobs is not None:
-        _register_job_routes(route, h, owner, header)
+        _register_job_routes(route, h, runtime.jobs, owner, header)
 
     @route("GET", "/v1/openapi.json", summary="This contract as OpenAPI 3")
     def openapi() -> Response[Any]:
@@ -187,10 +189,10 @@ def build_app(h: ApiHandler) -> RouterApp:
     return app
 
 
-def _register_job_routes(route: Any, h: ApiHandler, owner: Callable[[], str], header: Callable[[str], str | None]) -> None:
+def _register_job_routes(route: Any, h: ApiCore, jobs: JobsService, owner: Callable[[], str],
+                         header: Callable[[str], str | None]) -> None:
     """Job endpoints: submit, get, list, cancel, uploads."""
     runtime = h.runtime
-    jobs = runtime.jobs
 
     @route("POST", "/v1/models/<model>/jobs", summary="Submit an asynchronous job",
            responses={**_responses(JobModel, 400, 401, 404, 409, 413, 415, 422, 429, 503, ok_status=202), **_responses(JobModel)})

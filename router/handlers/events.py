@@ -8,17 +8,22 @@ the job id as correlation_id; with metrics on, the job's end is counted by `mode
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.errors import InvalidRequest
-from router.handlers import Handler, lambda_entry, telemetry
+from router.handlers import Handler, jobs_of, telemetry
 from router.sagemaker_names import job_id_from_transform_job_name
 from router.transform_events import parse_state_change_event
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
 log = logging.getLogger("router.events")
 
 
-def make_events_handler(runtime: Any) -> Handler:
+def make_events_handler(runtime: Runtime) -> Handler:
+    jobs = jobs_of(runtime)
+
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             state = parse_state_change_event(event)
@@ -30,12 +35,9 @@ def make_events_handler(runtime: Any) -> Handler:
         if job_id is None:
             return {"ignored": f"transform job {state.name} is not a router job"}
         with telemetry.job_event(job_id, telemetry.invocation_id(context)) as metrics:
-            job = runtime.jobs.on_batch_state(job_id, state)
+            job = jobs.on_batch_state(job_id, state)
             telemetry.count_job(metrics, job)
             return {"job_id": job_id, "status": None if job is None else job.status.value}
 
     return handle
 
-
-# The Lambda entry point: the runtime is built from the environment on the cold start.
-handler = lambda_entry(make_events_handler)

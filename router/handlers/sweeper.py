@@ -6,17 +6,22 @@ metrics on, each run's counts are SweepSeen, SweepRedispatched, SweepDescribed a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from router.handlers import Handler, lambda_entry, telemetry
+from router.handlers import Handler, jobs_of, telemetry
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
 _COUNTS = {"seen": "SweepSeen", "redispatched": "SweepRedispatched", "described": "SweepDescribed", "failed": "SweepFailed"}
 
 
-def make_sweeper(runtime: Any, *, limit: int = 100) -> Handler:
+def make_sweeper(runtime: Runtime, *, limit: int = 100) -> Handler:
+    jobs = jobs_of(runtime)
+
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         with telemetry.job_event(None, telemetry.invocation_id(context)) as metrics:
-            result = dict(runtime.jobs.sweep(limit=limit))
+            result = dict(jobs.sweep(limit=limit))
             for key, name in _COUNTS.items():
                 if key in result:
                     metrics.count(name, result[key])
@@ -24,6 +29,3 @@ def make_sweeper(runtime: Any, *, limit: int = 100) -> Handler:
 
     return handle
 
-
-# The Lambda entry point: the runtime is built from the environment on the cold start.
-handler = lambda_entry(make_sweeper)

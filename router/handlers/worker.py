@@ -9,31 +9,31 @@ lines carry the job id as correlation_id; with metrics on it counts JobsContinue
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.errors import InvalidRequest
-from router.handlers import Handler, lambda_entry, telemetry
+from router.handlers import Handler, jobs_of, telemetry
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
 
 
-def make_worker(runtime: Any) -> Handler:
-    jobs = runtime.jobs
+def make_worker(runtime: Runtime) -> Handler:
+    jobs = jobs_of(runtime)
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        job_id = event.get("job_id")
-        valid = isinstance(job_id, str) and bool(job_id)
-        with telemetry.job_event(job_id if valid else None, telemetry.invocation_id(context)) as metrics:
-            if not valid:
+        raw = event.get("job_id")
+        job_id = raw if isinstance(raw, str) and raw else None
+        with telemetry.job_event(job_id, telemetry.invocation_id(context)) as metrics:
+            if job_id is None:
                 raise InvalidRequest("worker event needs a job_id")
             again = jobs.run_lambda_job(job_id, lambda: context.get_remaining_time_in_millis() / 1000.0)
             if again:
-                jobs.queue.enqueue(job_id)
+                jobs.continue_lambda_job(job_id)
                 metrics.count("JobsContinued")
             if metrics.on:  # one read of the job, for its model and how it ended
-                telemetry.count_job(metrics, jobs.store.get(job_id))
+                telemetry.count_job(metrics, jobs.peek(job_id))
             return {"job_id": job_id, "continued": again}
 
     return handle
 
-
-# The Lambda entry point: the runtime is built from the environment on the cold start.
-handler = lambda_entry(make_worker)

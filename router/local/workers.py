@@ -34,8 +34,8 @@ class LocalWorkerQueue:
         self._pool.submit(self._run, job_id)
 
     def in_flight(self, job_id: str) -> bool:
-        """True while the job waits in the pool or runs (review fix: the sweeper asks, so that a
-        continuation waiting behind other long jobs is not taken for a dead worker)."""
+        """True while the job waits in the pool or runs: a continuation waiting behind other long
+        jobs is not a dead worker to the sweeper."""
         with self._lock:
             return job_id in self._inflight
 

@@ -359,7 +359,7 @@ def test_metrics_only_when_on(fast: Any, capsys: pytest.CaptureFixture[str], mon
 
 AWS_COLD = """
 import json, sys
-from router.handlers.api import handler
+from router.lambdas.api import handler
 event = {"httpMethod": "POST", "path": "/v1/models/lr/predict", "headers": {"Content-Type": "application/json"},
          "body": json.dumps({"instances": [[1, 2, 3]]}),
          "requestContext": {"requestId": "r1", "identity": {"userArn": "arn:aws:iam::123456789012:user/alice"}}}

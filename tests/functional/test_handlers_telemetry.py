@@ -36,8 +36,12 @@ class FakeJobs:
     def __init__(self, status: JobStatus = JobStatus.SUCCEEDED, again: bool = False, fail: bool = False) -> None:
         self.status, self.again, self.fail = status, again, fail
         self.enqueued: list[str] = []
-        self.queue = SimpleNamespace(enqueue=self.enqueued.append)
-        self.store = SimpleNamespace(get=lambda job_id: SimpleNamespace(job_id=job_id, model="lr", status=self.status))
+
+    def continue_lambda_job(self, job_id: str) -> None:
+        self.enqueued.append(job_id)
+
+    def peek(self, job_id: str) -> Any:
+        return SimpleNamespace(job_id=job_id, model="lr", status=self.status)
 
     def run_lambda_job(self, job_id: str, remaining_s: Any) -> bool:
         logging.getLogger("router.jobs").warning("working on %s", job_id)

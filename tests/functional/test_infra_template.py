@@ -34,10 +34,10 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 PARAMETERS_EXAMPLE = ROOT / "infra" / "parameters.example.json"
 
 HANDLERS = {
-    "ApiFunction": "router.handlers.api.handler",
-    "WorkerFunction": "router.handlers.worker.handler",
-    "EventsFunction": "router.handlers.events.handler",
-    "SweeperFunction": "router.handlers.sweeper.handler",
+    "ApiFunction": "router.lambdas.api.handler",
+    "WorkerFunction": "router.lambdas.worker.handler",
+    "EventsFunction": "router.lambdas.events.handler",
+    "SweeperFunction": "router.lambdas.sweeper.handler",
 }
 WORKER_NAME = {"Fn::Sub": "${AWS::StackName}-worker"}
 ROUTER_PREFIX = f"{NAME_PREFIX}-"

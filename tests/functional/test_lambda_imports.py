@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HANDLERS = ("router.handlers.api", "router.handlers.worker", "router.handlers.events", "router.handlers.sweeper")
+HANDLERS = ("router.lambdas.api", "router.lambdas.worker", "router.lambdas.events", "router.lambdas.sweeper")
 SERVER_ONLY = ("uvicorn", "httptools", "starlette", "anyio", "router.local.http", "sagemaker", "torch")
 
 

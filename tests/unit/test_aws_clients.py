@@ -1,4 +1,4 @@
-"""Every boto3 client the router builds has explicit timeouts and retries (router.bootstrap.aws_client)
+"""Every boto3 client the router builds has explicit timeouts and retries (router.adapters.aws_clients.aws_client)
 whose worst case fits the budget of the route it serves: the API's sync budget (API Gateway's 29 s)
 and the worker's checkpoint reserve before Lambda's deadline."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from router.bootstrap import CLIENTS, aws_client, worst_case_s
+from router.adapters.aws_clients import CLIENTS, aws_client, worst_case_s
 from router.config import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_clients_are_built_in_one_place() -> None:
             builders.setdefault(str(path.relative_to(ROOT)), 0)
             builders[str(path.relative_to(ROOT))] += 1
             assert m is not None
-    assert builders == {"router/bootstrap.py": 1, "router/adapters/sagemaker_endpoint.py": 1}
+    assert builders == {"router/adapters/aws_clients.py": 1, "router/adapters/sagemaker_endpoint.py": 1}
 
 
 class _Failing(http.server.BaseHTTPRequestHandler):

@@ -4,12 +4,13 @@ reported (422 with the Decision, or 413 when it is the payload)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from router.config import RouterConfig
-from router.domain import Decision, Mode, OutputKind, Route
+from router.domain import Job, JobStatus, Mode, OutputKind, Route, Submitted
 from router.errors import (
     BackendError,
     BackendUnavailable,
@@ -60,10 +61,9 @@ def test_endpoint_answer_must_match_the_instances() -> None:
 
 def test_endpoint_out_of_service_is_not_syncable() -> None:
     svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=FakeEndpoints(in_service=False))
-    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
-    assert isinstance(out, Decision) and out.route is None
-    err = svc.not_syncable_error(out)
-    assert isinstance(err, SyncNotPossible) and err.details["decision"]["candidates"]
+    with pytest.raises(SyncNotPossible) as e:
+        svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
+    assert e.value.details["decision"]["route"] is None and e.value.details["decision"]["candidates"]
 
 
 @pytest.mark.parametrize("status", ["Creating", "Updating", "SystemUpdating", "RollingBack"])
@@ -84,16 +84,79 @@ def test_a_transient_endpoint_that_could_not_take_the_request_anyway_is_still_42
     eps.status_override = "Creating"
     svc = RouterService(config(inline=False, endpoint={"name": "ep"}, profile={"load_s": 0.1, "per_record_ms": 1000.0}),
                         runner=FakeRunner(), endpoints=eps)
-    out = svc.predict(svc.model("m"), [[1, 2]] * 100, OutputKind.PREDICT, 100)  # ~100 s: over any sync budget
-    assert isinstance(out, Decision) and out.route is None
+    with pytest.raises(SyncNotPossible):
+        svc.predict(svc.model("m"), [[1, 2]] * 100, OutputKind.PREDICT, 100)  # ~100 s: over any sync budget
 
 
 def test_payload_over_the_limit_is_413() -> None:
     svc = RouterService(config(), runner=FakeRunner())
-    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 7 * 1024 * 1024)
-    assert isinstance(out, Decision) and out.payload_limited
-    err = svc.not_syncable_error(out)
-    assert isinstance(err, PayloadTooLarge) and "/v1/uploads" in err.message
+    with pytest.raises(PayloadTooLarge) as e:
+        svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 7 * 1024 * 1024)
+    assert "/v1/uploads" in e.value.message and e.value.details["decision"]["route"] is None
+
+
+class FakeSubmitter:
+    """JobSubmitter: records what the service submits, answers with a queued job."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def submit(self, owner: str, model: Any, **kw: Any) -> tuple[Job, bool]:
+        self.calls.append({"owner": owner, "model": model.name, **kw})
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        return Job(job_id="job_1", owner=owner, model=model.name, status=JobStatus.QUEUED, route=Route.LAMBDA_JOB,
+                   reason="r", created_at=now, updated_at=now, input_uri="file:///in.jsonl"), True
+
+
+def test_unsyncable_request_with_respond_async_is_submitted_as_a_job() -> None:
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=FakeEndpoints(in_service=False))
+    jobs = FakeSubmitter()
+    svc.attach_jobs(jobs)
+    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PROBA, 100, owner="alice", respond_async=True, idempotency_key="k1")
+    assert isinstance(out, Submitted) and out.job.job_id == "job_1" and out.created
+    assert jobs.calls == [{"owner": "alice", "model": "m", "instances": [[1, 2]], "input_uri": None, "input_format": "jsonl",
+                           "output": OutputKind.PROBA, "idempotency_key": "k1"}]
+
+
+def test_respond_async_is_a_fallback_only() -> None:
+    """A request a sync route takes is answered synchronously, `Prefer: respond-async` or not; without
+    the header (or without a job service) an unsyncable one is the 422, and nothing is submitted."""
+    runner = FakeRunner()
+    svc = RouterService(config(), runner=runner)
+    jobs = FakeSubmitter()
+    svc.attach_jobs(jobs)
+    assert isinstance(svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100, owner="a", respond_async=True), Prediction)
+    off = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=runner, endpoints=FakeEndpoints(in_service=False))
+    off.attach_jobs(jobs)
+    with pytest.raises(SyncNotPossible):
+        off.predict(off.model("m"), [[1, 2]], OutputKind.PREDICT, 100, owner="a")
+    no_jobs = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=runner, endpoints=FakeEndpoints(in_service=False))
+    with pytest.raises(SyncNotPossible):
+        no_jobs.predict(no_jobs.model("m"), [[1, 2]], OutputKind.PREDICT, 100, owner="a", respond_async=True)
+    assert jobs.calls == []
+
+
+def test_a_transient_endpoint_is_503_even_with_respond_async() -> None:
+    eps = FakeEndpoints(in_service=False)
+    eps.status_override = "Creating"
+    svc = RouterService(config(inline=False, endpoint={"name": "ep"}), runner=FakeRunner(), endpoints=eps)
+    jobs = FakeSubmitter()
+    svc.attach_jobs(jobs)
+    with pytest.raises(BackendUnavailable):
+        svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100, owner="a", respond_async=True)
+    assert jobs.calls == []
+
+
+def test_an_oversized_body_is_413_before_parsing_unless_it_may_become_a_job() -> None:
+    svc = RouterService(config(), runner=FakeRunner())
+    big = svc.sync_limit_bytes + 1
+    svc.check_payload("m", svc.sync_limit_bytes)  # at the limit: parsed and routed as usual
+    with pytest.raises(PayloadTooLarge):
+        svc.check_payload("m", big, respond_async=True)  # no job service: it cannot become a job
+    svc.attach_jobs(FakeSubmitter())
+    svc.check_payload("m", big, respond_async=True)
+    with pytest.raises(PayloadTooLarge):
+        svc.check_payload("m", big)
 
 
 def test_unknown_model() -> None:

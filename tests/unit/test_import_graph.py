@@ -1,0 +1,180 @@
+"""The import graph of router/ and sagemaker_jobs/, read with `ast` (imports at module level, inside
+functions and under `if TYPE_CHECKING:` alike): no cycle, and no module importing one from a layer
+above its own (LAYERS, bottom first; docs/architecture.md draws them). A new module goes into LAYERS.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("router", "sagemaker_jobs")
+
+# Bottom first. A module may import modules of its own layer or of a lower one, never a higher one.
+# Patterns are fnmatch patterns over dotted module names: a module's own name wins over a pattern.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("domain", ("router", "router.domain", "router.errors")),
+    ("model", (
+        "router.config", "router.jobs", "router.lifecycle", "router.jobs_io", "router.model_versions", "router.auth",
+    )),
+    ("ports and pure decisions", ("router.ports", "router.routing", "router.calibration")),
+    ("adapters", (
+        "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
+        "sagemaker_jobs", "sagemaker_jobs.*",
+    )),
+    ("services", ("router.service", "router.jobs_service")),
+    ("runtime", ("router.runtime",)),
+    ("handlers", ("router.handlers", "router.handlers.*", "router.local", "router.local.*")),
+    ("composition roots", ("router.bootstrap", "router.local.app", "router.lambdas", "router.lambdas.*")),
+    ("cli", ("router.cli", "router.cli.*", "router.client")),
+)
+# Exceptions to LAYERS' order, each with its reason. Keep this empty.
+ALLOWED_UP: dict[tuple[str, str], str] = {}
+
+
+def module_files() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(parts)] = path
+    return out
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute module a `from ... import` names (`from . import x` resolved against `module`)."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imports_of(module: str, path: Path, known: set[str]) -> Iterator[tuple[str, int]]:
+    """(imported internal module, line) for every import statement anywhere in the file."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                while name and name not in known:  # `import a.b.c` of a non-module attribute path
+                    name = name.rpartition(".")[0]
+                if name:
+                    yield name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, is_package, node)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                if sub in known:  # `from pkg import submodule`
+                    yield sub, node.lineno
+                elif base in known:
+                    yield base, node.lineno
+
+
+def graph() -> dict[str, dict[str, int]]:
+    files = module_files()
+    known = set(files)
+    edges: dict[str, dict[str, int]] = {m: {} for m in files}
+    for module, path in files.items():
+        for target, line in imports_of(module, path, known):
+            if target != module:
+                edges[module].setdefault(target, line)
+    return edges
+
+
+def find_cycle(edges: dict[str, dict[str, int]]) -> list[str] | None:
+    """One import cycle (first module repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(edges[m]):
+            if state.get(t) == 1:
+                return [*stack[stack.index(t):], t]
+            if t not in state:
+                found = visit(t)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(edges):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def layer_of(module: str) -> int | None:
+    for i, (_, patterns) in enumerate(LAYERS):
+        if module in patterns:
+            return i
+    for i, (_, patterns) in enumerate(LAYERS):
+        if any(fnmatchcase(module, p) for p in patterns):
+            return i
+    return None
+
+
+def test_import_graph_has_no_cycle() -> None:
+    edges = graph()
+    cycle = find_cycle(edges)
+    if cycle:
+        steps = [f"{a} (line {edges[a][b]}) -> {b}" for a, b in zip(cycle, cycle[1:], strict=False)]
+        raise AssertionError("import cycle:\n  " + "\n  ".join(steps))
+
+
+def test_every_module_has_a_layer() -> None:
+    missing = sorted(m for m in graph() if layer_of(m) is None)
+    assert not missing, f"add these modules to LAYERS in {Path(__file__).name}: {missing}"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    up = []
+    for src, targets in graph().items():
+        ls = layer_of(src)
+        for dst, line in targets.items():
+            ld = layer_of(dst)
+            if ls is None or ld is None or ld <= ls or (src, dst) in ALLOWED_UP:
+                continue
+            up.append(f"{src} (layer {LAYERS[ls][0]!r}, line {line}) imports {dst} (layer {LAYERS[ld][0]!r}, above it)")
+    assert not up, "imports running up the layers:\n  " + "\n  ".join(sorted(up))
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    files = module_files()
+    known = set(files)
+    found = []
+    for module, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(module, path.name == "__init__.py", node)
+                if base.split(".")[0] not in PACKAGES or base == module:
+                    continue
+                found += [f"{module} (line {node.lineno}) imports {base}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.endswith("__") and f"{base}.{a.name}" not in known]
+    assert not found, "private names used outside their module:\n  " + "\n  ".join(found)
+
+
+def test_the_checker_sees_function_level_relative_and_dotted_imports(tmp_path: Path) -> None:
+    """The parser itself: a cycle made of a function-level `from . import` and an `import a.b`."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from . import b\n    return b\n")
+    (pkg / "b.py").write_text("import pkg.a\n")
+    known = {"pkg", "pkg.a", "pkg.b"}
+    edges = {m: dict(imports_of(m, pkg / (m.split(".")[-1] + ".py"), known)) for m in ("pkg.a", "pkg.b")}
+    edges["pkg"] = {}
+    assert edges["pkg.a"] == {"pkg.b": 2}
+    assert edges["pkg.b"] == {"pkg.a": 1}
+    assert find_cycle(edges) == ["pkg.a", "pkg.b", "pkg.a"]
