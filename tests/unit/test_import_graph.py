@@ -19,10 +19,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("router", "router.domain", "router.errors")),
     ("model", (
         "router.config", "router.jobs", "router.lifecycle", "router.jobs_io", "router.model_versions", "router.auth",
+        "router.sagemaker_names",
     )),
-    ("ports and pure decisions", ("router.ports", "router.routing", "router.calibration")),
+    ("ports and pure decisions", (
+        "router.ports", "router.routing", "router.calibration", "router.transform_events",
+    )),
     ("adapters", (
         "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
+        "router.sagemaker_contract",  # validates tabular rows with router.adapters.inline's FeatureSchema
         "sagemaker_jobs", "sagemaker_jobs.*",
     )),
     ("services", ("router.service", "router.jobs_service")),
