@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("adapters", (
         "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
-        "router.sagemaker_contract",  # validates tabular rows with router.adapters.inline's FeatureSchema
+        # The SageMaker request document validates tabular rows with router.adapters.inline's FeatureSchema.
+        "router.sagemaker_contract", "router.async_inference",
         "sagemaker_jobs", "sagemaker_jobs.*",
     )),
     ("services", ("router.service", "router.jobs_service")),
