@@ -27,22 +27,23 @@ from urllib.parse import quote
 
 from router import jobs as jm
 from router.adapters import dynamodb_schema as sc
+from router.adapters.aws_errors import (
+    Kind,
+    System,
+    aws_error_code,
+    classify,
+    is_throttled,
+    router_error_type,
+    to_router_error,
+)
 from router.domain import Job, JobStatus
-from router.errors import BackendUnavailable, IdempotencyInProgress, InternalError, Throttled
+from router.errors import BackendUnavailable, IdempotencyInProgress, InternalError
 from router.ports import Clock, Page
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_THROTTLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-    }
-)
+_BUSY = "the job table is busy (throttled); retry in a moment"
 # Transactions on the same items can be cancelled with TransactionConflict while another commits;
 # after that many rounds the caller gets 409 idempotency_in_progress and may retry.
 _CREATE_ATTEMPTS = 5
@@ -150,22 +151,20 @@ class DynamoDBJobStore:
             # module's import path (Lambda cold start).
             from botocore.exceptions import BotoCoreError, ClientError
 
-            if isinstance(exc, ClientError):
-                err = exc.response.get("Error", {})
-                code = str(err.get("Code", ""))
-                if code == "ConditionalCheckFailedException":
-                    raise _ConditionFailed(["ConditionalCheckFailed"]) from None
-                if code == "TransactionCanceledException":
-                    reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
-                    if _THROTTLE_CODES.intersection(reasons):
-                        raise Throttled("the job table is busy (throttled); retry in a moment") from exc
+            if not isinstance(exc, ClientError | BotoCoreError):
+                raise
+            kind = classify(exc)
+            code = aws_error_code(exc)
+            if kind is Kind.CONDITION_FAILED:
+                raise _ConditionFailed(["ConditionalCheckFailed"]) from None
+            if code == "TransactionCanceledException":
+                reasons = [str(r.get("Code") or "None") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+                if not any(is_throttled(r) for r in reasons):
                     raise _ConditionFailed(reasons) from None
-                if code in _THROTTLE_CODES:
-                    raise Throttled("the job table is busy (throttled); retry in a moment") from exc
-                raise BackendUnavailable(f"job table: {op} failed ({code})") from exc
-            if isinstance(exc, BotoCoreError):
-                raise BackendUnavailable(f"job table: {op} failed ({type(exc).__name__})") from exc
-            raise
+                kind = Kind.THROTTLED
+            if kind is Kind.THROTTLED:
+                raise router_error_type(System.DYNAMODB, kind)(_BUSY) from exc
+            raise to_router_error(exc, System.DYNAMODB, f"job table: {op} failed ({code or type(exc).__name__})") from exc
 
     def _get_item(self, key: dict[str, dict[str, str]]) -> dict[str, Any] | None:
         resp = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)

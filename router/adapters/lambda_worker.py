@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from router.errors import BackendUnavailable, Throttled
+from router.adapters.aws_errors import Kind, System, aws_error_code, classify, to_router_error
+from router.errors import BackendUnavailable
 
 
 class LambdaWorkerQueue:
@@ -28,9 +29,11 @@ class LambdaWorkerQueue:
                 Payload=json.dumps({"job_id": job_id}).encode(),
             )
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("TooManyRequestsException", "ThrottlingException"):
-                raise Throttled(f"the worker Lambda is throttled: {code}") from None
-            raise BackendUnavailable(f"could not start the worker for {job_id}: {code or type(e).__name__}") from None
+            code = aws_error_code(e)
+            if classify(e) is Kind.THROTTLED:
+                message = f"the worker Lambda is throttled: {code}"
+            else:
+                message = f"could not start the worker for {job_id}: {code or type(e).__name__}"
+            raise to_router_error(e, System.LAMBDA, message) from None
         if int(resp.get("StatusCode", 0)) != 202:
             raise BackendUnavailable(f"the worker invoke for {job_id} returned status {resp.get('StatusCode')}")

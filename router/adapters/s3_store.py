@@ -10,18 +10,12 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from router.errors import (
-    BackendUnavailable,
-    InvalidRequest,
-    NotFound,
-    RouterError,
-    StorageAccessDenied,
-    Throttled,
-)
+from router.adapters.aws_errors import Kind, System, aws_error_code, classify, http_status, to_router_error
+from router.errors import InvalidRequest, NotFound, RouterError
 
 if TYPE_CHECKING:  # boto3 is imported by whoever builds the client, never at import time here.
     from mypy_boto3_s3 import S3Client
@@ -35,12 +29,6 @@ MAX_PRESIGN_S = 604_800
 SPOOL_MEMORY_BYTES = 8 * 1024 * 1024
 _READ_BUFFER = 1 << 20
 
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
-_DENIED = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
-_THROTTLED = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "503"}
-)
-
 
 def split_uri(uri: str) -> tuple[str, str]:
     """s3://bucket/key -> ("bucket", "key"). The key may be empty (a bucket-wide prefix)."""
@@ -53,30 +41,28 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def map_error(exc: BaseException, uri: str) -> RouterError:
-    """A botocore/s3transfer failure as the RouterError a client may see (no AWS text leaks)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _NOT_FOUND or status == 404:
-            return NotFound(f"object not found: {uri}", details={"uri": uri})
-        if code in _THROTTLED or status == 429:
-            return Throttled("S3 is throttling requests; retry later", details={"uri": uri, "aws_code": code})
-        if code in _DENIED or status == 403:
-            return StorageAccessDenied(f"S3 refused the router access to {uri} ({code or status})", details={"uri": uri, "aws_code": code})
-        return BackendUnavailable(f"S3 request failed ({code or status})", details={"uri": uri, "aws_code": code})
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return StorageAccessDenied(
-            f"cannot reach {uri} on S3: no AWS credentials found; configure AWS credentials, or use a file:// location under router serve",
-            details={"uri": uri},
-        )
-    if isinstance(exc, BotoCoreError):
-        return BackendUnavailable(f"S3 unreachable ({type(exc).__name__})", details={"uri": uri})
-    return BackendUnavailable(f"S3 request failed ({type(exc).__name__})", details={"uri": uri})
+    """A botocore/s3transfer failure as the RouterError a client may see (the System.S3 row of
+    adapters/aws_errors.py; no AWS text leaks)."""
+    kind = classify(exc)
+    if not isinstance(getattr(exc, "response", None), Mapping):
+        if kind is Kind.DENIED:  # no reply at all: no credentials
+            message = f"cannot reach {uri} on S3: no AWS credentials found; configure AWS credentials, or use a file:// location under router serve"
+        elif kind is Kind.UNAVAILABLE and type(exc).__module__.startswith("botocore"):
+            message = f"S3 unreachable ({type(exc).__name__})"
+        else:
+            message = f"S3 request failed ({type(exc).__name__})"
+        return to_router_error(exc, System.S3, message, details={"uri": uri})
+    code = aws_error_code(exc)
+    status = http_status(exc)
+    if kind is Kind.NOT_FOUND:
+        return to_router_error(exc, System.S3, f"object not found: {uri}", details={"uri": uri})
+    if kind is Kind.THROTTLED:
+        message = "S3 is throttling requests; retry later"
+    elif kind is Kind.DENIED:
+        message = f"S3 refused the router access to {uri} ({code or status})"
+    else:
+        message = f"S3 request failed ({code or status})"
+    return to_router_error(exc, System.S3, message, details={"uri": uri, "aws_code": code})
 
 
 @contextlib.contextmanager

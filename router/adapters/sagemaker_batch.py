@@ -10,15 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 from router.adapters.aws_errors import (
+    ERROR_KINDS,
+    Kind,
+    System,
     aws_error_code,
     aws_error_message,
-    http_status,
     is_already_exists,
     is_not_found,
+    to_router_error,
 )
 from router.config import BatchTransformDefaults, ModelSpec
 from router.domain import Job
-from router.errors import BackendError, BackendUnavailable, InvalidRequest, RouterError, Throttled
+from router.errors import BackendUnavailable, InvalidRequest, RouterError
 from router.ports import BatchJobState
 from router.sagemaker_contract import ACCEPT, CONTENT_TYPE
 from router.sagemaker_names import sagemaker_model_name, transform_job_name
@@ -27,31 +30,19 @@ from router.transform_events import FINISHED_TRANSFORM_STATUSES
 TAG_JOB_ID = "router:job-id"
 TAG_MODEL = "router:model"
 
-# Codes SageMaker uses when it is overloaded or the account is at a quota: the job stays queued
-# and the sweeper submits it again later (429 to a caller that submits synchronously).
-_THROTTLE_CODES = frozenset({"ThrottlingException", "Throttling", "ThrottledException", "ResourceLimitExceeded"})
-_TRANSIENT_CODES = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable", "RequestTimeout"})
-
 
 # ---------------------------------------------------------------- errors
 
 
-def map_client_error(err: Exception, action: str) -> RouterError:
-    """A SageMaker control-plane error as a RouterError.
-
-    Throttling and account quotas -> Throttled (retry later: the job stays queued).
-    Service-side failures (5xx, InternalFailure, ServiceUnavailable) -> BackendUnavailable.
-    Everything else (validation, access denied, a missing Model) -> BackendError: retrying the
-    same call cannot succeed, so the job should fail with this reason.
-    """
+def map_client_error(err: BaseException, action: str) -> RouterError:
+    """A SageMaker control-plane error as a RouterError (the System.SAGEMAKER_BATCH row of
+    adapters/aws_errors.py): throttling and account quotas are Throttled (the job stays queued
+    and is submitted again later); service-side failures BackendUnavailable; everything else
+    (validation, access denied, a missing Model) BackendError: retrying cannot succeed, so the
+    job fails with this reason."""
     code = aws_error_code(err)
-    details = {"aws_error": code} if code else {}
-    message = f"SageMaker {action} failed: {aws_error_message(err)}"[:1000]
-    if code in _THROTTLE_CODES:
-        return Throttled(message, details=details)
-    if code in _TRANSIENT_CODES or http_status(err) >= 500:
-        return BackendUnavailable(message, details=details)
-    return BackendError(message, details=details)
+    message = f"SageMaker {action} failed: {aws_error_message(err)}"
+    return to_router_error(err, System.SAGEMAKER_BATCH, message, details={"aws_error": code} if code else {})
 
 
 def _client_error_type() -> type[Exception]:
@@ -152,7 +143,7 @@ class SageMakerBatchClient:
                 return name
             raise map_client_error(e, "CreateTransformJob") from None
         except _connection_error_types() as e:
-            raise BackendUnavailable(f"SageMaker CreateTransformJob unreachable: {e}") from None
+            raise to_router_error(e, System.SAGEMAKER_BATCH, f"SageMaker CreateTransformJob unreachable: {e}") from None
         return name
 
     def describe(self, name: str) -> BatchJobState | None:
@@ -165,7 +156,7 @@ class SageMakerBatchClient:
                 return None
             raise map_client_error(e, "DescribeTransformJob") from None
         except _connection_error_types() as e:
-            raise BackendUnavailable(f"SageMaker DescribeTransformJob unreachable: {e}") from None
+            raise to_router_error(e, System.SAGEMAKER_BATCH, f"SageMaker DescribeTransformJob unreachable: {e}") from None
         return BatchJobState(
             name=str(resp["TransformJobName"]),
             status=str(resp["TransformJobStatus"]),
@@ -181,11 +172,11 @@ class SageMakerBatchClient:
         except client_error as e:
             if is_not_found(e):
                 return
-            if aws_error_code(e) in ("ValidationException", "ValidationError"):
+            if ERROR_KINDS.get(aws_error_code(e)) is Kind.INVALID:
                 # SageMaker refuses to stop a job that is not InProgress; check that this is why.
                 state = self.describe(name)
                 if state is None or state.status in FINISHED_TRANSFORM_STATUSES or state.status == "Stopping":
                     return
             raise map_client_error(e, "StopTransformJob") from None
         except _connection_error_types() as e:
-            raise BackendUnavailable(f"SageMaker StopTransformJob unreachable: {e}") from None
+            raise to_router_error(e, System.SAGEMAKER_BATCH, f"SageMaker StopTransformJob unreachable: {e}") from None

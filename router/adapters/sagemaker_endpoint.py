@@ -12,8 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from router.adapters.aws_errors import aws_error_code, aws_error_message, is_not_found
-from router.errors import BackendError, BackendTimeout, BackendUnavailable, ModelRejectedInput
+from router.adapters.aws_errors import (
+    Kind,
+    System,
+    aws_error_code,
+    aws_error_message,
+    classify,
+    to_router_error,
+)
+from router.errors import BackendError, BackendTimeout, ModelRejectedInput
 
 # Statuses in which an endpoint answers InvokeEndpoint: during Updating / SystemUpdating the old
 # variant keeps serving until the new one is ready (UpdateEndpoint API reference).
@@ -35,18 +42,6 @@ HEADROOM_S = 1.0  # Lambda handler work, JSON encoding and API Gateway overhead
 # pointless, 1 s more lets SageMaker's own timeout error reach us instead of ours.
 ENDPOINT_LIMIT_S = 60.0
 MIN_READ_TIMEOUT_S = 1.0
-
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "ServiceUnavailable",
-        "ThrottlingException",
-        "Throttling",
-        "ModelNotReadyException",
-        "InternalFailure",
-        "InternalDependencyException",
-    }
-)
-
 
 def endpoint_read_timeout(sync_timeout_s: float) -> float:
     """The per-attempt read timeout for a sync budget: 26 s for API Gateway's 29 s.
@@ -112,17 +107,19 @@ class SageMakerEndpointClient:
             raise BackendTimeout(f"endpoint {endpoint_name} did not answer in time", details={"endpoint": endpoint_name}) from e
         except (BotoConnectionError, HTTPClientError) as e:
             self.forget(endpoint_name)
-            raise BackendUnavailable(f"endpoint {endpoint_name} is unreachable: {e}", details={"endpoint": endpoint_name}) from None
+            message = f"endpoint {endpoint_name} is unreachable: {e}"
+            raise to_router_error(e, System.SAGEMAKER_ENDPOINT, message, details={"endpoint": endpoint_name}) from None
         return bytes(data)
 
     def _map_invoke_error(self, endpoint_name: str, err: Exception) -> Exception:
         code = aws_error_code(err)
         message = aws_error_message(err)
+        kind = classify(err)
         details: dict[str, Any] = {"endpoint": endpoint_name, "aws_error": code}
-        if code == "ModelError" and "timed out" in message.lower():
+        if kind is Kind.MODEL_ERROR and "timed out" in message.lower():
             # SageMaker gave up waiting for the container (60 s real-time limit).
             return BackendTimeout(f"endpoint {endpoint_name}: the model did not answer in time", details=details)
-        if code == "ModelError":
+        if kind is Kind.MODEL_ERROR:
             # The container answered with an error. 4xx: the model refused the input, and says why
             # (its message, one line, truncated). 5xx or no status: it failed; its body (possibly a
             # traceback) stays in its CloudWatch log stream.
@@ -133,15 +130,16 @@ class SageMakerEndpointClient:
             if isinstance(status, int) and 400 <= status < 500:
                 return ModelRejectedInput.from_endpoint(endpoint_name, status, response.get("OriginalMessage"))
             return BackendError(f"endpoint {endpoint_name}: the model failed on this request", details=details)
-        if code in ("ValidationError", "ValidationException"):
-            lowered = message.lower()
-            if "not found" in lowered or "inservice" in lowered.replace(" ", "") or "in service" in lowered:
-                self._remember(endpoint_name, False)
-                return BackendUnavailable(f"endpoint {endpoint_name} is not in service", details=details)
-            return BackendError(f"endpoint {endpoint_name} rejected the request: {message}"[:1000], details=details)
-        if code in _UNAVAILABLE_CODES:
-            return BackendUnavailable(f"endpoint {endpoint_name} is unavailable ({code}); retry later", details=details)
-        return BackendError(f"endpoint {endpoint_name} call failed: {code or message}"[:1000], details=details)
+        if kind in (Kind.NOT_FOUND, Kind.NOT_IN_SERVICE):
+            self._remember(endpoint_name, False)
+            text = f"endpoint {endpoint_name} is not in service"
+        elif kind in (Kind.THROTTLED, Kind.UNAVAILABLE):
+            text = f"endpoint {endpoint_name} is unavailable ({code}); retry later"
+        elif kind is Kind.INVALID:
+            text = f"endpoint {endpoint_name} rejected the request: {message}"
+        else:
+            text = f"endpoint {endpoint_name} call failed: {code or message}"
+        return to_router_error(err, System.SAGEMAKER_ENDPOINT, text, details=details)
 
     def in_service(self, endpoint_name: str) -> bool:
         """True when the endpoint can take InvokeEndpoint calls. A missing endpoint is False; both
@@ -157,18 +155,17 @@ class SageMakerEndpointClient:
         try:
             resp = self._sm.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as e:
-            if is_not_found(e):
+            if classify(e) is Kind.NOT_FOUND:
                 self._last_status[endpoint_name] = "NotFound"
                 return self._remember(endpoint_name, False)
             if cached is not None:
                 return cached[1]
-            if aws_error_code(e) in _UNAVAILABLE_CODES:
-                raise BackendUnavailable(f"cannot read endpoint {endpoint_name} status ({aws_error_code(e)})") from None
-            raise BackendError(f"cannot read endpoint {endpoint_name} status: {aws_error_message(e)}"[:1000]) from None
+            message = f"cannot read endpoint {endpoint_name} status ({aws_error_code(e)}): {aws_error_message(e)}"
+            raise to_router_error(e, System.SAGEMAKER_ENDPOINT, message) from None
         except BotoConnectionError as e:
             if cached is not None:
                 return cached[1]
-            raise BackendUnavailable(f"cannot read endpoint {endpoint_name} status: {e}") from None
+            raise to_router_error(e, System.SAGEMAKER_ENDPOINT, f"cannot read endpoint {endpoint_name} status: {e}") from None
         status = str(resp.get("EndpointStatus"))
         self._last_status[endpoint_name] = status
         return self._remember(endpoint_name, status in SERVING_STATUSES)
