@@ -43,6 +43,7 @@ class System(enum.Enum):
 
     SAGEMAKER_BATCH = "sagemaker-batch"  # CreateTransformJob / Describe / Stop (adapters/sagemaker_batch.py)
     SAGEMAKER_ENDPOINT = "sagemaker-endpoint"  # InvokeEndpoint, DescribeEndpoint (adapters/sagemaker_endpoint.py)
+    SAGEMAKER_ASYNC = "sagemaker-async"  # InvokeEndpointAsync (adapters/sagemaker_async.py)
     DYNAMODB = "dynamodb"  # the job table (adapters/dynamodb_jobs.py)
     S3 = "s3"  # artifacts, job inputs and outputs (adapters/s3_store.py)
     LAMBDA = "lambda"  # the worker's async invoke (adapters/lambda_worker.py)
@@ -103,6 +104,18 @@ del _K
 # the endpoint's state, not the caller's rate: 503 backend_unavailable, like an endpoint not in service.
 ROUTER_ERRORS: Mapping[System, Mapping[Kind, type[RouterError]]] = {
     System.SAGEMAKER_BATCH: {
+        Kind.THROTTLED: Throttled,
+        Kind.UNAVAILABLE: BackendUnavailable,
+        Kind.NOT_FOUND: BackendError,
+        Kind.ALREADY_EXISTS: BackendError,
+        Kind.NOT_IN_SERVICE: BackendError,
+        Kind.CONDITION_FAILED: BackendError,
+        Kind.DENIED: BackendError,
+        Kind.INVALID: BackendError,
+        Kind.MODEL_ERROR: BackendError,
+        Kind.OTHER: BackendError,
+    },
+    System.SAGEMAKER_ASYNC: {  # a job backend, like batch transform: a throttle leaves the job queued
         Kind.THROTTLED: Throttled,
         Kind.UNAVAILABLE: BackendUnavailable,
         Kind.NOT_FOUND: BackendError,

@@ -9,10 +9,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from router.adapters.aws_errors import is_not_found
-from router.adapters.sagemaker_batch import map_client_error
+from router.adapters.aws_errors import (
+    System,
+    aws_error_code,
+    aws_error_message,
+    is_not_found,
+    to_router_error,
+)
 from router.async_inference import invoke_request
-from router.errors import BackendUnavailable, InvalidRequest
+from router.errors import InvalidRequest
 from router.ports import AsyncInvocation
 
 
@@ -38,9 +43,11 @@ class SageMakerAsyncClient:
         try:
             resp = self._runtime.invoke_endpoint_async(**invoke_request(endpoint_name, input_uri, inference_id, invocation_timeout_s))
         except ClientError as e:
-            raise map_client_error(e, "InvokeEndpointAsync") from None
+            code = aws_error_code(e)
+            message = f"SageMaker InvokeEndpointAsync failed: {aws_error_message(e)}"
+            raise to_router_error(e, System.SAGEMAKER_ASYNC, message, details={"aws_error": code} if code else {}) from None
         except (BotoConnectionError, HTTPClientError) as e:
-            raise BackendUnavailable(f"SageMaker InvokeEndpointAsync unreachable: {e}") from None
+            raise to_router_error(e, System.SAGEMAKER_ASYNC, f"SageMaker InvokeEndpointAsync unreachable: {e}") from None
         return AsyncInvocation(
             inference_id=str(resp.get("InferenceId") or inference_id),
             output_uri=str(resp["OutputLocation"]),

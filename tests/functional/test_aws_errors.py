@@ -26,6 +26,7 @@ from router.adapters.dynamodb_jobs import DynamoDBJobStore
 from router.adapters.dynamodb_schema import table_definition
 from router.adapters.lambda_worker import LambdaWorkerQueue
 from router.adapters.s3_store import S3ObjectStore
+from router.adapters.sagemaker_async import SageMakerAsyncClient
 from router.adapters.sagemaker_batch import SageMakerBatchClient
 from router.adapters.sagemaker_endpoint import SageMakerEndpointClient
 from router.domain import Job, JobStatus, OutputKind, Route
@@ -261,6 +262,7 @@ def test_real_errors_are_classified_by_the_one_table(row: Row) -> None:
 T, U, E = (429, "throttled", 1), (503, "backend_unavailable", 5), (502, "backend_error", None)
 EXPECTED: dict[System, dict[Kind, tuple[int, str, int | None]]] = {
     System.SAGEMAKER_BATCH: {Kind.THROTTLED: T, Kind.UNAVAILABLE: U, Kind.DENIED: E, Kind.INVALID: E, Kind.NOT_FOUND: E, Kind.OTHER: E},
+    System.SAGEMAKER_ASYNC: {Kind.THROTTLED: T, Kind.UNAVAILABLE: U, Kind.DENIED: E, Kind.INVALID: E, Kind.NOT_FOUND: E, Kind.OTHER: E},
     System.SAGEMAKER_ENDPOINT: {Kind.THROTTLED: U, Kind.UNAVAILABLE: U, Kind.NOT_FOUND: U, Kind.NOT_IN_SERVICE: U,
                                 Kind.DENIED: E, Kind.INVALID: E, Kind.MODEL_ERROR: E, Kind.OTHER: E},
     System.DYNAMODB: {Kind.THROTTLED: T, Kind.UNAVAILABLE: U, Kind.DENIED: U, Kind.INVALID: U, Kind.NOT_FOUND: U, Kind.OTHER: U},
@@ -312,6 +314,12 @@ ADAPTER_CASES: list[tuple[str, Callable[[], object], type[RouterError]]] = [
         json_error("sagemaker", 400, "AccessDeniedException", "not authorized")).stop("router-job-x"), BackendError),
     ("batch describe refused", lambda: SageMakerBatchClient(
         SESSION.client("sagemaker", endpoint_url="http://127.0.0.1:9", config=ONE_ATTEMPT)).describe("router-job-x"), BackendUnavailable),
+    ("async invoke throttled", lambda: SageMakerAsyncClient(
+        rest_json_error("sagemaker-runtime", 400, "ThrottlingException", {"message": "Rate exceeded"}), None).invoke(
+        "ep", "s3://bucket/in.json", "job_x", invocation_timeout_s=60), Throttled),
+    ("async invoke refused", lambda: SageMakerAsyncClient(
+        SESSION.client("sagemaker-runtime", endpoint_url="http://127.0.0.1:9", config=ONE_ATTEMPT), None).invoke(
+        "ep", "s3://bucket/in.json", "job_x", invocation_timeout_s=60), BackendUnavailable),
     ("endpoint invoke throttled", lambda: SageMakerEndpointClient(
         rest_json_error("sagemaker-runtime", 400, "ThrottlingException", {"message": "Rate exceeded"}), None).invoke("ep", b"{}"),
         BackendUnavailable),
