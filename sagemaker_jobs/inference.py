@@ -179,19 +179,23 @@ class LoadedModel:
         feature_names: list[str] | None = None,
         n_features: int | None = None,
         has_proba: bool = False,
+        float32: bool = False,
+        outputs: tuple[str, str | None] | None = None,
     ) -> None:
         self.framework = framework
         self.model = model
         self.feature_names = feature_names
         self.n_features = n_features
         self.has_proba = has_proba
+        self.float32 = float32  # the model computes in 32-bit floats: larger values would become infinity
+        self.outputs = outputs  # ONNX: the (label, probabilities) output names
 
     def predict(self, x: Any) -> Any:
         if self.framework == "sklearn":
             with self._quiet():
                 return self.model.predict(x)
         if self.framework == "onnx":
-            return _onnx_outputs(self.model, x)[0]
+            return _onnx_outputs(self, x, proba=False)
         return _torch_forward(self.model, x)
 
     def predict_proba(self, x: Any) -> Any:
@@ -205,7 +209,7 @@ class LoadedModel:
                 return [list(row) for row in zip(*per_output, strict=True)]
             return proba
         if self.framework == "onnx":
-            return _onnx_outputs(self.model, x)[1]
+            return _onnx_outputs(self, x, proba=True)
         out = np.asarray(_torch_forward(self.model, x), dtype=np.float64)
         shifted = np.exp(out - out.max(axis=-1, keepdims=True))
         return shifted / shifted.sum(axis=-1, keepdims=True)
@@ -266,8 +270,21 @@ def _load_onnx(path: Path) -> LoadedModel:
         raise ValueError(f"{path}: ONNX models with {len(inputs)} inputs are not supported (expected one 2-D tensor)")
     shape = inputs[0].shape
     n = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
-    # skl2onnx classifiers: (label, probabilities), the latter a tensor or (zipmap) a list of dicts.
-    return LoadedModel("onnx", session, n_features=n, has_proba=len(session.get_outputs()) >= 2)
+    # skl2onnx classifiers: (label, probabilities), the latter a tensor or (zipmap) a list of dicts;
+    # found by name as the inline runner finds them, else by position.
+    outputs = session.get_outputs()
+    label = next((o.name for o in outputs if "label" in o.name.lower()), outputs[0].name)
+    proba = next((o.name for o in outputs if "prob" in o.name.lower()), None)
+    if proba is None and len(outputs) >= 2:
+        proba = next(o.name for o in outputs if o.name != label)
+    return LoadedModel(
+        "onnx",
+        session,
+        n_features=n,
+        has_proba=proba is not None,
+        float32=inputs[0].type != "tensor(double)",
+        outputs=(label, proba),
+    )
 
 
 def _load_torch(path: Path) -> LoadedModel:
@@ -281,19 +298,23 @@ def _load_torch(path: Path) -> LoadedModel:
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=DeprecationWarning)
         module = jit_load(str(path), map_location="cpu")
     module.eval()
-    return LoadedModel("pytorch", module, has_proba=True)
+    return LoadedModel("pytorch", module, has_proba=True, float32=True)
 
 
-def _onnx_outputs(session: Any, x: Any) -> tuple[Any, Any]:
-    name = session.get_inputs()[0].name
-    outputs = session.run(None, {name: np.asarray(x, dtype=np.float32)})
-    label = np.asarray(outputs[0])
+def _onnx_outputs(model: LoadedModel, x: Any, *, proba: bool) -> Any:
+    session = model.model
+    assert model.outputs is not None
+    name = model.outputs[1] if proba else model.outputs[0]
+    feed = np.asarray(x, dtype=np.float32 if model.float32 else np.float64)
+    out = session.run([name], {session.get_inputs()[0].name: feed})[0]
+    if proba:
+        if isinstance(out, list):  # zipmap: one {class: probability} per row, in class order
+            return np.asarray([list(row.values()) for row in out], dtype=np.float64)
+        return out
+    label = np.asarray(out)
     if label.ndim == 2 and label.shape[1] == 1:
         label = label[:, 0]  # regressors answer [N, 1]; sklearn answers [N]
-    proba: Any = outputs[1] if len(outputs) > 1 else None
-    if isinstance(proba, list):  # zipmap: one {class: probability} per row, in class order
-        proba = np.asarray([list(row.values()) for row in proba], dtype=np.float64)
-    return label, proba
+    return label
 
 
 def _torch_forward(module: Any, x: Any) -> Any:
@@ -353,7 +374,8 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _decode_json(text: str, output: str) -> tuple[list[Any], str]:
-    doc = _json_value(text, "the body")
+    constants: list[str] = []  # NaN / Infinity tokens, refused below naming their record
+    doc = _json_value(text, "the body", constants)
     if isinstance(doc, dict):
         unknown = sorted(set(doc) - {"instances", "output"})
         if unknown:
@@ -367,21 +389,39 @@ def _decode_json(text: str, output: str) -> tuple[list[Any], str]:
         doc = doc["instances"]
     if not isinstance(doc, list):
         raise InputError(f"instances must be a list, got {type(doc).__name__}")
+    if constants:
+        i = next((i for i, rec in enumerate(doc) if _holds_non_finite(rec)), None)
+        where = f"record {i}" if i is not None else "the body"
+        raise InputError(f"{where}: {constants[0]} is not a finite number")
     return doc, output
 
 
-def _json_value(text: str, where: str) -> Any:
+def _json_value(text: str, where: str, constants: list[str] | None = None) -> Any:
+    """Parse JSON. Python's json accepts NaN/Infinity, which JSON does not: refused at the source,
+    here, or (given `constants`) collected there for the caller to name the record holding one."""
+
+    def constant(name: str) -> float:
+        if constants is None:
+            raise InputError(f"{name} is not a finite number")
+        constants.append(name)
+        return float(name)
+
     try:
-        # Python's json accepts NaN/Infinity, which JSON does not: refuse them at the source.
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=constant)
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{where} is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
 
 
-def _reject_constant(name: str) -> Any:
-    raise InputError(f"{name} is not a finite number")
+def _holds_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(map(_holds_non_finite, value))
+    if isinstance(value, dict):
+        return any(map(_holds_non_finite, value.values()))
+    return False
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
@@ -430,13 +470,24 @@ def _predict(data: Instances, model: LoadedModel) -> list[Any]:
         # A custom input_fn may hand over plain rows; serve them as "predict".
         data = Instances(list(data))
     x = to_matrix(data.records, model)
-    if data.output == "proba":
-        if not model.has_proba:
-            raise OutputNotSupported(f"this {model.framework} model has no class probabilities: use output=predict")
-        result = model.predict_proba(x)
-    else:
-        result = model.predict(x)
-    return np.asarray(result).tolist() if not isinstance(result, list) else result
+    if data.output == "proba" and not model.has_proba:
+        raise OutputNotSupported(f"this {model.framework} model has no class probabilities: use output=predict")
+    try:
+        result = model.predict_proba(x) if data.output == "proba" else model.predict(x)
+    except Exception:
+        # Finite as float64 but not as float32: tree ensembles cast their input down (scikit-learn
+        # then raises "Input X contains infinity or a value too large"): the input's fault.
+        _refuse_beyond_float32(x)
+        raise
+    out = np.asarray(result) if not isinstance(result, list) else result
+    if isinstance(out, np.ndarray) and out.dtype.kind in "fc" and out.size and not np.isfinite(out).all():
+        # JSON cannot carry NaN or infinity; finite inputs the model cannot compute with made it.
+        bad = int(np.argwhere(~np.isfinite(out))[0][0]) if out.ndim else 0
+        raise InputError(
+            f"record {bad}: the model's prediction is not a finite number (NaN or infinity): "
+            "its values are outside the range the model can compute with"
+        )
+    return out.tolist() if isinstance(out, np.ndarray) else out
 
 
 def to_matrix(records: list[Any], model: LoadedModel) -> Any:
@@ -449,32 +500,36 @@ def to_matrix(records: list[Any], model: LoadedModel) -> Any:
             rows.append(rec)
         else:
             raise InputError(f"record {i}: expected a list of numbers or an object, got {type(rec).__name__}")
+    flat = model.framework != "pytorch"  # TorchScript models take any nested lists of numbers
     try:
         x = np.asarray(rows)
-    except (ValueError, TypeError):
-        raise InputError(_ragged_message(rows)) from None
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(_bad_record_message(rows, flat, model.n_features)) from None
     # Strings ("1.5") or booleans would be coerced silently by numpy: refuse them instead.
     if x.dtype.kind not in "iuf":
-        raise InputError(_ragged_message(rows))
+        raise InputError(_bad_record_message(rows, flat, model.n_features))
     x = x.astype(np.float64, copy=False)
     if x.ndim == 2 and any(isinstance(v, bool) for row in rows for v in row):
         # numpy reads true as 1.0; JSON booleans are not features.
-        raise InputError(_ragged_message(rows))
-    if model.framework != "pytorch":
-        if x.ndim != 2:
-            raise InputError(f"records must be flat lists of numbers (got {x.ndim - 1}-D records)")
-        if model.n_features is not None and x.shape[1] != model.n_features:
-            raise InputError(f"expected {model.n_features} features per record, got {x.shape[1]}")
+        raise InputError(_bad_record_message(rows, flat, model.n_features))
+    if flat and (x.ndim != 2 or (model.n_features is not None and x.shape[1] != model.n_features)):
+        raise InputError(_bad_record_message(rows, flat, model.n_features))
     if not np.isfinite(x).all():
         bad = int(np.argwhere(~np.isfinite(x))[0][0])
         raise InputError(f"record {bad}: values must be finite numbers (no NaN or Infinity)")
-    if model.framework in ("onnx", "pytorch"):
-        # These run in 32-bit floats: a larger value would silently become infinity.
-        too_big = np.abs(x) > np.finfo(np.float32).max
-        if too_big.any():
-            bad = int(np.argwhere(too_big)[0][0])
-            raise InputError(f"record {bad}: a value exceeds the 32-bit float range (about 3.4e38) the model computes in")
+    if model.float32:
+        _refuse_beyond_float32(x)  # the cast to 32-bit floats would turn such a value into infinity
     return x
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _refuse_beyond_float32(x: Any) -> None:
+    too_big = np.abs(x) > _FLOAT32_MAX
+    if too_big.any():
+        bad = int(np.argwhere(too_big)[0][0])
+        raise InputError(f"record {bad}: a value exceeds the 32-bit float range (about 3.4e38) the model computes in")
 
 
 def _row_from_object(rec: dict[str, Any], i: int, names: list[str] | None) -> list[Any]:
@@ -488,13 +543,30 @@ def _row_from_object(rec: dict[str, Any], i: int, names: list[str] | None) -> li
     return [rec[n] for n in names]
 
 
-def _ragged_message(rows: list[Any]) -> str:
+def _bad_record_message(rows: list[Any], flat: bool, n_features: int | None) -> str:
+    """Why these rows are no matrix, naming the first record at fault."""
     for i, row in enumerate(rows):
-        for v in row if isinstance(row, list) else [row]:
-            if isinstance(v, bool) or not isinstance(v, int | float | list):
+        for v in row:
+            if isinstance(v, bool) or not isinstance(v, int | float | list) or (flat and isinstance(v, list)):
                 return f"record {i}: {v!r} is not a number"
-    lengths = sorted({len(r) for r in rows if isinstance(r, list)})
-    return f"records have different lengths ({', '.join(map(str, lengths))}): every record needs the same features"
+            if isinstance(v, int) and not _fits_float64(v):
+                return f"record {i}: {v} is not representable as a 64-bit float"
+    expected = n_features if n_features is not None and flat else len(rows[0])
+    widths = {len(row) for row in rows}
+    if len(widths) == 1 and expected not in widths:  # every record is at fault
+        return f"expected {expected} features per record, got {widths.pop()}"
+    for i, row in enumerate(rows):
+        if len(row) != expected:
+            return f"record {i}: expected {expected} features per record, got {len(row)}"
+    return "records have different shapes: every record needs the same features"
+
+
+def _fits_float64(v: int) -> bool:
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- output_fn
