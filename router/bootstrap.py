@@ -80,7 +80,7 @@ def build_local(
     auth: Authenticator = ApiKeyAuth(config.auth.api_keys) if config.auth.enabled else NoAuth()
     emulator_dir = state_dir / "sagemaker"
     local_endpoints = None
-    if endpoints is None and any(m.endpoint is not None for m in config.models):
+    if endpoints is None and any(m.endpoint is not None or m.serverless is not None for m in config.models):
         from router.local.sagemaker_emulator import LocalEndpoints
 
         timeout = config.runtime.safety_margin * min(config.runtime.endpoint_timeout_s, config.runtime.sync_timeout_s)
@@ -151,7 +151,7 @@ def build_aws(config: RouterConfig) -> Runtime:
     objects = CompositeObjectStore(files, s3_object_store)
     runner = InlineRunner(objects, Path(tempfile.gettempdir()) / "models")
     endpoints: EndpointClient | None = None
-    if any(m.endpoint is not None for m in config.models):
+    if any(m.endpoint is not None or m.serverless is not None for m in config.models):
         endpoints = SageMakerEndpointClient(
             lazy_client("sagemaker-runtime", region=config.sagemaker.region, sync_timeout_s=config.runtime.sync_timeout_s),
             lazy_client("sagemaker", region=config.sagemaker.region),

@@ -43,7 +43,8 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 # runtime.* keys whose upper bound is an AWS quota that cannot be raised.
 AWS_FIXED_MAXIMA = frozenset(
     {"lambda_timeout_s", "lambda_memory_mb", "lambda_ephemeral_mb", "sync_payload_mb", "api_payload_mb",
-     "endpoint_timeout_s", "endpoint_payload_mb", "async_payload_mb", "async_timeout_s"}
+     "endpoint_timeout_s", "endpoint_payload_mb", "async_payload_mb", "async_timeout_s", "serverless_timeout_s",
+     "serverless_payload_mb"}
 )
 NonNegFloat = Annotated[float, Field(ge=0)]
 
@@ -67,6 +68,8 @@ class Runtime(_Strict):
     endpoint_payload_mb: float = Field(6.0, gt=0, le=6, description="SageMaker real-time endpoint payload limit (6 MB; AWS's fixed maximum).")
     async_payload_mb: float = Field(1024.0, gt=0, le=1024, description="SageMaker asynchronous inference request payload limit (1 GB; AWS's fixed maximum).")
     async_timeout_s: float = Field(3600.0, gt=0, le=3600, description="SageMaker asynchronous inference processing time per request (3,600 s; AWS's fixed maximum).")
+    serverless_timeout_s: float = Field(60.0, gt=0, le=60, description="SageMaker serverless endpoint invocation timeout (60 s; AWS's fixed maximum).")
+    serverless_payload_mb: float = Field(4.0, gt=0, le=4, description="SageMaker serverless endpoint request and response payload limit (4 MB; AWS's fixed maximum).")
 
 
 class Prices(_Strict):
@@ -78,6 +81,10 @@ class Prices(_Strict):
         default_factory=lambda: {"ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.g4dn.xlarge": 0.736},
         description="SageMaker instance price per hour, by instance type.",
     )
+    serverless_gb_s: NonNegFloat = Field(
+        0.00002, description="SageMaker Serverless Inference price per GB-second of inference ($0.0000200 per second at 1024 MB)."
+    )
+    serverless_data_gb: NonNegFloat = Field(0.016, description="SageMaker Serverless Inference price per GB of data processed (request and response).")
 
 
 # Routes a profile may time on their own (docs/routing.md "Estimates").
@@ -100,6 +107,9 @@ class Profile(_Strict):
     )
     per_record_ms: NonNegFloat = Field(description="Time to predict one record once loaded, for routes without their own `routes` entry.")
     memory_mb: PositiveFloat | None = Field(None, description="Resident memory of the loaded model; default: 3 x artifact size.")
+    serverless_cold_start_s: NonNegFloat | None = Field(
+        None, description="Time a serverless endpoint with no instance up takes to answer its first call, before the prediction; default: routing.serverless_startup_s + load_s."
+    )
     routes: dict[ProfiledRoute, RouteTiming] | None = Field(
         None, description="Per route: {fixed_ms, per_record_ms} measured at the batch sizes the route uses (`router profile`)."
     )
@@ -140,6 +150,9 @@ class Routing(_Strict):
         300.0, description="Assumed start-up of an asynchronous inference endpoint scaled to zero (an instance provisioned, the container pulled)."
     )
     endpoint_status_ttl_s: NonNegFloat = Field(30.0, description="How long an endpoint's InService status is cached.")
+    serverless_startup_s: NonNegFloat = Field(
+        5.0, description="Assumed start of a serverless endpoint instance (capacity and container) before the model loads, for profiles without serverless_cold_start_s."
+    )
     calibrate: bool = Field(
         False, description="Learn per-record times from recent work done by this process (bounded; the reason says so). Off: the profile alone."
     )
@@ -272,6 +285,33 @@ class AsyncInferenceSpec(_Strict):
         return self
 
 
+# SageMaker ServerlessConfig.MemorySizeInMB: 1 GB steps from 1024 to 6144.
+SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+class ServerlessSpec(_Strict):
+    """A SageMaker serverless endpoint for the model (EndpointConfig variant with ServerlessConfig)."""
+
+    name: str | None = Field(
+        None, pattern=ENDPOINT_NAME_RE, description="SageMaker endpoint name; default: router-<model name>-serverless (characters other than letters, digits and - become -)."
+    )
+    memory_mb: int = Field(2048, ge=1024, le=6144, description="ServerlessConfig.MemorySizeInMB: 1024, 2048, 3072, 4096, 5120 or 6144.")
+    max_concurrency: int = Field(5, ge=1, le=200, description="ServerlessConfig.MaxConcurrency: concurrent invocations before SageMaker throttles (1-200).")
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory_step(cls, v: int) -> int:
+        if v not in SERVERLESS_MEMORY_SIZES:
+            raise ValueError(f"must be one of {', '.join(map(str, SERVERLESS_MEMORY_SIZES))} (1 GB steps), got {v}")
+        return v
+
+
+def default_serverless_name(model_name: str) -> str:
+    """`router-<model>-serverless` (the SAM template's default endpoint prefix), with the characters
+    SageMaker endpoint names refuse replaced by '-'."""
+    return "router-" + re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9-]", "-", model_name)).strip("-") + "-serverless"
+
+
 class CompiledOnnx(_Strict):
     """A scikit-learn model's ONNX conversion, checked against it (`router models compile`)."""
 
@@ -324,6 +364,7 @@ class ModelSpec(_Strict):
     )
     inline: bool = Field(True, description="false: never run in-process, even if the framework allows it.")
     endpoint: EndpointSpec | None = None
+    serverless: ServerlessSpec | None = Field(None, description="A SageMaker serverless endpoint: the `serverless` sync route (docs/routing.md).")
     batch_transform: BatchTransformOverride | None = None
     async_inference: AsyncInferenceSpec | None = Field(
         None, description="A SageMaker asynchronous inference endpoint: jobs of one large or slow request may go there (route async-inference)."
@@ -342,6 +383,24 @@ class ModelSpec(_Strict):
         if self.onnx is not None and self.framework != "sklearn":
             raise ValueError(f"onnx: only a scikit-learn model has an ONNX conversion; this one is {self.framework}")
         return self
+
+    @model_validator(mode="after")
+    def _serverless_name(self) -> ModelSpec:
+        if self.serverless is None:
+            return self
+        name = self.serverless_endpoint_name
+        if name is None or not re.match(ENDPOINT_NAME_RE, name):
+            raise ValueError(f"serverless: the default endpoint name {name!r} is not a valid SageMaker endpoint name: set serverless.name")
+        if self.endpoint is not None and self.endpoint.name == name:
+            raise ValueError(f"serverless: endpoint name {name!r} is also the model's real-time endpoint: give them different names")
+        return self
+
+    @property
+    def serverless_endpoint_name(self) -> str | None:
+        """The serverless endpoint's name (None: the model has no serverless endpoint)."""
+        if self.serverless is None:
+            return None
+        return self.serverless.name or default_serverless_name(self.name)
 
     @field_validator("artifact")
     @classmethod
@@ -410,6 +469,18 @@ class RouterConfig(_Strict):
                     {"at": ("models", i, "name")},
                 )
             seen[m.name] = i
+        endpoints: dict[str, str] = {m.endpoint.name: m.name for m in self.models if m.endpoint is not None}
+        for i, m in enumerate(self.models):
+            name = m.serverless_endpoint_name
+            if name is None:
+                continue
+            if name in endpoints:
+                raise PydanticCustomError(
+                    "duplicate_endpoint_name",
+                    f"serverless endpoint name '{name}' is already the endpoint of model '{endpoints[name]}'",
+                    {"at": ("models", i, "serverless")},
+                )
+            endpoints[name] = m.name
         for i, m in enumerate(self.models):
             # The merged per-model settings must obey SageMaker's limits too, or the model would
             # only fail when its first transform job is created.

@@ -17,13 +17,14 @@ class Route(enum.StrEnum):
 
     INLINE = "inline"
     ENDPOINT = "endpoint"
+    SERVERLESS = "serverless"
     LAMBDA_JOB = "lambda-job"
     BATCH_TRANSFORM = "batch-transform"
     ASYNC_INFERENCE = "async-inference"
 
     @property
     def mode(self) -> Mode:
-        return Mode.SYNC if self in (Route.INLINE, Route.ENDPOINT) else Mode.JOB
+        return Mode.SYNC if self in (Route.INLINE, Route.ENDPOINT, Route.SERVERLESS) else Mode.JOB
 
 
 class Mode(enum.StrEnum):
@@ -55,7 +56,9 @@ class BackendState:
     None when nobody has looked (treated as scaled to zero when it may scale to zero);
     `framework_warm`: this process already imported the model's framework (a cold load skips it);
     `worker_warm` / `worker_framework_warm`: the same for the lambda-job worker (known only when
-    it shares this process, as under `router serve`; a separate worker Lambda counts as cold).
+    it shares this process, as under `router serve`; a separate worker Lambda counts as cold);
+    `serverless_in_service`: the model's serverless endpoint exists and takes calls (None: not checked);
+    `serverless_warm`: it has an instance up now (no cold start; unknown on AWS, so False there).
     """
 
     warm: bool = False
@@ -64,6 +67,8 @@ class BackendState:
     framework_warm: bool = False
     worker_warm: bool = False
     worker_framework_warm: bool = False
+    serverless_in_service: bool | None = None
+    serverless_warm: bool = False
 
 
 @dataclass(frozen=True, slots=True)

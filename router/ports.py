@@ -45,6 +45,11 @@ class EndpointClient(Protocol):
 
     def in_service(self, endpoint_name: str) -> bool: ...
 
+    def warm(self, endpoint_name: str) -> bool:
+        """True when an instance of the endpoint is up now, so a serverless endpoint answers without
+        a cold start. False when unknown (SageMaker does not say): routing then counts the cold start."""
+        ...
+
     def status(self, endpoint_name: str) -> str:
         """The endpoint's last known SageMaker EndpointStatus (InService, Creating, Failed, ...;
         "Unknown" before anyone looked). Never calls AWS: health checks read it."""

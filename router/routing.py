@@ -1,6 +1,6 @@
 """The routing decision (docs/routing.md): a pure, deterministic function of model,
-request shape, config and backend state that picks inline, endpoint, lambda-job, async-inference
-or batch-transform,
+request shape, config and backend state that picks inline, endpoint, serverless, lambda-job,
+async-inference or batch-transform,
 with estimates and a one-line reason. No I/O, no AWS imports: requests, `/route` and `router plan` share it.
 """
 
@@ -18,12 +18,13 @@ from router.errors import InvalidRequest
 # 6 MB payload and the SageMaker 6 MB endpoint payload in binary megabytes; using one unit
 # everywhere keeps "payload_limited" and the limits shown to users consistent.
 MIB = 1_048_576
+GIB = 1024 * MIB
 
 # Memory footprint of a loaded model when only its artifact size is known: deserialised
 # scikit-learn/ONNX models typically take 2-3x their file size (numpy arrays, tree nodes).
 MEMORY_PER_ARTIFACT_BYTE = 3
 
-SYNC_ROUTES = (Route.INLINE, Route.ENDPOINT)
+SYNC_ROUTES = (Route.INLINE, Route.ENDPOINT, Route.SERVERLESS)
 JOB_ROUTES = (Route.LAMBDA_JOB, Route.ASYNC_INFERENCE, Route.BATCH_TRANSFORM)
 
 _COLD = BackendState()
@@ -321,6 +322,83 @@ def _endpoint(model: ModelSpec, req: RequestShape, config: RouterConfig, state: 
     return _Eval(Route.ENDPOINT, tuple(failures), estimates, f"{est} on {ep.name} <= {budget}")
 
 
+def serverless_cold_start_s(prof: Profile, config: RouterConfig) -> float:
+    """What a serverless endpoint with no instance up adds to a call: the profile's measured
+    cold start, else the assumed instance start plus the model's cold load."""
+    if prof.serverless_cold_start_s is not None:
+        return prof.serverless_cold_start_s
+    return config.routing.serverless_startup_s + prof.load_s
+
+
+def serverless_invocation_cost(config: RouterConfig, memory_mb: int, inference_s: float, payload_bytes: int) -> float:
+    """SageMaker's charge for one serverless invocation: memory GB x inference seconds x the
+    GB-second price (cold start not billed) + the data processed (request bytes)."""
+    p = config.prices
+    return p.serverless_gb_s * memory_mb / 1024 * inference_s + p.serverless_data_gb * payload_bytes / GIB
+
+
+def _serverless_fixed(facts: _Facts, config: RouterConfig, state: BackendState) -> tuple[float, float, float, float]:
+    """(cold_s, call_s, fixed_s, per_record_ms) of a serverless call: the cold start unless an
+    instance is up, then the endpoint's call (overhead + fixed, the very expression `_endpoint`
+    uses, so a warm serverless call ties with the endpoint exactly), and the model's own fixed part."""
+    prof = facts.profile
+    fixed_ms, per_ms = prof.timing(Route.ENDPOINT)
+    cold = 0.0 if state.serverless_warm else serverless_cold_start_s(prof, config)
+    return cold, (config.routing.endpoint_overhead_ms + fixed_ms) / 1000, fixed_ms / 1000, per_ms
+
+
+def _serverless_budget_s(config: RouterConfig) -> tuple[float, str]:
+    rt = config.runtime
+    limit_s = min(rt.serverless_timeout_s, rt.sync_timeout_s)
+    name = "serverless timeout" if rt.serverless_timeout_s <= rt.sync_timeout_s else "sync budget"
+    return rt.safety_margin * limit_s, f"{_num(rt.safety_margin)} x {_num(limit_s)} s {name}"
+
+
+def _serverless(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> _Eval:
+    rt = config.runtime
+    spec = model.serverless
+    name = model.serverless_endpoint_name
+    assert spec is not None and name is not None  # only models that declare it have the candidate
+    cold, call, fixed, per_ms = _serverless_fixed(facts, config, state)
+    inference = _run_time(fixed, req.records, per_ms)
+    duration = _run_time(cold + call, req.records, per_ms)
+    # SageMaker bills the inference and the data; the router Lambda waits for the whole call.
+    cost = serverless_invocation_cost(config, spec.memory_mb, inference, req.payload_bytes) + _lambda_cost(config, duration)
+    estimates = Estimates(duration, cost)
+    head = (f"cold start {fmt_duration(cold)} + " if cold else "warm: ") + f"{fmt_duration(call)} overhead"
+    est = f"est. {fmt_duration(duration)} ({head} + {fmt_count(req.records)} x {_per_record(per_ms)})"
+    budget_s, budget = _serverless_budget_s(config)
+    failures: list[_Failure] = []
+    if state.serverless_in_service is None:
+        failures.append(_Failure(_OTHER, f"serverless endpoint {name} status unknown (not checked), treated as not in service"))
+    elif not state.serverless_in_service:
+        failures.append(_Failure(_OTHER, f"serverless endpoint {name} is not InService"))
+    # ServerlessConfig.MemorySizeInMB holds the container and the model.
+    if facts.memory_mb is not None and facts.memory_mb > rt.safety_margin * spec.memory_mb:
+        failures.append(
+            _Failure(
+                _OTHER,
+                f"model needs ~{_sig(facts.memory_mb)} MB ({facts.memory_source}), over {_num(rt.safety_margin)} x "
+                f"{spec.memory_mb} MB serverless memory",
+            )
+        )
+    # Serverless InvokeEndpoint: 4 MB request and response; the request also passes the router
+    # Lambda (6 MB) and API Gateway (10 MB).
+    pf = _payload_failure(
+        req.payload_bytes,
+        [
+            (rt.serverless_payload_mb, "SageMaker serverless payload"),
+            (rt.sync_payload_mb, "Lambda sync payload"),
+            (rt.api_payload_mb, "API Gateway payload"),
+        ],
+    )
+    if pf is not None:
+        failures.append(pf)
+    if not duration <= budget_s:
+        failures.append(_Failure(_TIME, f"{est} exceeds {budget}"))
+    return _Eval(Route.SERVERLESS, tuple(failures), estimates, f"{est} on {name} ({spec.memory_mb} MB) <= {budget}")
+
+
 def _lambda_job_fixed(facts: _Facts, state: BackendState) -> tuple[float, float, float]:
     """(load_s, fixed_s, per_record_ms) of a lambda-job: the worker pays no load when it holds the model."""
     prof = facts.profile
@@ -494,7 +572,7 @@ def _notes(model: ModelSpec, facts: _Facts, chosen: _Eval | None) -> str:
         notes.append(
             f"default profile assumed: load {fmt_duration(p.load_s)}, {_per_record(p.per_record_ms)}/record; measure with `router profile`"
         )
-    if chosen is not None and chosen.route in (Route.INLINE, Route.LAMBDA_JOB) and facts.memory_mb is None:
+    if chosen is not None and chosen.route in (Route.INLINE, Route.LAMBDA_JOB, Route.SERVERLESS) and facts.memory_mb is None:
         notes.append("memory footprint unknown (no profile.memory_mb or size_bytes), assumed to fit")
     if (
         chosen is not None
@@ -526,22 +604,30 @@ def _tie(prefer: str, chosen: _Eval, other: _Eval) -> str:
     return f"{other.route.value} as {word}, {chosen.route.value} first on ties"
 
 
-def _steady(e: _Eval, facts: _Facts, state: BackendState) -> _Eval:
+def _steady(e: _Eval, facts: _Facts, config: RouterConfig, state: BackendState, records: int) -> _Eval:
     """The candidate as it runs once its model is loaded. A cold inline model pays its load once
     per Lambda instance, then serves every later request warm; judging inline's latency by that
     first request would send every request to the endpoint and inline would never warm up."""
-    if e.route is not Route.INLINE or state.warm:
+    if e.route is Route.INLINE and not state.warm:
+        load = _load_s(facts.profile, state.warm, state.framework_warm)
+    elif e.route is Route.SERVERLESS and not state.serverless_warm:
+        # The same for a serverless endpoint: its cold start is paid once per instance it starts.
+        # Recomputed warm rather than subtracted, so it ties with the endpoint to the last bit.
+        _, call, _, per_ms = _serverless_fixed(facts, config, state)
+        return _Eval(e.route, e.failures, Estimates(_run_time(call, records, per_ms), e.estimates.cost_usd), e.summary)
+    else:
         return e
-    load = _load_s(facts.profile, state.warm, state.framework_warm)
     est = Estimates(max(0.0, e.estimates.duration_s - load), e.estimates.cost_usd)
     return _Eval(e.route, e.failures, est, e.summary)
 
 
-def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: tuple[_Eval, _Eval], state: BackendState = _COLD) -> Decision:
+def _decide_sync(
+    model: ModelSpec, config: RouterConfig, facts: _Facts, evals: tuple[_Eval, ...], records: int, state: BackendState = _COLD
+) -> Decision:
     prefer = config.routing.prefer
     if prefer == "latency":
         # Feasibility (above) counts the cold load; the preference compares steady-state latency.
-        order = {e.route: _steady(e, facts, state) for e in evals}
+        order = {e.route: _steady(e, facts, config, state, records) for e in evals}
     else:
         order = {e.route: e for e in evals}
     candidates = tuple(e.candidate() for e in evals)
@@ -552,7 +638,7 @@ def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: t
         if payload_limited:
             reason += " (only the payload size is in the way: send it as a job)"
         return Decision(None, Mode.SYNC, reason + _notes(model, facts, None), None, candidates, payload_limited)
-    # Candidate order (inline, endpoint) breaks ties: only a strictly better one replaces the first.
+    # Candidate order (inline, endpoint, serverless) breaks ties: only a strictly better one replaces the first.
     chosen = feasible[0]
     for e in feasible[1:]:
         if _better(prefer, order[e.route], order[chosen.route]):
@@ -564,6 +650,8 @@ def _decide_sync(model: ModelSpec, config: RouterConfig, facts: _Facts, evals: t
         if not other.feasible:
             if other.route is Route.INLINE:  # an endpoint answer needs "why not in the Lambda"
                 parts.append(f"not {other.why_not()}")
+            elif other.route is Route.ENDPOINT and chosen.route is Route.SERVERLESS and model.endpoint is not None:
+                parts.append(f"not {other.why_not()}")  # a serverless answer says why not the declared endpoint
         elif _better(prefer, order[chosen.route], order[other.route]):
             steady = order[chosen.route] is not chosen
             parts.append(_comparison(prefer, order[chosen.route], other) + (" once loaded" if steady else ""))
@@ -749,15 +837,20 @@ def _decide_job_tiers(
     return Decision(chosen.route, Mode.JOB, reason, chosen.estimates, candidates)
 
 
+def _serverless_candidates(model: ModelSpec, req: RequestShape, config: RouterConfig, state: BackendState, facts: _Facts) -> tuple[_Eval, ...]:
+    """The serverless rule: a candidate only for a model that declares `serverless`."""
+    return () if model.serverless is None else (_serverless(model, req, config, state, facts),)
+
+
 # ---------------------------------------------------------------------------- public API
 
 
 def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state: BackendState = _COLD) -> Decision:
     """Route one request (docs/routing.md). Pure and deterministic.
 
-    Sync candidates are inline then endpoint, job candidates lambda-job, async-inference (only for a
-    model with `async_inference`) then batch-transform;
-    every candidate is returned with estimates and, when infeasible, its reasons. Raises
+    Sync candidates are inline, endpoint, then serverless (only for a model that declares it), job
+    candidates lambda-job, async-inference (only for a model with `async_inference`) then
+    batch-transform; every candidate is returned with estimates and, when infeasible, its reasons. Raises
     InvalidRequest for a negative record count or payload size.
     """
     if request.records < 0:
@@ -766,8 +859,9 @@ def decide(model: ModelSpec, request: RequestShape, config: RouterConfig, state:
         raise InvalidRequest(f"payload_bytes must be >= 0, got {request.payload_bytes}")
     facts = _facts(model, config)
     if request.mode is Mode.SYNC:
-        evals = (_inline(model, request, config, state, facts), _endpoint(model, request, config, state, facts))
-        return _decide_sync(model, config, facts, evals, state)
+        evals: tuple[_Eval, ...] = (_inline(model, request, config, state, facts), _endpoint(model, request, config, state, facts))
+        evals += _serverless_candidates(model, request, config, state, facts)
+        return _decide_sync(model, config, facts, evals, request.records, state)
     lam = _lambda_job(model, request, config, state, facts)
     bat = _batch(model, request, config, facts)
     if model.async_inference is not None:
@@ -792,6 +886,10 @@ def max_records(model: ModelSpec, config: RouterConfig, route: Route, state: Bac
         fixed_ms, per_ms = prof.timing(Route.ENDPOINT)
         fixed = (config.routing.endpoint_overhead_ms + fixed_ms) / 1000
         budget = rt.safety_margin * min(rt.endpoint_timeout_s, rt.sync_timeout_s)
+    elif route is Route.SERVERLESS:
+        cold, call, _, per_ms = _serverless_fixed(facts, config, state)
+        fixed = cold + call
+        budget = _serverless_budget_s(config)[0]
     elif facts.in_process_failures:
         return -1
     elif route is Route.INLINE:
@@ -831,7 +929,7 @@ _ORDER = SYNC_ROUTES + JOB_ROUTES
 
 
 def possible_routes(model: ModelSpec, config: RouterConfig) -> RouteOptions:
-    state = BackendState(warm=True, endpoint_in_service=True, async_in_service=True)
+    state = BackendState(warm=True, endpoint_in_service=True, async_in_service=True, serverless_in_service=True, serverless_warm=True)
     routes: list[Route] = []
     excluded: dict[Route, str] = {}
     for mode in (Mode.SYNC, Mode.JOB):

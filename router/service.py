@@ -115,6 +115,8 @@ class RouterService:
         }
         if model.endpoint is not None:
             out["endpoint_status"] = self.endpoint_status(model)
+        if model.serverless is not None:
+            out["serverless_status"] = self.serverless_status(model)
         if model.description:
             out["description"] = model.description
         if detail:
@@ -123,6 +125,8 @@ class RouterService:
             prof = model.profile or self.config.routing.default_profile
             out["profile"] = {**prof.model_dump(), "measured": model.profile is not None}
             out["endpoint"] = model.endpoint.model_dump() if model.endpoint else None
+            if model.serverless is not None:
+                out["serverless"] = {**model.serverless.model_dump(), "name": model.serverless_endpoint_name}
             bt = self.config.batch_settings(model)
             out["batch_transform"] = bt.model_dump() if bt else None
             out["envelope"] = self.envelope(model)
@@ -149,6 +153,8 @@ class RouterService:
         out: dict[str, Any] = {}
         for mode, routes in ((Mode.SYNC, SYNC_ROUTES), (Mode.JOB, JOB_ROUTES)):
             for route in routes:
+                if route is Route.SERVERLESS and model.serverless is None:
+                    continue  # a candidate only for models that declare it
                 if not _feasible_at(model, self.config, state, mode, route, 1):
                     out[route.value] = {"feasible": False, "max_records": 0}
                 else:
@@ -167,10 +173,17 @@ class RouterService:
         in_service: bool | None = None
         if model.endpoint is not None and self.endpoints is not None:
             in_service = self.endpoints.in_service(model.endpoint.name)
+        serverless_in_service: bool | None = None
+        serverless_warm = False
+        serverless = model.serverless_endpoint_name
+        if serverless is not None and self.endpoints is not None:
+            serverless_in_service = self.endpoints.in_service(serverless)
+            serverless_warm = serverless_in_service and self.endpoints.warm(serverless)
         shared = self.worker_shares_runner
         return BackendState(
             warm=warm, endpoint_in_service=in_service, framework_warm=framework,
             worker_warm=shared and warm, worker_framework_warm=shared and framework,
+            serverless_in_service=serverless_in_service, serverless_warm=serverless_warm,
         )
 
     def _effective(self, model: ModelSpec) -> tuple[ModelSpec, str]:
@@ -238,11 +251,17 @@ class RouterService:
         start = time.perf_counter()
         if decision.route is Route.INLINE:
             preds = self.runner.predict(model, instances, output)
+        elif decision.route is Route.SERVERLESS:
+            assert model.serverless_endpoint_name is not None  # routing offers it only then
+            preds = self._invoke_endpoint(model, model.serverless_endpoint_name, instances, output)
         else:
-            preds = self._invoke_endpoint(model, instances, output)
+            assert model.endpoint is not None
+            preds = self._invoke_endpoint(model, model.endpoint.name, instances, output)
         elapsed = time.perf_counter() - start
         if decision.estimates is not None:
-            cold = decision.route is Route.INLINE and not state.warm
+            cold = (decision.route is Route.INLINE and not state.warm) or (
+                decision.route is Route.SERVERLESS and not state.serverless_warm
+            )
             self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, elapsed, len(instances), cold=cold)
         return Prediction(model, decision.route, decision, preds, elapsed * 1000)
 
@@ -252,44 +271,58 @@ class RouterService:
             return None
         return self.endpoints.status(model.endpoint.name)
 
+    def serverless_status(self, model: ModelSpec) -> str | None:
+        """The model's serverless endpoint status (None: none declared); never calls AWS."""
+        name = model.serverless_endpoint_name
+        if name is None or self.endpoints is None:
+            return None
+        return self.endpoints.status(name)
+
     def endpoint_statuses(self) -> dict[str, str]:
-        """Every declared endpoint's status, by endpoint name (for /v1/health)."""
+        """Every declared endpoint's status (real-time and serverless), by endpoint name (for /v1/health)."""
         out: dict[str, str] = {}
         for m in self.config.models:
             status = self.endpoint_status(m)
             if m.endpoint is not None and status is not None:
                 out[m.endpoint.name] = status
+            serverless = self.serverless_status(m)
+            if m.serverless_endpoint_name is not None and serverless is not None:
+                out[m.serverless_endpoint_name] = serverless
         return out
 
     def _refuse_if_endpoint_transient(self, model: ModelSpec, records: int, payload_bytes: int) -> None:
         """503 + Retry-After, not 422, when the endpoint would take the request but is passing
         through a transient state (being created, updated, or its model server restarting)."""
-        status = self.endpoint_status(model)
-        if status not in TRANSIENT_ENDPOINT_STATUSES or model.endpoint is None:
-            return
-        state = replace(self._state(model), endpoint_in_service=True)
         shape = RequestShape(mode=Mode.SYNC, records=records, payload_bytes=payload_bytes)
-        if decide(model, shape, self.config, state).route is Route.ENDPOINT:
-            name = model.endpoint.name
-            raise BackendUnavailable(
-                f"endpoint {name} is {status}, not yet InService; retry shortly",
-                details={"endpoint": name, "endpoint_status": status},
-            )
+        for route, name, status in (
+            (Route.ENDPOINT, model.endpoint.name if model.endpoint else None, self.endpoint_status(model)),
+            (Route.SERVERLESS, model.serverless_endpoint_name, self.serverless_status(model)),
+        ):
+            if name is None or status not in TRANSIENT_ENDPOINT_STATUSES:
+                continue
+            ready = {"endpoint_in_service": True} if route is Route.ENDPOINT else {"serverless_in_service": True}
+            state = replace(self._state(model), **ready)
+            if decide(model, shape, self.config, state).route is route:
+                raise BackendUnavailable(
+                    f"endpoint {name} is {status}, not yet InService; retry shortly",
+                    details={"endpoint": name, "endpoint_status": status},
+                )
 
-    def _invoke_endpoint(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind) -> list[Any]:
-        assert model.endpoint is not None and self.endpoints is not None
+    def _invoke_endpoint(self, model: ModelSpec, endpoint_name: str, instances: Sequence[Any], output: OutputKind) -> list[Any]:
+        """InvokeEndpoint on a real-time or serverless endpoint: the same call, request and answer."""
+        assert self.endpoints is not None
         from router import sagemaker_contract as contract
 
         # The one request shape of every SageMaker path (batch transform sends the same documents).
         # Tabular rows are validated here, as inline does, so a bad row is a 422 before it costs
         # an endpoint call.
         body = contract.request_body(model, instances, output.value)
-        raw = self.endpoints.invoke(model.endpoint.name, body, contract.CONTENT_TYPE)
+        raw = self.endpoints.invoke(endpoint_name, body, contract.CONTENT_TYPE)
         try:
             parsed = json.loads(raw)
         except ValueError:
             raise BackendError("the endpoint returned a response that is not {\"predictions\": [...]}") from None
-        return contract.predictions_of(parsed, len(instances), f"endpoint {model.endpoint.name}")
+        return contract.predictions_of(parsed, len(instances), f"endpoint {endpoint_name}")
 
     def not_syncable_error(self, decision: Decision) -> SyncNotPossible | PayloadTooLarge:
         details = {"decision": decision.to_dict()}

@@ -59,12 +59,17 @@ class FakeEndpoints:
         self.status_override: str | None = None  # e.g. "Creating": a transient state
         self.reply = reply
         self.calls: list[tuple[str, bytes]] = []
+        self.warm_endpoints: set[str] = set()  # endpoints with an instance up (serverless: no cold start)
+        self.down: set[str] = set()  # endpoints not in service, whatever `in_service` says
 
     def in_service(self, endpoint_name: str) -> bool:
-        return self._in_service
+        return self._in_service and endpoint_name not in self.down
+
+    def warm(self, endpoint_name: str) -> bool:
+        return endpoint_name in self.warm_endpoints
 
     def status(self, endpoint_name: str) -> str:
-        return self.status_override or ("InService" if self._in_service else "OutOfService")
+        return self.status_override or ("InService" if self.in_service(endpoint_name) else "OutOfService")
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
         import json

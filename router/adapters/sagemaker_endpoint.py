@@ -170,6 +170,10 @@ class SageMakerEndpointClient:
         self._last_status[endpoint_name] = status
         return self._remember(endpoint_name, status in SERVING_STATUSES)
 
+    def warm(self, endpoint_name: str) -> bool:
+        """SageMaker does not tell whether a serverless endpoint has an instance up: count it cold."""
+        return False
+
     def status(self, endpoint_name: str) -> str:
         """The EndpointStatus DescribeEndpoint last gave ("Unknown" before the first look)."""
         return self._last_status.get(endpoint_name, "Unknown")

@@ -198,6 +198,8 @@ def _route_label(model: ModelSpec, route: Route) -> str:
         return f"endpoint ({model.endpoint.name})"
     if route is Route.ASYNC_INFERENCE and model.async_inference is not None:
         return f"async-inference ({model.async_endpoint_name})"
+    if route is Route.SERVERLESS and model.serverless is not None:
+        return f"serverless ({model.serverless_endpoint_name}, {model.serverless.memory_mb} MB)"
     return route.value
 
 

@@ -58,11 +58,15 @@ def find_model(cfg: RouterConfig, name: str, source: str) -> ModelSpec:
     return model
 
 
-def backend_state(model: ModelSpec, *, warm: bool, endpoint_down: bool) -> BackendState:
-    """Offline state: declared endpoints count as InService unless --endpoint-down; --warm means
-    the model is loaded where it runs (the router Lambda and the lambda-job worker)."""
+def backend_state(model: ModelSpec, *, warm: bool, endpoint_down: bool, serverless_down: bool = False) -> BackendState:
+    """Offline state: declared endpoints (real-time and serverless) count as InService unless
+    --endpoint-down / --serverless-down; --warm means the model is loaded where it runs (the router
+    Lambda, the lambda-job worker, and an instance of its serverless endpoint: no cold start)."""
     in_service = None if model.endpoint is None else not endpoint_down
-    return BackendState(warm=warm, endpoint_in_service=in_service, worker_warm=warm)
+    serverless = None if model.serverless is None else not serverless_down
+    return BackendState(
+        warm=warm, endpoint_in_service=in_service, worker_warm=warm, serverless_in_service=serverless, serverless_warm=warm
+    )
 
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
@@ -134,6 +138,10 @@ def render_decision(model: ModelSpec, request: RequestShape, state: BackendState
     endpoint = ""
     if model.endpoint is not None:
         endpoint = f", endpoint {model.endpoint.name} " + ("InService" if state.endpoint_in_service else "down")
+    if model.serverless is not None:
+        endpoint += f", serverless {model.serverless_endpoint_name} " + (
+            ("warm" if state.serverless_warm else "scaled to zero") if state.serverless_in_service else "down"
+        )
     lines = [
         f"{model.name} ({model.framework}), {request.mode.value} request: {fmt_count(request.records)} record{'' if request.records == 1 else 's'}, "
         f"{fmt_bytes(request.payload_bytes)} payload{payload_note}; {warm}{endpoint}",
@@ -164,7 +172,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     else:
         payload, note = args.payload_bytes, ""
     request = RequestShape(mode=Mode(args.mode), records=args.records, payload_bytes=payload)
-    state = backend_state(model, warm=args.warm, endpoint_down=args.endpoint_down)
+    state = backend_state(model, warm=args.warm, endpoint_down=args.endpoint_down, serverless_down=args.serverless_down)
     try:
         decision = decide(model, request, cfg, state)
     except RouterError as e:  # pragma: no cover - argparse already rejects negative sizes
@@ -185,9 +193,9 @@ def register(subparsers: Any) -> None:
         description=wrap(
             "Print the routing decision for one described request: the route, a one-line reason, and "
             "every candidate route with its estimated duration and cost and why it is or is not feasible. "
-            "Nothing runs and no AWS call is made. Endpoints declared in the config are assumed InService "
-            "(this previews the designed system) unless --endpoint-down is given; the model is assumed "
-            "cold unless --warm. Artifacts need not exist. "
+            "Nothing runs and no AWS call is made. Endpoints declared in the config (real-time and serverless) "
+            "are assumed InService (this previews the designed system) unless --endpoint-down / --serverless-down "
+            "is given; the model is assumed cold (a serverless endpoint scaled to zero) unless --warm. Artifacts need not exist. "
             "Exit status: 0 a route was found, 1 no route is feasible, 2 bad config, model or arguments."
         ),
         epilog=(
@@ -202,7 +210,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model name declared in FILE")
     parser.add_argument(
         "--mode", required=True, choices=[m.value for m in Mode],
-        help="sync: a /predict request (inline or endpoint); job: a /jobs request (lambda-job or batch-transform)",
+        help="sync: a /predict request (inline, endpoint or serverless); job: a /jobs request (lambda-job or batch-transform)",
     )
     parser.add_argument("--records", required=True, type=non_negative_int, metavar="N", help="number of records (rows) in the request; 1000, 1_000, 1,000, 10k and 10M are accepted")
     parser.add_argument(
@@ -213,6 +221,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--warm", action="store_true", help="the model is already loaded in the Lambda and the lambda-job worker (no load time)")
-    parser.add_argument("--endpoint-down", action="store_true", help="treat the model's endpoint as not InService")
+    parser.add_argument("--endpoint-down", action="store_true", help="treat the model's real-time endpoint as not InService")
+    parser.add_argument("--serverless-down", action="store_true", help="treat the model's serverless endpoint as not InService")
     parser.add_argument("--json", action="store_true", help="print the Decision as JSON (the /route response body)")
     parser.set_defaults(func=cmd_route)

@@ -131,6 +131,7 @@ class ModelInfo(BaseModel):
     feature_count: int | None
     routes: list[str]
     endpoint_status: str | None = Field(None, description="For a model with an endpoint: its last known status (InService, Creating, Failed, ...).")
+    serverless_status: str | None = Field(None, description="For a model with a serverless endpoint: its last known status.")
 
 
 class ModelList(BaseModel):
@@ -162,6 +163,7 @@ class ModelDetail(ModelInfo):
     size_bytes: int | None
     profile: dict[str, Any]
     endpoint: dict[str, Any] | None
+    serverless: dict[str, Any] | None = Field(None, description="For a model with a serverless endpoint: {name, memory_mb, max_concurrency}.")
     batch_transform: dict[str, Any] | None
     envelope: dict[str, Any] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
     calibration: CalibrationModel = Field(description="Estimate/measured ratio per route over recent work (docs/routing.md \"Calibration\").")

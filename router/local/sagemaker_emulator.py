@@ -265,6 +265,11 @@ class LocalEndpoints:
     def in_service(self, endpoint_name: str) -> bool:
         return self.status(endpoint_name) == "InService"
 
+    def warm(self, endpoint_name: str) -> bool:
+        """Its model server is running (a real-time endpoint's always is once InService)."""
+        ep = self._eps.get(endpoint_name)
+        return ep is not None and ep.proc is not None and ep.proc.poll() is None and ep.url is not None
+
     def pid(self, endpoint_name: str) -> int | None:
         """The model server's process id (for operators and tests)."""
         ep = self._eps.get(endpoint_name)

@@ -41,7 +41,8 @@ def test_valid_example_exits_0_with_models_routes_and_storage(capsys: pytest.Cap
     )
     assert any(line.split() == ["churn-forest", "sklearn", "routes:", "batch-transform"] for line in lines)
     assert any(
-        line.split()[:3] == ["embedder", "pytorch", "routes:"] and "endpoint (router-embedder-prod), async-inference (router-embedder-async)," in line
+        line.split()[:3] == ["embedder", "pytorch", "routes:"]
+        and "endpoint (router-embedder-prod), serverless (router-embedder-serverless, 6144 MB), async-inference (router-embedder-async)," in line
         for line in lines
     )
     assert "not inline/lambda-job: model needs ~3600 MB (measured), over 0.8 x 3008 MB Lambda memory" in out
@@ -56,7 +57,7 @@ def test_valid_example_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert routes == {
         "iris": ["inline", "lambda-job", "batch-transform"],
         "churn-forest": ["batch-transform"],
-        "embedder": ["endpoint", "async-inference", "batch-transform"],
+        "embedder": ["endpoint", "serverless", "async-inference", "batch-transform"],
     }
     assert doc["models"][2]["excluded"]["inline"] == "framework pytorch does not run in-process (only sklearn and onnx do)"
     assert doc["storage"]["artifacts"] == "s3://acme-router-artifacts/models"

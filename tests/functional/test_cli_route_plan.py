@@ -148,3 +148,28 @@ def test_help_explains_the_assumptions(capsys: pytest.CaptureFixture[str]) -> No
     text = " ".join(capsys.readouterr().out.split())
     assert "730 h" in text and "break-even" in text
     assert "assumed InService" in text
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "operator.yaml"
+
+
+def test_route_shows_the_serverless_candidate_with_its_cost(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", str(EXAMPLE), "embedder", "--mode", "sync", "--records", "10"]) == 0
+    up = capsys.readouterr().out
+    assert "route:  endpoint" in up
+    [row] = [line.split() for line in up.splitlines() if line.strip().startswith("serverless ")]
+    assert row[:2] == ["serverless", "yes"] and row[4].startswith("$")  # est. is "12.2 s": two cells
+    assert main(["route", str(EXAMPLE), "embedder", "--mode", "sync", "--records", "10", "--endpoint-down", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["route"] == "serverless" and "not endpoint: endpoint router-embedder-prod is not InService" in d["reason"]
+    [sl] = [c for c in d["candidates"] if c["route"] == "serverless"]
+    assert sl["feasible"] and sl["estimates"]["cost_usd"] > 0
+    assert main(["route", str(EXAMPLE), "embedder", "--mode", "sync", "--records", "10", "--endpoint-down", "--serverless-down"]) == 1
+    assert "serverless endpoint router-embedder-serverless is not InService" in capsys.readouterr().out
+
+
+def test_plan_names_the_serverless_endpoint_and_its_largest_request(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(EXAMPLE), "--model", "embedder"]) == 0
+    out = capsys.readouterr().out
+    assert "serverless router-embedder-serverless (6144 MB, max concurrency 5)" in out
+    assert "serverless " in next(line for line in out.splitlines() if "largest request by time budget" in line)

@@ -74,6 +74,10 @@ def configs(draw: st.DrawFn) -> RouterConfig:
         }
     if draw(st.booleans()):
         model["endpoint"] = {"name": "ep", "instance_type": "ml.m5.large", "instance_count": draw(st.integers(1, 4))}
+    if draw(st.booleans()):
+        model["serverless"] = {"memory_mb": draw(st.sampled_from([1024, 2048, 3072, 4096, 5120, 6144]))}
+        if "profile" in model and draw(st.booleans()):
+            model["profile"]["serverless_cold_start_s"] = draw(_f(0, 30))
     sagemaker: dict[str, Any] = {}
     if draw(st.booleans()):
         sagemaker["batch_transform"] = {
@@ -115,6 +119,7 @@ def skewed_cost_configs(draw: st.DrawFn) -> RouterConfig:
 states = st.builds(
     BackendState, warm=st.booleans(), endpoint_in_service=st.one_of(st.none(), st.booleans()),
     framework_warm=st.booleans(), worker_warm=st.booleans(), worker_framework_warm=st.booleans(),
+    serverless_in_service=st.one_of(st.none(), st.booleans()), serverless_warm=st.booleans(),
 )
 records = st.integers(0, 10**10)
 payloads = st.integers(0, 30 * MIB)
@@ -145,6 +150,10 @@ def _check_limits(d: Decision, cfg: RouterConfig, req: RequestShape, state: Back
         assert m.endpoint is not None and state.endpoint_in_service is True
         assert req.payload_bytes <= rt.endpoint_payload_mb * MIB
         assert est <= rt.safety_margin * min(rt.endpoint_timeout_s, rt.sync_timeout_s)
+    if d.route is Route.SERVERLESS:
+        assert m.serverless is not None and state.serverless_in_service is True
+        assert req.payload_bytes <= rt.serverless_payload_mb * MIB
+        assert est <= rt.safety_margin * min(rt.serverless_timeout_s, rt.sync_timeout_s)
     if d.route is Route.LAMBDA_JOB:
         assert m.in_process
         assert est <= rt.safety_margin * rt.lambda_timeout_s
@@ -229,11 +238,11 @@ def test_batch_is_chosen_over_a_feasible_lambda_job_only_when_it_is_better(cfg: 
 
 
 @SETTINGS
-@given(cfg=configs(), state=states, route=st.sampled_from([Route.INLINE, Route.ENDPOINT, Route.LAMBDA_JOB]))
+@given(cfg=configs(), state=states, route=st.sampled_from([Route.INLINE, Route.ENDPOINT, Route.SERVERLESS, Route.LAMBDA_JOB]))
 def test_max_records_is_the_exact_time_boundary(cfg: RouterConfig, state: BackendState, route: Route) -> None:
     m = _model(cfg)
     limit = max_records(m, cfg, route, state)
-    if limit is None or limit < 0 or (route is Route.ENDPOINT and m.endpoint is None):
+    if limit is None or limit < 0 or (route is Route.ENDPOINT and m.endpoint is None) or (route is Route.SERVERLESS and m.serverless is None):
         return  # unbounded, impossible, or no time rule evaluated (no endpoint to time)
     mode = route.mode
     time_ok = [
@@ -248,7 +257,10 @@ def test_max_records_is_the_exact_time_boundary(cfg: RouterConfig, state: Backen
 def test_holding_the_model_never_makes_an_estimate_longer(cfg: RouterConfig, n: int, state: BackendState, mode: Mode) -> None:
     # Warm/cold is an input: a process that holds the model (or its framework) pays less load, never more.
     m = _model(cfg)
-    cold = decide(m, RequestShape(mode, n, 0), cfg, BackendState(endpoint_in_service=state.endpoint_in_service))
+    cold = decide(
+        m, RequestShape(mode, n, 0), cfg,
+        BackendState(endpoint_in_service=state.endpoint_in_service, serverless_in_service=state.serverless_in_service),
+    )
     other = decide(m, RequestShape(mode, n, 0), cfg, state)
     for c, o in zip(cold.candidates, other.candidates, strict=True):
         assert o.estimates.duration_s <= c.estimates.duration_s

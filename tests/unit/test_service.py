@@ -176,3 +176,44 @@ def test_envelope_is_what_routing_decides() -> None:
     assert env["lambda-job"]["max_records"] == 719_900
     assert svc.decide(svc.model("m"), Mode.SYNC, inline_max, 0).route is Route.INLINE
     assert svc.decide(svc.model("m"), Mode.SYNC, inline_max + 1, 0).route is None
+
+
+# ------------------------------------------------------------------ serverless
+
+
+def test_serverless_takes_the_request_when_the_endpoint_is_down_through_invoke_endpoint() -> None:
+    eps = FakeEndpoints()
+    eps.down.add("ep")
+    svc = RouterService(
+        config(inline=False, endpoint={"name": "ep"}, serverless={"name": "ep-sl", "memory_mb": 1024}),
+        runner=FakeRunner(), endpoints=eps,
+    )
+    model = svc.model("m")
+    state = svc.backend_state(model)
+    assert (state.endpoint_in_service, state.serverless_in_service, state.serverless_warm) == (False, True, False)
+    out = svc.predict(model, [[1, 2], {"b": 4, "a": 3}], OutputKind.PREDICT, 100)
+    assert isinstance(out, Prediction) and out.route is Route.SERVERLESS
+    assert "cold start" in out.decision.reason and "not endpoint: endpoint ep is not InService" in out.decision.reason
+    # The very request body of the real-time endpoint, sent to the serverless endpoint's name.
+    assert [(name, json.loads(body)) for name, body in eps.calls] == [("ep-sl", {"instances": [[1.0, 2.0], [3.0, 4.0]], "output": "predict"})]
+    assert out.predictions == [2, 2]
+    eps.warm_endpoints.add("ep-sl")
+    assert svc.backend_state(model).serverless_warm
+    detail = svc.describe_model(model, detail=True)
+    assert detail["serverless"] == {"name": "ep-sl", "memory_mb": 1024, "max_concurrency": 5}
+    assert detail["serverless_status"] == "InService" and "serverless" in detail["routes"] and "serverless" in detail["envelope"]
+    assert svc.endpoint_statuses() == {"ep": "OutOfService", "ep-sl": "InService"}
+
+
+def test_a_model_without_serverless_has_no_serverless_envelope() -> None:
+    svc = RouterService(config(), runner=FakeRunner())
+    assert "serverless" not in svc.envelope(svc.model("m"))
+
+
+def test_a_serverless_endpoint_being_created_is_503_with_retry_after() -> None:
+    eps = FakeEndpoints(in_service=False)
+    eps.status_override = "Creating"
+    svc = RouterService(config(inline=False, serverless={"name": "ep-sl"}), runner=FakeRunner(), endpoints=eps)
+    with pytest.raises(BackendUnavailable) as e:
+        svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
+    assert e.value.details == {"endpoint": "ep-sl", "endpoint_status": "Creating"} and not eps.calls
