@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from router.errors import RouterError
+from router.errors import Forbidden, NotFound, RouterError
 from router.local.threads import DaemonPool, isolate_powertools_request_state
 
 log = logging.getLogger("router.local")
@@ -320,13 +320,15 @@ class LocalApi:
             expires = 0
         verb = "PUT" if method == "PUT" else "GET"
         if store is None or not store.verify(path, verb, expires, q.get("signature", ""), time.time()):
-            await self._reject(send, 403, "forbidden", "the URL's signature is invalid or expired", rid)
+            denied = Forbidden("the URL's signature is invalid or expired")
+            await self._reject(send, denied.status, denied.code, denied.message, rid)
             return
         uri = "file://" + path
         if verb == "GET":
             data = await self.pool.run(_get_object, store, uri)
             if data is None:
-                await self._reject(send, 404, "not_found", "no such object", rid)
+                missing = NotFound("no such object")
+                await self._reject(send, missing.status, missing.code, missing.message, rid)
                 return
             await self._send(send, 200, {"Content-Type": "application/octet-stream", "X-Request-Id": rid}, data)
             return
