@@ -50,6 +50,7 @@ from router.handlers.api_common import (
 )
 
 if TYPE_CHECKING:
+    from router.handlers.api_resolver import RouterApp
     from router.runtime import Runtime
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -221,7 +222,7 @@ class ApiHandler:
         self.fast_path = fast_path
         self.route_table = routes_for(runtime)
         self._allowed: dict[str, list[str]] = {}  # per concrete path; bounded below
-        self._resolver: Any = None
+        self._resolver: RouterApp | None = None
         self._resolver_lock = threading.Lock()
 
     def __call__(self, event: Event, context: Any) -> Response:
@@ -369,15 +370,17 @@ class ApiHandler:
 
     # ---------------------------------------------------------- everything else
 
-    def resolver(self) -> Any:
+    def resolver(self) -> RouterApp:
         """The Powertools resolver for the other routes, built (and Powertools imported) on first use."""
-        if self._resolver is None:
+        app = self._resolver
+        if app is None:
             with self._resolver_lock:
-                if self._resolver is None:
+                app = self._resolver
+                if app is None:
                     from router.handlers.api_resolver import build_app
 
-                    self._resolver = build_app(self)
-        return self._resolver
+                    app = self._resolver = build_app(self)
+        return app
 
     def _resolve(self, event: Event, context: Any) -> Response:
         app = self.resolver()

@@ -189,7 +189,7 @@ def build_app(h: ApiCore) -> RouterApp:
     return app
 
 
-def _register_job_routes(route: Any, h: ApiCore, jobs: JobsService, owner: Callable[[], str],
+def _register_job_routes(route: Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]], h: ApiCore, jobs: JobsService, owner: Callable[[], str],
                          header: Callable[[str], str | None]) -> None:
     """Job endpoints: submit, get, list, cancel, uploads."""
     runtime = h.runtime

@@ -22,7 +22,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.domain import Job
 
 SERVICE = "router"
 NAMESPACE = "InferenceRouter"
@@ -176,7 +179,7 @@ def event_metrics() -> EventMetrics:
 _FINISHED = {"succeeded": "JobsSucceeded", "failed": "JobsFailed", "cancelled": "JobsCancelled"}
 
 
-def count_job(metrics: EventMetrics, job: Any) -> None:
+def count_job(metrics: EventMetrics, job: Job | None) -> None:
     """A job's `model` dimension, and one of JobsSucceeded/JobsFailed/JobsCancelled when it ended."""
     if job is None:
         return

@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
+from router.handlers import Handler
 from router.local.server import LocalContext
+
+if TYPE_CHECKING:
+    from router.jobs_service import JobsService
 
 log = logging.getLogger("router.local")
 
@@ -24,7 +28,7 @@ class LocalWorkerQueue:
         self._inflight: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self.handler: Any = None  # set once the runtime exists (the worker needs the queue too)
+        self.handler: Handler | None = None  # set once the runtime exists (the worker needs the queue too)
 
     def enqueue(self, job_id: str) -> None:
         with self._lock:
@@ -42,6 +46,7 @@ class LocalWorkerQueue:
     def _run(self, job_id: str) -> None:
         again = False
         try:
+            assert self.handler is not None, "the runtime sets the worker handler before it starts"
             result = self.handler({"job_id": job_id}, LocalContext(f"worker-{job_id}", self._timeout_s))
             again = bool(result.get("continued"))
         except Exception:
@@ -59,7 +64,7 @@ class LocalWorkerQueue:
 
 
 class LocalSweeper:
-    def __init__(self, jobs: Any, interval_s: float) -> None:
+    def __init__(self, jobs: JobsService, interval_s: float) -> None:
         self._jobs = jobs
         self._interval = interval_s
         self._stop = threading.Event()

@@ -155,18 +155,32 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert not up, "imports running up the layers:\n  " + "\n  ".join(sorted(up))
 
 
-def test_no_module_imports_another_modules_private_name() -> None:
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__")
+
+
+def test_no_module_uses_another_modules_private_name() -> None:
+    """Neither `from m import _name` nor `m._name` on an imported module `m`."""
     files = module_files()
     known = set(files)
     found = []
     for module, path in files.items():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        aliases: dict[str, str] = {}  # local name -> internal module it is bound to
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 base = _resolve(module, path.name == "__init__.py", node)
                 if base.split(".")[0] not in PACKAGES or base == module:
                     continue
                 found += [f"{module} (line {node.lineno}) imports {base}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.endswith("__") and f"{base}.{a.name}" not in known]
+                          if _private(a.name) and f"{base}.{a.name}" not in known]
+                aliases.update({a.asname or a.name: f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known})
+            elif isinstance(node, ast.Import):
+                aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in known})
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                    and aliases.get(node.value.id, module) != module):
+                found.append(f"{module} (line {node.lineno}) uses {aliases[node.value.id]}.{node.attr}")
     assert not found, "private names used outside their module:\n  " + "\n  ".join(found)
 
 
@@ -183,3 +197,21 @@ def test_the_checker_sees_function_level_relative_and_dotted_imports(tmp_path: P
     assert edges["pkg.a"] == {"pkg.b": 2}
     assert edges["pkg.b"] == {"pkg.a": 1}
     assert find_cycle(edges) == ["pkg.a", "pkg.b", "pkg.a"]
+
+
+def test_handlers_reach_services_not_adapters() -> None:
+    """Handlers parse, call a service of their runtime and render: no adapter, and a typed runtime."""
+    edges = graph()
+    reach = sorted(f"{m} imports {t}" for m, ts in edges.items() if m.startswith("router.handlers")
+                   for t in ts if t.startswith("router.adapters"))
+    assert not reach, "handlers importing adapters:\n  " + "\n  ".join(reach)
+    untyped = []
+    for module, path in module_files().items():
+        if not module.startswith(("router.handlers", "router.lambdas")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for arg in [*node.args.args, *node.args.kwonlyargs]:
+                    if arg.arg == "runtime" and (arg.annotation is None or ast.unparse(arg.annotation) in ("Any", "object")):
+                        untyped.append(f"{module}.{node.name} (line {node.lineno})")
+    assert not untyped, "handlers taking an untyped runtime: " + ", ".join(untyped)
