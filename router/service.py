@@ -84,6 +84,7 @@ class RouterService:
         rt = config.runtime
         # Over this many bytes no synchronous route takes a body, whatever it holds.
         self.sync_limit_bytes = int(min(rt.sync_payload_mb, rt.api_payload_mb) * 1024 * 1024)
+        self._models = {m.name: m for m in config.models}  # config.model() without pydantic's private-attribute lookup
         self._routes: dict[str, list[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
         self._learned: dict[str, tuple[int, ModelSpec, str]] = {}
@@ -91,7 +92,7 @@ class RouterService:
     # ------------------------------------------------------------------ models
 
     def model(self, name: str) -> ModelSpec:
-        spec = self.config.model(name)
+        spec = self._models.get(name)
         if spec is None:
             known = ", ".join(m.name for m in self.config.models) or "none"
             raise ModelNotFound(f"no model named {name!r} (known: {known})", details={"model": name})

@@ -50,9 +50,11 @@ class LoadedModel(Protocol):
     has_proba: bool
     input_dtype: type[np.floating[Any]]  # what predict() takes: the runner builds the matrix in it
 
-    def predict(self, x: Matrix) -> list[Any]: ...
+    # checked: every value of x is finite and within float32's range (the runner proved it), so
+    # a framework's own finiteness check on it may be skipped.
+    def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]: ...
 
-    def predict_proba(self, x: Matrix) -> list[Any]: ...
+    def predict_proba(self, x: Matrix, *, checked: bool = False) -> list[Any]: ...
 
 
 class _SklearnModel:
@@ -70,12 +72,48 @@ class _SklearnModel:
             warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         # Pipelines expose predict_proba only when their last step has it (available_if).
         self.has_proba = hasattr(estimator, "predict_proba")
+        self._direct = _takes_input_directly(estimator)
 
-    def predict(self, x: Matrix) -> list[Any]:
+    def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]:
+        if checked and self._direct:
+            with _assume_finite():
+                return _jsonable(self._est.predict(x))
         return _jsonable(self._est.predict(x))
 
-    def predict_proba(self, x: Matrix) -> list[Any]:
+    def predict_proba(self, x: Matrix, *, checked: bool = False) -> list[Any]:
+        if checked and self._direct:
+            with _assume_finite():
+                return _per_record(self._est.predict_proba(x))
         return _per_record(self._est.predict_proba(x))
+
+
+# Estimators whose predict computes on the request's matrix itself: no transformer, pipeline
+# step or wrapped estimator of the operator's in between (a gradient boosting `init` is checked
+# in _takes_input_directly). A float32 cast of a matrix the runner bounded is finite too.
+_DIRECT_MODULES = (
+    "sklearn.linear_model.", "sklearn.tree.", "sklearn.ensemble._forest", "sklearn.ensemble._gb",
+    "sklearn.ensemble._hist_gradient_boosting.", "sklearn.ensemble._iforest", "sklearn.svm.",
+    "sklearn.neighbors.", "sklearn.naive_bayes", "sklearn.neural_network.", "sklearn.discriminant_analysis",
+    "sklearn.dummy",
+)
+
+
+def _takes_input_directly(estimator: Any) -> bool:
+    """For such an estimator, sklearn's finiteness check of the input (its `assume_finite`) only
+    repeats the runner's; any other model (a Pipeline, a wrapper) keeps every check of its steps."""
+    if not type(estimator).__module__.startswith(_DIRECT_MODULES):
+        return False
+    try:
+        params = estimator.get_params(deep=False)
+    except Exception:
+        return False
+    return all(_takes_input_directly(v) for v in params.values() if hasattr(v, "get_params") and not isinstance(v, type))
+
+
+def _assume_finite() -> Any:
+    import sklearn  # imported with the model already
+
+    return sklearn.config_context(assume_finite=True)
 
 
 def _per_record(proba: Any) -> list[Any]:
@@ -134,13 +172,13 @@ class _OnnxModel:
     def _run(self, names: list[str], x: Matrix) -> Any:
         return self._call(names, {self._input: x}, None)[0]
 
-    def predict(self, x: Matrix) -> list[Any]:
+    def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]:
         out = self._run(self._label, x)
         if isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]  # regressors: [N, 1] -> one number per record
         return _jsonable(out)
 
-    def predict_proba(self, x: Matrix) -> list[Any]:
+    def predict_proba(self, x: Matrix, *, checked: bool = False) -> list[Any]:
         assert self._proba is not None
         out = self._run(self._proba, x)
         if isinstance(out, list):  # ZipMap: one {class: probability} per row, in class order
@@ -324,11 +362,11 @@ class InlineRunner:
                 f"model {model.name!r} has no class probabilities; use output \"predict\"",
                 details={"model": model.name, "output": output.value},
             )
-        x = _to_matrix(instances, entry.schema, entry.model.input_dtype)
+        x, bounded = _checked_matrix(instances, entry.schema, entry.model.input_dtype)
         try:
             if output is OutputKind.PROBA:
-                return entry.model.predict_proba(x)
-            return entry.model.predict(x)
+                return entry.model.predict_proba(x, checked=bounded)
+            return entry.model.predict(x, checked=bounded)
         except RouterError:
             raise
         except _NonFiniteOutput as e:
@@ -486,8 +524,14 @@ def _json_type(v: Any) -> str:
 
 def _to_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floating[Any]] = np.float64) -> Matrix:
     """Validated matrix [records, features] in `dtype` (float64, or a float32 model's input);
-    InvalidInput says what and where. Fast path: C-level type, length, finiteness and range
-    checks; the per-value scan runs only to explain a rejection."""
+    InvalidInput says what and where."""
+    return _checked_matrix(instances, schema, dtype)[0]
+
+
+def _checked_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floating[Any]]) -> tuple[Matrix, bool]:
+    """_to_matrix, and whether every value is within float32's range (so finite as float32 too).
+    Fast path: C-level type, length, finiteness and range checks; the per-value scan runs only to
+    explain a rejection."""
     if not isinstance(instances, (list, tuple)) or not instances:  # noqa: UP038 (tuple form is faster)
         got = "an empty list" if isinstance(instances, (list, tuple)) else _json_type(instances)  # noqa: UP038
         raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
@@ -512,25 +556,24 @@ def _to_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floating[An
         # times cheaper than numpy's per-call overhead, and the matrix is built once, in `dtype`.
         flat = list(chain.from_iterable(rows))
         try:
-            ok = (
-                set(map(type, flat)) <= _NUMBER_TYPES
-                and all(map(math.isfinite, flat))
-                and (not f32 or (max(flat) <= _FLOAT32_MAX and min(flat) >= -_FLOAT32_MAX))
-            )
+            ok = set(map(type, flat)) <= _NUMBER_TYPES and all(map(math.isfinite, flat))
+            bounded = ok and max(flat) <= _FLOAT32_MAX and min(flat) >= -_FLOAT32_MAX
         except OverflowError:  # an int beyond float64: explained below
-            ok = False
-        if ok:
-            return np.array(rows, dtype=dtype)
-    x = _checked_float64(rows, schema, typed=type(instances) is NumberRows)
+            ok = bounded = False
+        if bounded or (ok and not f32):
+            return np.array(rows, dtype=dtype), bounded
+    x, bounded = _checked_float64(rows, schema, typed=type(instances) is NumberRows)
     if f32:
-        _refuse_beyond_float32(x, schema)  # the cast would turn such a value into infinity
-        return x.astype(np.float32)
-    return x
+        if not bounded:
+            _refuse_beyond_float32(x, schema)  # the cast would turn such a value into infinity
+        return x.astype(np.float32), True
+    return x, bounded
 
 
-def _checked_float64(rows: Sequence[Any], schema: FeatureSchema, *, typed: bool = False) -> Matrix:
+def _checked_float64(rows: Sequence[Any], schema: FeatureSchema, *, typed: bool = False) -> tuple[Matrix, bool]:
     """Equal-length rows as a float64 matrix of finite numbers, or InvalidInput naming the first
-    bad value. `typed`: the values are known to be numbers or lists (NumberRows)."""
+    bad value; and whether every value is within float32's range. `typed`: the values are known
+    to be numbers or lists (NumberRows)."""
     if not typed and not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
         _explain_types(rows, schema)  # raises unless every value is a number subclass (numpy float)
     try:
@@ -544,13 +587,15 @@ def _checked_float64(rows: Sequence[Any], schema: FeatureSchema, *, typed: bool 
         ) from None
     if x.ndim != 2:
         raise InvalidInput("instances must be a list of records (rows of numbers)", details={"got_ndim": x.ndim})
+    if x.size and np.abs(x).max() <= _FLOAT32_MAX:  # NaN and infinity fail this too: one pass for both
+        return x, True
     if not np.isfinite(x).all():
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
         raise InvalidInput(
             f"{_where(i, j, schema)} is {float(x[i, j])!r}: NaN and infinity are not accepted",
             details={"index": i, "feature": _feature(j, schema), "got": repr(float(x[i, j]))},
         )
-    return x
+    return x, False
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router import __version__
@@ -42,16 +43,19 @@ from router.handlers.api_common import (
     Event,
     Response,
     body_text,
+    dumps_json,
     error_response,
     json_response,
-    loads_json,
+    loads_predict_body,
     utf8_len,
     validation_error,
 )
+from router.jobs_io import NumberRows
 
 if TYPE_CHECKING:
     from router.handlers.api_resolver import RouterApp
     from router.runtime import Runtime
+    from router.service import Prediction
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -221,7 +225,8 @@ class ApiHandler:
         self.jobs = runtime.jobs
         self.fast_path = fast_path
         self.route_table = routes_for(runtime)
-        self._allowed: dict[str, list[str]] = {}  # per concrete path; bounded below
+        self._paths: dict[str, _PathInfo] = {}  # per concrete path; bounded in _path()
+        self._envelopes: dict[int, tuple[Any, Any, str, str]] = {}  # per Decision; see _prediction_body()
         self._resolver: RouterApp | None = None
         self._resolver_lock = threading.Lock()
 
@@ -259,19 +264,31 @@ class ApiHandler:
 
     def allowed(self, path: str) -> list[str]:
         """Methods served on a concrete path (HEAD with GET, OPTIONS everywhere); [] when unknown."""
-        cached = self._allowed.get(path)
-        if cached is not None:
-            return cached
+        return self._path(path).allowed
+
+    def _path(self, path: str) -> _PathInfo:
+        """What the common part needs to know about a concrete path, worked out once per path."""
+        info = self._paths.get(path)
+        if info is not None:
+            return info
         methods = {m for m, tpl in self.route_table if _matches(tpl, path)}
         if methods:
             if "GET" in methods:
                 methods.add("HEAD")
             methods.add("OPTIONS")
-        result = sorted(methods)
-        if len(self._allowed) >= 4096:  # job ids make paths unbounded: keep the cache small
-            self._allowed.clear()
-        self._allowed[path] = result
-        return result
+        segs = [p for p in path.split("/") if p]
+        hot, arg = "", ""
+        if len(segs) == 4 and segs[3] == "predict" and "POST" in methods:
+            hot, arg = "predict", segs[2]
+        elif len(segs) == 3 and segs[1] == "jobs" and "GET" in methods:
+            hot, arg = "job", segs[2]
+        elif segs == ["v1", "health"]:
+            hot = "health"
+        info = _PathInfo(sorted(methods), _normalized(path) in PUBLIC_PATHS, hot, arg)
+        if len(self._paths) >= 4096:  # job ids make paths unbounded: keep the cache small
+            self._paths.clear()
+        self._paths[path] = info
+        return info
 
     def _dispatch(self, event: Event, context: Any, rid: str) -> Response:
         """- an unknown path: 404; a method the path does not serve: 405 with Allow;
@@ -285,7 +302,8 @@ class ApiHandler:
         path = str(event.get("path") or "/")
         if "//" in path:  # "//v1//health" is "/v1/health" (as most HTTP servers merge slashes)
             path = event["path"] = re.sub("/{2,}", "/", path)
-        allowed = self.allowed(path)
+        info = self._path(path)
+        allowed = info.allowed
         if not allowed:
             raise NotFound(f"no such path: {path}", details={"path": path})
         if method == "OPTIONS":
@@ -295,7 +313,7 @@ class ApiHandler:
         if method not in allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", details={"allowed": allowed})
         owner: str | None = None
-        if _normalized(path) not in PUBLIC_PATHS:
+        if not info.public:
             owner = str(self.runtime.auth.owner(event))
         headers = _headers(event)
         if method in BODY_METHODS and event.get("body"):
@@ -306,13 +324,12 @@ class ApiHandler:
                     raise UnsupportedMediaType(f"send the body as application/json (got {media or 'an empty Content-Type'})")
                 if ctype != JSON_TYPE:
                     _set_header(event, "content-type", JSON_TYPE)  # the resolver matches it case-sensitively
-        if self.fast_path:
-            segs = [p for p in path.split("/") if p]
-            if method == "POST" and len(segs) == 4 and segs[3] == "predict" and owner is not None:
-                return self._predict(event, headers, segs[2], owner)
-            if method == "GET" and len(segs) == 3 and segs[1] == "jobs" and owner is not None and self.jobs is not None:
-                return json_response(200, self.jobs.to_dict(self.jobs.get(owner, segs[2]), with_download=True))
-            if method == "GET" and segs == ["v1", "health"]:
+        if self.fast_path and info.hot:
+            if info.hot == "predict" and method == "POST" and owner is not None:
+                return self._predict(event, headers, info.arg, owner)
+            if info.hot == "job" and method == "GET" and owner is not None and self.jobs is not None:
+                return json_response(200, self.jobs.to_dict(self.jobs.get(owner, info.arg), with_download=True))
+            if info.hot == "health" and method == "GET":
                 return self.health()
         return self._resolve(event, context)
 
@@ -333,12 +350,14 @@ class ApiHandler:
         prefer = headers.get("prefer", "").lower()
         self.check_sync_size(name, size, prefer)  # 413 before the rows are parsed or validated
         try:
-            data = loads_json(text) if text else None
+            data, numbers = loads_predict_body(text) if text else (None, False)
         except json.JSONDecodeError as e:
             raise InvalidJson(f"the body is not valid JSON: {e.msg}") from None
         if data is None:  # no body, or JSON null: as the resolver words it
             raise validation_error([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
         instances, output = predict_body(data)
+        if numbers:
+            instances = NumberRows(instances)
         return self.predict(owner, name, instances, output, size, prefer, headers.get("idempotency-key"), start)
 
     def check_sync_size(self, name: str, size: int, prefer: str) -> None:
@@ -361,7 +380,28 @@ class ApiHandler:
         metrics.dimension("route", route)
         metrics.count("Predictions")
         metrics.milliseconds("PredictLatency", total)
-        return json_response(200, result.to_dict(total), {"X-Router-Route": route})
+        return {"statusCode": 200, "multiValueHeaders": {"Content-Type": [JSON_TYPE], "X-Router-Route": [route]},
+                "body": self._prediction_body(result, total), "isBase64Encoded": False}
+
+    def _prediction_body(self, result: Prediction, total_ms: float) -> str:
+        """`dumps_json(result.to_dict(total_ms))`, with the part that depends only on the model and
+        the (memoized, immutable) decision encoded once: model, version, route, decision and reason."""
+        decision, model = result.decision, result.model
+        cached = self._envelopes.get(id(decision))
+        if cached is None or cached[0] is not decision or cached[1] is not model:
+            body = result.to_dict(0.0)
+            shape_ok = list(body)[-1] == "timing_ms" and list(body["timing_ms"]) == ["total", "model"]
+            body["predictions"], body["timing_ms"] = _MARK, _MARK
+            parts = dumps_json(body).split(dumps_json(_MARK))
+            if not shape_ok or len(parts) != 3:  # not the shape cached here
+                return dumps_json(result.to_dict(total_ms))
+            if len(self._envelopes) >= 256:
+                self._envelopes.clear()
+            # The entry holds the decision: its id cannot be reused while it is cached.
+            cached = self._envelopes[id(decision)] = (decision, model, parts[0], parts[1])
+        # round() as to_dict() does; a finite float's JSON is its repr.
+        timing = f'{{"total":{round(total_ms, 3)!r},"model":{round(result.model_ms, 3)!r}}}}}'
+        return cached[2] + dumps_json(result.predictions) + cached[3] + timing
 
     def job_response(self, status: int, job: Job) -> Response:
         assert self.jobs is not None  # a job exists only where the runtime has a job service
@@ -391,6 +431,17 @@ class ApiHandler:
 
 _PREDICT_KEYS = frozenset({"instances", "output"})
 _OUTPUTS = {k.value: k for k in OutputKind}
+
+
+_MARK = "\x00router-envelope\x00"  # stands for a value in the cached envelope; no JSON body has it
+
+
+@dataclass(frozen=True, slots=True)
+class _PathInfo:
+    allowed: list[str]  # methods served (sorted); [] for an unknown path
+    public: bool  # answered without credentials
+    hot: str  # "predict", "job", "health": a route of the fast path; "" otherwise
+    arg: str  # the model name (predict) or job id (job)
 
 
 def predict_body(data: Any) -> tuple[list[Any], OutputKind]:

@@ -65,7 +65,30 @@ def _parse_int(s: str) -> int | float:
 
 # Built once: json.loads/dumps with arguments build a new decoder/encoder on every call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+_PLAIN = json.JSONDecoder()  # no Python hook per object: only where the text proves no duplicate key
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+dumps_json = _dumps  # the API's compact JSON encoding of any answer body
+
+
+def loads_predict_body(text: str) -> tuple[Any, bool]:
+    """loads_json for a predict body, and whether its instances hold nothing but numbers and arrays.
+
+    Fast when the body's only strings are its top-level keys and the output's name (its `"` count
+    says so): then no object can repeat a key, so the C decoder needs no duplicate-key hook, and
+    without `l` (null, false) or `true` the instances are numbers and arrays only (NumberRows: the
+    runner skips its per-value type scan). Any other body, valid or not, is loads_json's to decode
+    and word."""
+    quotes = text.count('"')
+    if quotes <= 6:  # {"instances": ..., "output": "..."}: at most three strings
+        try:
+            data = _PLAIN.decode(text)
+        except (ValueError, RecursionError):
+            data = None
+        if type(data) is dict and quotes == 2 * len(data) + 2 * (type(data.get("output")) is str):
+            # "instances" has no `u`: without an output key, `u` alone rules out `true`.
+            numbers = "l" not in text and ("u" not in text if "output" not in data else "true" not in text)
+            return data, numbers
+    return loads_json(text), False
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:

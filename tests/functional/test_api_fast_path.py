@@ -106,6 +106,14 @@ PREDICT_BODIES: list[bytes | str | None] = [
     "{bad", '{"instances": [[1,2,3]]', "[" * 100_000, '{"instances": [[1, 2, ' + "9" * 5000 + "]]}",
     '{"instances": [[1, 2, 3]], "instances": [[4, 5, 6]]}', '{"instances": [{"a": 1, "a": 2, "b": 3, "c": 4}]}',
     b"\xff\xfe{\x00",
+    # The decoder's fast branch (no string but the keys and the output's name) against the general one:
+    '{"instances": [[1, 2, true]]}', '{"instances": [[1, 2, false]]}', '{"instances": [[1, 2, null]], "output": "proba"}',
+    '{"instances": [[1, true, 3]], "output": "predict"}', '{"instances": [[1, {}, 3]]}', '{"instances": [{}]}',
+    '{"instances": [[1, [2], 3]]}', '{"output": "proba", "instances": [[1, 2, 3]]}', '{"instances": [[1, 2, "3"]]}',
+    '{"\\u0069nstances": [[1, 2, 3]]}', '{"instances": [[1, 2, 3]], "output": "pr\\u006fba"}',
+    '{"instances": [[1, 2, 3]], "output": "proba", "instances": [[1, 2, 3]]}',
+    '{"instances": [[1, 2, 3]], "instances": [[1, 2, 3]], "output": 1}', '{"instances": [[1, 2, 3]], "out\\"put": 1}',
+    '{"instances": [[1, 2, 1e999]]}', '{"instances": [[1, 2, ' + "9" * 400 + "]]}", "[[1, 2, 3]]", '{"instances": [[1, 2, 3]]} x',
 ]
 
 
@@ -208,6 +216,24 @@ def test_duplicate_json_keys_are_400_invalid_json(fast: Any, ref: Any) -> None:
             assert "duplicate key" in body["error"]["message"]
         status, _, body = answer(handler, ev("POST", "/v1/models/lr/jobs", '{"instances": [[1, 2, 3]], "output": "predict", "output": "proba"}'))
         assert status == 400 and body["error"]["code"] == "invalid_json", body
+
+
+def test_the_predict_body_is_what_the_encoder_makes_of_to_dict(fast: Any, runtime: Runtime) -> None:
+    # The fast path encodes the model/decision part of the answer once per decision: every answer
+    # must still be exactly the compact encoding of Prediction.to_dict(), first call or cached.
+    from router.domain import OutputKind
+    from router.handlers.api_common import dumps_json as _dumps
+
+    spec = runtime.config.models[0]
+    for rows in ([ROW], [ROW], [ROW] * 50, [ROW], [[1e-7, 2.5, 1e300]] * 3):
+        resp = fast(ev("POST", "/v1/models/lr/predict", json.dumps({"instances": rows})), LocalContext("c", 29.0))
+        assert resp["statusCode"] == 200, resp
+        body = json.loads(resp["body"])
+        assert resp["body"] == _dumps(body)  # byte for byte the encoder's output: order, separators, floats
+        want = runtime.service.predict(spec, rows, OutputKind.PREDICT, 100).to_dict(body["timing_ms"]["total"])
+        want["timing_ms"] = body["timing_ms"]
+        assert body == want and list(body) == list(want)
+        assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] >= 0
 
 
 def test_a_body_over_the_sync_payload_limit_is_413_before_its_rows_are_read(fast: Any) -> None:

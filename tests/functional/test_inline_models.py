@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,49 @@ def test_sklearn_models_fitted_with_feature_names_take_rows_without_warnings(
     spec = art.spec("named-rf", "named_rf.joblib")
     record = dict(zip(IRIS_FEATURES, art.x[100].tolist(), strict=True))
     assert runner.predict(spec, [record], OutputKind.PREDICT) == [2]
+
+
+@pytest.mark.parametrize("records", [1, 100])  # the small-batch checks and the numpy ones
+def test_values_beyond_float32_are_a_422_for_a_forest_and_fine_for_a_float64_model(
+    art: Artifacts, runner: InlineRunner, records: int
+) -> None:
+    # sklearn's finiteness check is skipped when the runner has proved the values finite and within
+    # float32's range; anything else keeps sklearn's check, so a tree model still refuses 3.5e38
+    # (422 invalid_input, which value named) while a float64 linear model computes with it.
+    rows = art.x[:records].tolist()
+    rows[-1][2] = 3.5e38
+    with pytest.raises(InvalidInput) as info:
+        runner.predict(art.spec("iris", "rf.joblib"), rows, OutputKind.PREDICT)
+    assert "32-bit float range" in info.value.message and info.value.details["index"] == records - 1
+    linear = [r[:3] for r in rows]
+    assert runner.predict(art.spec("petal", "linreg.joblib"), linear, OutputKind.PREDICT) == art.linreg.predict(np.array(linear)).tolist()
+    assert runner.predict(art.spec("iris", "rf.joblib"), art.x[:records].tolist(), OutputKind.PREDICT) == art.rf.predict(art.x[:records]).tolist()
+
+
+def test_a_pipeline_keeps_sklearns_checks_between_its_steps(art: Artifacts, runner: InlineRunner) -> None:
+    # Finite, float32-range input that a scaler blows past float32 before the forest sees it: only
+    # the forest's own check catches that, so pipelines never run with it off (422 model_error).
+    from sklearn.preprocessing import StandardScaler
+
+    x = art.x * 1e-30
+    joblib.dump(make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3, random_state=0)).fit(x, load_iris().target),
+                art.root / "scaled_rf.joblib")
+    with warnings.catch_warnings(), pytest.raises(ModelRejectedInput) as info:
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's cast overflow warning: only a warning outside this suite
+        runner.predict(art.spec("scaled", "scaled_rf.joblib"), [[1e10, 1e10, 1e10, 1e10]], OutputKind.PREDICT)
+    assert (info.value.status, info.value.code) == (422, "model_error")
+
+
+def test_which_models_run_with_sklearns_finiteness_check_off() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from router.adapters.inline import _takes_input_directly
+
+    assert _takes_input_directly(LogisticRegression()) and _takes_input_directly(RandomForestClassifier())
+    assert _takes_input_directly(GradientBoostingClassifier())
+    assert not _takes_input_directly(make_pipeline(LogisticRegression()))
+    assert not _takes_input_directly(GradientBoostingClassifier(init=make_pipeline(LogisticRegression())))
+    assert not _takes_input_directly(NamedFeatures())  # not scikit-learn's own: its checks are unknown
 
 
 def test_config_features_that_disagree_with_the_model_fail_at_load(art: Artifacts, runner: InlineRunner) -> None:
