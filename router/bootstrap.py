@@ -15,14 +15,18 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from router.adapters.aws_clients import lazy_client, s3_object_store
 from router.auth import ApiKeyAuth, Authenticator, IamAuth, NoAuth
 from router.config import RouterConfig, load_config, parse_config, uri_to_path
 from router.errors import BackendUnavailable, ConfigError, StartupError
-from router.ports import EndpointClient, ObjectStore
+from router.ports import AsyncInferenceClient, EndpointClient, ObjectStore
 from router.runtime import Runtime, RuntimeKind
 from router.service import RouterService
+
+if TYPE_CHECKING:
+    from router.local.sagemaker_emulator import LocalAsyncEndpoints
 
 __all__ = ["Runtime", "RuntimeKind", "build_aws", "build_local", "load_config_uri", "runtime_from_env"]
 
@@ -85,18 +89,25 @@ def build_local(
 
         timeout = config.runtime.safety_margin * min(config.runtime.endpoint_timeout_s, config.runtime.sync_timeout_s)
         endpoints = local_endpoints = LocalEndpoints(config, objects, emulator_dir, invoke_timeout_s=timeout)
+    local_async: LocalAsyncEndpoints | None = None
+    if with_jobs and any(m.async_inference is not None for m in config.models):
+        from router.local.sagemaker_emulator import LocalAsyncEndpoints
+
+        local_async = LocalAsyncEndpoints(config, objects, emulator_dir)
     # The local worker pool runs jobs in this process, on this runner: routing knows when it is warm.
-    service = RouterService(config, runner=runner, endpoints=endpoints, worker_shares_runner=with_jobs)
+    service = RouterService(config, runner=runner, endpoints=endpoints, worker_shares_runner=with_jobs, async_endpoints=local_async)
     rt = Runtime("local", config, service, auth, objects)
     if local_endpoints is not None:
         rt.starters.append(local_endpoints.start)
         rt.closers.append(local_endpoints.close)
     if with_jobs:
-        _local_jobs(rt, config, objects, emulator_dir)
+        _local_jobs(rt, config, objects, emulator_dir, local_async)
     return rt
 
 
-def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulator_dir: Path) -> None:
+def _local_jobs(
+    rt: Runtime, config: RouterConfig, objects: ObjectStore, emulator_dir: Path, local_async: LocalAsyncEndpoints | None = None
+) -> None:
     from router.adapters.sqlite_jobs import SqliteJobStore
     from router.handlers.worker import make_worker
     from router.jobs import UtcClock
@@ -114,26 +125,39 @@ def _local_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, emulato
     queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
-        from router.handlers.events import make_events_handler
         from router.local.sagemaker_emulator import LocalBatch
-        from router.local.server import LocalContext
         from router.sagemaker_names import transform_job_name
 
         batch = LocalBatch(config, objects, emulator_dir)
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
-        transform_name=transform_job_name if batch is not None else None,
+        transform_name=transform_job_name if batch is not None else None, async_client=local_async,
     )
     rt.service.attach_jobs(rt.jobs)
-    if batch is not None:
+    if batch is not None or local_async is not None:
+        from router.handlers.events import make_events_handler
+        from router.local.server import LocalContext
+
         events = make_events_handler(rt)
-        batch.on_event = lambda event: None if events(event, LocalContext("event-" + str(event.get("id")), 60.0)) else None
+
+        def deliver(event: dict[str, Any]) -> None:
+            # As EventBridge or SNS would invoke the events function: one event per invocation.
+            name = str(event.get("id") or event.get("Records", [{}])[0].get("Sns", {}).get("MessageId"))
+            events(event, LocalContext("event-" + name, 60.0))
+
+        if batch is not None:
+            batch.on_event = deliver
+        if local_async is not None:
+            local_async.on_event = deliver
     queue.handler = make_worker(rt)
     sweeper = LocalSweeper(rt.jobs, interval_s=min(30.0, config.jobs.stale_after_s))
     rt.closers += [store.close, queue.close]
     if batch is not None:
         rt.closers.append(batch.close)
         rt.starters.append(batch.resume)
+    if local_async is not None:
+        rt.closers.append(local_async.close)
+        rt.starters.append(local_async.start)
     rt.closers.append(sweeper.close)
     rt.starters.append(sweeper.start)
 
@@ -157,14 +181,24 @@ def build_aws(config: RouterConfig) -> Runtime:
             lazy_client("sagemaker", region=config.sagemaker.region),
             status_ttl_s=config.routing.endpoint_status_ttl_s,
         )
-    service = RouterService(config, runner=runner, endpoints=endpoints)
+    async_client: AsyncInferenceClient | None = None
+    if any(m.async_inference is not None for m in config.models):
+        from router.adapters.sagemaker_async import SageMakerAsyncClient
+
+        async_client = SageMakerAsyncClient(
+            lazy_client("sagemaker-runtime", region=config.sagemaker.region, sync_timeout_s=config.runtime.sync_timeout_s),
+            lazy_client("sagemaker", region=config.sagemaker.region),
+            status_ttl_s=config.routing.endpoint_status_ttl_s,
+        )
+    service = RouterService(config, runner=runner, endpoints=endpoints, async_endpoints=async_client)
     rt = Runtime("aws", config, service, IamAuth(), objects)
-    _aws_jobs(rt, config, objects)
+    _aws_jobs(rt, config, objects, async_client)
     return rt
 
 
-def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
-    """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION) and SageMaker batch transform."""
+def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, async_client: AsyncInferenceClient | None = None) -> None:
+    """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION), SageMaker batch transform and
+    asynchronous inference."""
     from router.adapters.dynamodb_jobs import DynamoDBJobStore
     from router.adapters.lambda_worker import LambdaWorkerQueue
     from router.adapters.sagemaker_batch import SageMakerBatchClient
@@ -186,7 +220,7 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore) -> None:
         batch = SageMakerBatchClient(lazy_client("sagemaker", region=config.sagemaker.region))
     rt.jobs = JobsService(
         config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
-        transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""],
+        transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""], async_client=async_client,
     )
     rt.service.attach_jobs(rt.jobs)
 

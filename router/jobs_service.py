@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from router import sagemaker_contract as contract
+from router.async_jobs import AsyncJobs
+from router.async_jobs import extra_for as async_extra_for
 from router.calibration import Sample
 from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Job, JobStatus, Mode, OutputKind, Route
@@ -45,7 +47,18 @@ from router.errors import (
 from router.jobs import format_time, new_job_id, request_digest
 from router.jobs_io import encode_jsonl as _jsonl
 from router.jobs_io import read_chunks as _read_chunks
-from router.ports import BatchClient, BatchJobState, Clock, JobStore, ObjectStore, Page, WorkerQueue
+from router.ports import (
+    AsyncInferenceClient,
+    AsyncInvocation,
+    AsyncOutcome,
+    BatchClient,
+    BatchJobState,
+    Clock,
+    JobStore,
+    ObjectStore,
+    Page,
+    WorkerQueue,
+)
 from router.service import RouterService
 
 log = logging.getLogger("router.jobs")
@@ -70,6 +83,7 @@ class JobsService:
         batch: BatchClient | None = None,
         transform_name: Callable[[str], str] | None = None,
         private_uris: Sequence[str] = (),
+        async_client: AsyncInferenceClient | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -80,6 +94,8 @@ class JobsService:
         self.batch = batch
         self.transform_name = transform_name
         self.jobs_root = config.storage.jobs.rstrip("/")
+        # Asynchronous inference: its backend work (stage, send, poll, collect) behind its port.
+        self.async_jobs = None if async_client is None else AsyncJobs(config, objects, async_client, self.jobs_root)
         # Buckets the router keeps its own data in (jobs, artifacts, the config): never a job's
         # input, except the caller's own uploads. `private_uris` adds locations only the
         # runtime knows (ROUTER_CONFIG).
@@ -274,9 +290,85 @@ class JobsService:
                 self.queue.enqueue(job.job_id)
             elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
                 return self._submit_batch(job)
+            elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
+                return self._send_async(job)
         except RouterError as e:
             log.warning("dispatch of %s deferred to the sweeper: %s", job.job_id, e.message)
         return job
+
+    # ------------------------------------------------------------------ async inference
+
+    def _send_async(self, job: Job) -> Job:
+        """Send the job's one request to its async inference endpoint (again, for a request that was
+        lost: the same InferenceId). Throttled waits; an outage counts an attempt; a refusal fails it."""
+        assert self.async_jobs is not None
+        try:
+            model = self.service.model(job.model)
+        except ModelNotFound as e:
+            return self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
+        try:
+            sent = self.async_jobs.send(job, model, self._input_of(job))
+        except Throttled:
+            return job
+        except (BackendUnavailable, BackendTimeout) as e:
+            attempts = job.attempts + 1
+            if attempts >= self.config.jobs.max_attempts:
+                return self._fail(job, e.code, f"{e.message} (after {attempts} attempts)")
+            return self.store.update(job.job_id, job.version, attempts=attempts) or job
+        except RouterError as e:
+            return self._fail(job, e.code, e.message)
+        extra = {**job.extra, **async_extra_for(sent)}
+        if job.status is not S.QUEUED:  # a re-send of a request that was lost
+            return self.store.update(job.job_id, job.version, backend_name=sent.inference_id, attempts=job.attempts + 1, extra=extra) or job
+        moved = self.store.transition(
+            job.job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=sent.inference_id, attempts=job.attempts + 1, extra=extra
+        )
+        return moved or self.store.get(job.job_id) or job
+
+    def on_async_outcome(self, job_id: str, outcome: AsyncOutcome) -> Job | None:
+        """Apply how a job's async request ended (its SNS notification, or the sweeper's poll).
+        Repeated and stale notifications are no-ops: a finished job never changes."""
+        job = self.store.get(job_id)
+        if job is None or job.status.finished or job.route is not Route.ASYNC_INFERENCE or self.async_jobs is None:
+            return job
+        if job.status is S.CANCELLING:  # the request could not be stopped: its result is discarded
+            return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+        if outcome.status == "InProgress":
+            return job
+        if job.status is S.QUEUED:  # the send's own write was lost: pass through running, as the request did
+            extra = {**job.extra, **async_extra_for(AsyncInvocation(outcome.inference_id, outcome.output_uri or "", outcome.failure_uri))}
+            job = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=outcome.inference_id, extra=extra) or job
+        if outcome.status == "Completed":
+            try:
+                records = self.async_jobs.collect(job)
+            except BackendError as e:
+                return self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message})
+            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=records)
+            self._record(done)
+            return done or self.store.get(job_id)
+        reason = outcome.failure_reason or "the async inference request failed"
+        return self._fail(job, "backend_error", reason)
+
+    def _sweep_async(self, job: Job, counts: dict[str, int]) -> None:
+        assert self.async_jobs is not None
+        if job.status is S.CANCELLING:
+            self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+            return
+        if job.status is S.QUEUED and job.backend_name is None:
+            self._send_async(job)
+            counts["redispatched"] += 1
+            return
+        outcome = self.async_jobs.poll(job, self.clock.now())
+        if outcome is None:  # never sent, or lost by SageMaker: send it again (bounded)
+            if job.attempts >= self.config.jobs.max_attempts:
+                if self._fail(job, "backend_error", f"the async inference request was lost (after {job.attempts} attempts)"):
+                    counts["failed"] += 1
+                return
+            self._send_async(job)
+            counts["redispatched"] += 1
+            return
+        self.on_async_outcome(job.job_id, outcome)
+        counts["described"] += 1
 
     def _input_of(self, job: Job) -> str:
         """What the job reads: its snapshot of the input when it has one (see submit)."""
@@ -446,7 +538,13 @@ class JobsService:
             if job.status.finished:
                 raise JobNotCancellable(f"job {job_id} already {job.status.value}", details={"status": job.status.value})
             batch = job.route is Route.BATCH_TRANSFORM and self.batch is not None
-            if job.status is S.QUEUED and job.backend_name is None and not batch:
+            if job.route is Route.ASYNC_INFERENCE and job.backend_name is not None:
+                # The request cannot be stopped on SageMaker: the job ends cancelled now and its
+                # result, when it comes, is discarded (docs/api.md).
+                moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
+                if moved is not None:
+                    moved = self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED) or moved
+            elif job.status is S.QUEUED and job.backend_name is None and not batch:
                 moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.CANCELLED)
             else:
                 # Review fix: a queued batch job without a backend name may still have a transform
@@ -688,6 +786,8 @@ class JobsService:
                         self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
                     elif self.queue is not None:
                         self._redispatch_lambda(job, counts)
+                elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
+                    self._sweep_async(job, counts)
                 elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
                     name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
                     state = self.batch.describe(name) if name else None
@@ -707,7 +807,7 @@ class JobsService:
                         counts["described"] += 1
             except RouterError as e:
                 log.warning("sweep of %s: %s", job.job_id, e.message)
-            if job.route is Route.BATCH_TRANSFORM:
+            if job.route in (Route.BATCH_TRANSFORM, Route.ASYNC_INFERENCE):
                 # Review fix: list_active returns the least recently updated jobs first, and a
                 # batch job that is just InProgress (for hours), throttled, or failing to describe
                 # was left untouched: with `limit` of them, every run saw the same ones and never

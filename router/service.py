@@ -24,7 +24,7 @@ from router.errors import (
     PayloadTooLarge,
     SyncNotPossible,
 )
-from router.ports import EndpointClient, ModelRunner
+from router.ports import AsyncInferenceClient, EndpointClient, ModelRunner
 from router.routing import JOB_ROUTES, SYNC_ROUTES, decide, possible_routes
 
 # SageMaker endpoint states that pass by themselves (a local model server restarting is Creating).
@@ -70,10 +70,13 @@ class RouterService:
         endpoints: EndpointClient | None = None,
         worker_shares_runner: bool = False,
         recorder: Recorder | None = None,
+        async_endpoints: AsyncInferenceClient | None = None,
     ) -> None:
         self.config = config
         self.runner = runner
         self.endpoints = endpoints
+        # Asynchronous inference endpoints: whether one has an instance up moves its estimate.
+        self.async_endpoints = async_endpoints
         # True when the lambda-job worker runs in this process on this runner (`router serve`):
         # then routing knows whether the worker holds the model. A worker Lambda counts as cold.
         self.worker_shares_runner = worker_shares_runner
@@ -180,11 +183,14 @@ class RouterService:
         if serverless is not None and self.endpoints is not None:
             serverless_in_service = self.endpoints.in_service(serverless)
             serverless_warm = serverless_in_service and self.endpoints.warm(serverless)
+        async_up: bool | None = None
+        if model.async_endpoint_name is not None and self.async_endpoints is not None:
+            async_up = self.async_endpoints.in_service(model.async_endpoint_name)
         shared = self.worker_shares_runner
         return BackendState(
             warm=warm, endpoint_in_service=in_service, framework_warm=framework,
             worker_warm=shared and warm, worker_framework_warm=shared and framework,
-            serverless_in_service=serverless_in_service, serverless_warm=serverless_warm,
+            serverless_in_service=serverless_in_service, serverless_warm=serverless_warm, async_in_service=async_up,
         )
 
     def _effective(self, model: ModelSpec) -> tuple[ModelSpec, str]:
