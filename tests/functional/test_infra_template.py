@@ -48,7 +48,12 @@ ROUTER_PREFIX = f"{NAME_PREFIX}-"
 ACCEPTED_LINT_FINDINGS: dict[str, str] = {}
 
 # Allow statements that may name Resource "*": AWS offers no resource-level permission for them.
-RESOURCE_STAR_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"})
+RESOURCE_STAR_ACTIONS = frozenset({
+    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData",
+    # Scalable targets (an async endpoint's autoscaling) have no ARN before they exist.
+    "application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+})
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -234,6 +239,16 @@ def test_sagemaker_state_changes_of_router_transform_jobs_reach_the_events_funct
         assert transform_job_name(job_id).startswith(ROUTER_PREFIX)
 
 
+def test_async_inference_notifications_reach_the_events_function(translated: dict[str, Any]) -> None:
+    subs = [r["Properties"] for r in resources_of(translated, "AWS::SNS::Subscription").values()
+            if r["Properties"].get("Protocol") == "lambda"]
+    assert [s["TopicArn"] for s in subs] == [{"Ref": "AsyncInferenceTopic"}]
+    assert subs[0]["Endpoint"] == {"Fn::GetAtt": ["EventsFunction", "Arn"]}
+    # SageMaker (its execution role) may publish there; nobody else is given sns:Publish.
+    role = json.dumps(translated["Resources"]["SageMakerExecutionRole"])
+    assert '"sns:Publish"' in role and "AsyncInferenceTopic" in role
+
+
 def test_sweeper_runs_every_five_minutes(translated: dict[str, Any]) -> None:
     rules = resources_of(translated, "AWS::Events::Rule")
     scheduled = [r["Properties"] for r in rules.values() if "ScheduleExpression" in r["Properties"]]
@@ -330,6 +345,8 @@ def test_allow_statements_are_scoped_to_the_stacks_resources(translated: dict[st
                     assert re.search(r":(transform-job|model)/router-\*$|:(endpoint|endpoint-config)/\$\{SageMakerEndpointPrefix\}\*$", res), (path, res)
                 elif service == "sqs":
                     assert res == "${WorkerDeadLetterQueue.Arn}", (path, res)
+                elif service == "sns":
+                    assert action == "sns:Publish" and res == "${AsyncInferenceTopic}", (path, res)
                 elif service == "iam":
                     assert action == "iam:PassRole" and res in ("${SageMakerExecutionRole.Arn}", "${SageMakerExecutionRoleArn}"), (path, res)
                 elif service == "ecr":
@@ -388,6 +405,7 @@ def test_only_the_api_and_sweeper_start_transform_jobs_and_only_the_api_invokes_
     assert "sagemaker:CreateTransformJob" in actions_of("ApiFunctionRole")
     assert "sagemaker:CreateTransformJob" in actions_of("SweeperFunctionRole")
     assert "sagemaker:InvokeEndpoint" in actions_of("ApiFunctionRole")
+    assert "sagemaker:InvokeEndpointAsync" in actions_of("ApiFunctionRole") & actions_of("SweeperFunctionRole")
     for role in ("WorkerFunctionRole", "EventsFunctionRole"):
         assert not any(a.startswith("sagemaker:") for a in actions_of(role)), role
     assert "dynamodb:PutItem" in actions_of("ApiFunctionRole")
@@ -497,7 +515,7 @@ def test_outputs_name_everything_an_operator_needs(template: dict[str, Any]) -> 
     for key in (
         "ApiUrl", "ConfigUri", "JobTableName", "ArtifactsBucketName", "JobsBucketName", "ApiFunctionName",
         "WorkerFunctionName", "EventsFunctionName", "SweeperFunctionName", "WorkerDeadLetterQueueUrl",
-        "SageMakerExecutionRoleArn", "ModelDeployerPolicyArn",
+        "SageMakerExecutionRoleArn", "ModelDeployerPolicyArn", "AsyncInferenceTopicArn",
     ):
         assert key in outputs, key
     for name in HANDLERS:
