@@ -103,13 +103,24 @@ class DecisionModel(BaseModel):
     candidates: list[CandidateModel]
 
 
+class PredictDecision(BaseModel):
+    route: str = Field(description="The route that ran the prediction.")
+    reason: str
+    estimates: EstimatesModel | None = Field(description="What routing expected of the route.")
+
+
+class TimingModel(BaseModel):
+    total: float = Field(description="The request in the router, in ms.")
+    model: float = Field(description="The route's own time (the model call), in ms.")
+
+
 class PredictResponse(BaseModel):
     model: str
     model_version: str
     route: str
     predictions: list[Any]
-    decision: dict[str, Any]
-    timing_ms: dict[str, float]
+    decision: PredictDecision
+    timing_ms: TimingModel
 
 
 class ErrorBody(BaseModel):
@@ -130,6 +141,7 @@ class ModelInfo(BaseModel):
     features: list[str] | None
     feature_count: int | None
     routes: list[str]
+    description: str | None = Field(None, description="The config's description of the model, when it has one.")
     endpoint_status: str | None = Field(None, description="For a model with an endpoint: its last known status (InService, Creating, Failed, ...).")
     serverless_status: str | None = Field(None, description="For a model with a serverless endpoint: its last known status.")
 
@@ -158,6 +170,11 @@ class CalibrationModel(BaseModel):
     learning: str = Field(description="`off` (routing.calibrate: false), or what routing learned from the samples.")
 
 
+class EnvelopeRoute(BaseModel):
+    feasible: bool
+    max_records: int | None
+
+
 class ModelDetail(ModelInfo):
     latency_ms: float | None
     size_bytes: int | None
@@ -165,7 +182,7 @@ class ModelDetail(ModelInfo):
     endpoint: dict[str, Any] | None
     serverless: dict[str, Any] | None = Field(None, description="For a model with a serverless endpoint: {name, memory_mb, max_concurrency}.")
     batch_transform: dict[str, Any] | None
-    envelope: dict[str, Any] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
+    envelope: dict[str, EnvelopeRoute] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
     calibration: CalibrationModel = Field(description="Estimate/measured ratio per route over recent work (docs/routing.md \"Calibration\").")
 
 
