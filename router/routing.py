@@ -454,13 +454,15 @@ def _batch(model: ModelSpec, req: RequestShape, config: RouterConfig, facts: _Fa
 
 def _async_parts(model: ModelSpec, config: RouterConfig, state: BackendState, facts: _Facts) -> tuple[float, float, float]:
     """(start_s, fixed_s, per_record_ms) of one async inference request: start-up and load when the
-    endpoint may have scaled to zero and no instance is known to be up, the queue/S3 overhead, the timing."""
+    endpoint may have scaled to zero and no instance is known to be up (the queue and S3 round trip
+    are inside it, as in batch's start-up), else the endpoint overhead; then the timing."""
     spec = model.async_inference
     prof = facts.profile
     fixed_ms, per_ms = prof.timing(Route.ASYNC_INFERENCE)
     cold = spec is not None and spec.min_instances == 0 and not state.async_in_service
-    start = config.routing.async_startup_s + prof.load_s if cold else 0.0
-    return start, (config.routing.endpoint_overhead_ms + fixed_ms) / 1000, per_ms
+    if cold:
+        return config.routing.async_startup_s + prof.load_s, fixed_ms / 1000, per_ms
+    return 0.0, (config.routing.endpoint_overhead_ms + fixed_ms) / 1000, per_ms
 
 
 def _async_budget(model: ModelSpec, config: RouterConfig) -> float:
@@ -489,8 +491,13 @@ def _async_inference(model: ModelSpec, req: RequestShape, config: RouterConfig, 
     # One instance serves the request: billed for the start-up, the run and the idle tail before scale-in.
     cost = None if price is None else price * (duration + _async_idle_s(model, state)) / 3600
     estimates = Estimates(duration, cost)
-    head = f"start-up {fmt_duration(config.routing.async_startup_s)} + load {fmt_duration(facts.profile.load_s)} + " if start else ""
-    est = f"est. {fmt_duration(duration)} ({head}{fmt_duration(fixed)} overhead + {fmt_count(req.records)} x {_per_record(per_ms)})"
+    head = (
+        f"start-up {fmt_duration(config.routing.async_startup_s)} + load {fmt_duration(facts.profile.load_s)}"
+        if start else f"{fmt_duration(config.routing.endpoint_overhead_ms / 1000)} overhead"
+    )
+    fixed_ms = fixed * 1000 - (0.0 if start else config.routing.endpoint_overhead_ms)
+    head += f" + {fmt_duration(fixed_ms / 1000)}" if fixed_ms > 0 else ""
+    est = f"est. {fmt_duration(duration)} ({head} + {fmt_count(req.records)} x {_per_record(per_ms)})"
     if spec is None:
         return _Eval(Route.ASYNC_INFERENCE, (_Failure(_OTHER, "no async_inference configured for this model"),), estimates, est)
     limit_s = min(spec.invocation_timeout_s, rt.async_timeout_s)

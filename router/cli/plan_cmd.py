@@ -107,8 +107,12 @@ def _model_notes(model: ModelSpec, cfg: RouterConfig) -> list[str]:
 def _limits(model: ModelSpec, cfg: RouterConfig, state: BackendState) -> str:
     """Largest request each route takes by its time budget (payload and availability aside)."""
     parts = []
-    for route in (Route.INLINE, Route.ENDPOINT, Route.SERVERLESS, Route.LAMBDA_JOB):
-        if (route is Route.ENDPOINT and model.endpoint is None) or (route is Route.SERVERLESS and model.serverless is None):
+    for route in (Route.INLINE, Route.ENDPOINT, Route.SERVERLESS, Route.LAMBDA_JOB, Route.ASYNC_INFERENCE):
+        if (
+            (route is Route.ENDPOINT and model.endpoint is None)
+            or (route is Route.SERVERLESS and model.serverless is None)
+            or (route is Route.ASYNC_INFERENCE and model.async_inference is None)
+        ):
             continue
         n = max_records(model, cfg, route, state)
         if n is None:
@@ -142,6 +146,8 @@ def render_text(plans: list[dict[str, Any]], cfg: RouterConfig, state_note: str)
             if model.endpoint else "no endpoint",
             *([f"serverless {model.serverless_endpoint_name} ({model.serverless.memory_mb} MB, max concurrency "
                f"{model.serverless.max_concurrency})"] if model.serverless else []),
+            *([f"async {model.async_endpoint_name} ({model.async_inference.instance_type}, "
+               f"{model.async_inference.min_instances}-{model.async_inference.max_instances} instances)"] if model.async_inference else []),
             f"batch-transform {bt.instance_count} x {bt.instance_type}" if bt else "no batch-transform",
         ]
         out.append(f"{model.name}: " + ", ".join(facts))

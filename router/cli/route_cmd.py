@@ -61,11 +61,12 @@ def find_model(cfg: RouterConfig, name: str, source: str) -> ModelSpec:
 def backend_state(model: ModelSpec, *, warm: bool, endpoint_down: bool, serverless_down: bool = False) -> BackendState:
     """Offline state: declared endpoints (real-time and serverless) count as InService unless
     --endpoint-down / --serverless-down; --warm means the model is loaded where it runs (the router
-    Lambda, the lambda-job worker, and an instance of its serverless endpoint: no cold start)."""
+    Lambda, the lambda-job worker, an instance of its serverless or async endpoint: no cold start)."""
     in_service = None if model.endpoint is None else not endpoint_down
     serverless = None if model.serverless is None else not serverless_down
     return BackendState(
-        warm=warm, endpoint_in_service=in_service, worker_warm=warm, serverless_in_service=serverless, serverless_warm=warm
+        warm=warm, endpoint_in_service=in_service, worker_warm=warm, serverless_in_service=serverless, serverless_warm=warm,
+        async_in_service=None if model.async_inference is None else warm
     )
 
 
@@ -142,6 +143,8 @@ def render_decision(model: ModelSpec, request: RequestShape, state: BackendState
         endpoint += f", serverless {model.serverless_endpoint_name} " + (
             ("warm" if state.serverless_warm else "scaled to zero") if state.serverless_in_service else "down"
         )
+    if model.async_inference is not None and request.mode.value == "job":
+        endpoint += f", async {model.async_endpoint_name} " + ("instance up" if state.async_in_service else "scaled to zero")
     lines = [
         f"{model.name} ({model.framework}), {request.mode.value} request: {fmt_count(request.records)} record{'' if request.records == 1 else 's'}, "
         f"{fmt_bytes(request.payload_bytes)} payload{payload_note}; {warm}{endpoint}",
@@ -195,7 +198,7 @@ def register(subparsers: Any) -> None:
             "every candidate route with its estimated duration and cost and why it is or is not feasible. "
             "Nothing runs and no AWS call is made. Endpoints declared in the config (real-time and serverless) "
             "are assumed InService (this previews the designed system) unless --endpoint-down / --serverless-down "
-            "is given; the model is assumed cold (a serverless endpoint scaled to zero) unless --warm. Artifacts need not exist. "
+            "is given; the model is assumed cold (a serverless or async inference endpoint scaled to zero) unless --warm. Artifacts need not exist. "
             "Exit status: 0 a route was found, 1 no route is feasible, 2 bad config, model or arguments."
         ),
         epilog=(
@@ -210,7 +213,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model name declared in FILE")
     parser.add_argument(
         "--mode", required=True, choices=[m.value for m in Mode],
-        help="sync: a /predict request (inline, endpoint or serverless); job: a /jobs request (lambda-job or batch-transform)",
+        help="sync: a /predict request (inline, endpoint or serverless); job: a /jobs request (lambda-job, async-inference or batch-transform)",
     )
     parser.add_argument("--records", required=True, type=non_negative_int, metavar="N", help="number of records (rows) in the request; 1000, 1_000, 1,000, 10k and 10M are accepted")
     parser.add_argument(

@@ -591,8 +591,8 @@ def test_async_from_zero_pays_the_start_up_and_the_idle_tail() -> None:
     cfg = make([async_model(scale_to_zero_after_s=600)], routing={"async_startup_s": 100}, prices={"instance_hour": {"ml.m5.large": 3.6}})
     cold = cand(decide(only(cfg), job(1000), cfg), Route.ASYNC_INFERENCE)
     warm = cand(decide(only(cfg), job(1000), cfg, ASYNC_UP), Route.ASYNC_INFERENCE)
-    assert cold.estimates.duration_s == pytest.approx(100 + 2 + 1.02)
-    assert cold.estimates.cost_usd == pytest.approx(3.6 * (103.02 + 600) / 3600)
+    assert cold.estimates.duration_s == pytest.approx(100 + 2 + 1.0)  # the overhead is inside the start-up
+    assert cold.estimates.cost_usd == pytest.approx(3.6 * (103.0 + 600) / 3600)
     assert warm.estimates.cost_usd == pytest.approx(3.6 * 1.02 / 3600)
 
 
@@ -619,6 +619,14 @@ def test_without_batch_lambda_job_takes_back_what_async_cannot() -> None:
     over = RequestShape(Mode.JOB, 1000, 1024 * MIB + 1)
     assert decide(only(cfg), job(1000), cfg, ASYNC_UP).route is Route.LAMBDA_JOB
     assert decide(only(cfg), over, cfg, ASYNC_UP).route is Route.LAMBDA_JOB
+
+
+def test_cold_async_ties_a_one_instance_batch_and_is_taken_first() -> None:
+    cfg = make([async_model()], sagemaker=BATCH)  # both start-ups 300 s by default
+    d = decide(only(cfg), job(1000), cfg)
+    assert d.route is Route.ASYNC_INFERENCE
+    assert cand(d, Route.ASYNC_INFERENCE).estimates.duration_s == cand(d, Route.BATCH_TRANSFORM).estimates.duration_s
+    assert "batch-transform as fast, async-inference first on ties" in d.reason
 
 
 def test_a_model_without_async_inference_keeps_two_job_candidates() -> None:
