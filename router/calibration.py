@@ -57,6 +57,11 @@ class Recorder:
         ring.append(Sample(estimate_s, measured_s, records, cold))
         self._versions[model] = self._versions.get(model, 0) + 1  # a lost increment only delays a recompute
 
+    def last(self, model: str, route: str) -> Sample | None:
+        """The most recent sample of `model` on `route` (None before the first)."""
+        ring = self._samples.get((model, route))
+        return ring[-1] if ring else None
+
     def version(self, model: str) -> int:
         """How many samples of `model` were recorded so far (to know when to recompute)."""
         return self._versions.get(model, 0)

@@ -101,6 +101,18 @@ class RouterService:
             raise ModelNotFound(f"no model named {name!r} (known: {known})", details={"model": name})
         return spec
 
+    def quick_inline(self, name: str, within_s: float) -> bool:
+        """`name` can only run in-process when synchronous (no endpoint or other sync route), is
+        loaded, and its last inline call here took at most `within_s`: a request for it computes
+        in memory and is over quickly (an HTTP front may run it without a thread hand-off)."""
+        spec = self._models.get(name)
+        if spec is None or not self.runner.is_warm(spec):
+            return False
+        sample = self.recorder.last(name, Route.INLINE.value)
+        if sample is None or sample.measured_s > within_s:
+            return False
+        return all(r == Route.INLINE.value or Route(r).mode is not Mode.SYNC for r in self.possible_routes(spec))
+
     def possible_routes(self, model: ModelSpec) -> list[str]:
         """Routes the model can take in principle (routing's own answer, cached: config-only)."""
         cached = self._routes.get(model.name)

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +225,7 @@ class ApiHandler:
         self.jobs = runtime.jobs
         self.fast_path = fast_path
         self.route_table = routes_for(runtime)
+        self.quick_s = QUICK_S  # answers_at_once(): how quick a model's last call must have been
         self._paths: dict[str, _PathInfo] = {}  # per concrete path; bounded in _path()
         self._envelopes: dict[int, tuple[Any, Any, str, str]] = {}  # per Decision; see _prediction_body()
         self._resolver: RouterApp | None = None
@@ -289,6 +290,19 @@ class ApiHandler:
             self._paths.clear()
         self._paths[path] = info
         return info
+
+    def answers_at_once(self, method: str, path: str, prefer: str, body_bytes: int) -> bool:
+        """Whether this request only reads memory and computes briefly: health, or a predict of at
+        most QUICK_BYTES for a model that only runs in-process, is loaded and answered its last call
+        within `quick_s` (QUICK_S). An HTTP front may then call the handler on its event loop (no thread hand-off);
+        anything that may wait (an endpoint, a job table, a model load) is never such a request."""
+        if not self.fast_path or "//" in path:
+            return False
+        info = self._path(path)
+        if info.hot == "health":
+            return method in ("GET", "HEAD")
+        return (info.hot == "predict" and method == "POST" and body_bytes <= QUICK_BYTES
+                and "respond-async" not in prefer.lower() and self.service.quick_inline(info.arg, self.quick_s))
 
     def _dispatch(self, event: Event, context: Any, rid: str) -> Response:
         """- an unknown path: 404; a method the path does not serve: 405 with Allow;
@@ -433,6 +447,8 @@ _PREDICT_KEYS = frozenset({"instances", "output"})
 _OUTPUTS = {k.value: k for k in OutputKind}
 
 
+QUICK_BYTES = 16 * 1024  # answers_at_once(): a predict body this small, for a model whose last call took
+QUICK_S = 0.002  # at most this long
 _MARK = "\x00router-envelope\x00"  # stands for a value in the cached envelope; no JSON body has it
 
 
@@ -464,7 +480,7 @@ def predict_body(data: Any) -> tuple[list[Any], OutputKind]:
     return body.instances, body.output
 
 
-def make_handler(runtime: Runtime, *, fast_path: bool = True) -> Callable[[Event, Any], Response]:
+def make_handler(runtime: Runtime, *, fast_path: bool = True) -> ApiHandler:
     """A Lambda-style handler bound to one runtime (used by the Lambda entry point, `router serve`
     and the tests). Metrics are flushed after every event, as CloudWatch EMF lines on stdout
     (POWERTOOLS_METRICS_DISABLED=true turns them off; `router serve` does by default).

@@ -50,6 +50,7 @@ def create_app(config: RouterConfig, host: str = "127.0.0.1", port: int = 8080, 
         server.server_close()
         raise
     api.handler_factory = lambda: make_handler(runtime)
+    api.loop_handler = make_handler(runtime)  # the event loop's own, for requests answered at once
     api.objects = getattr(runtime.objects, "file_store", None)
     runtime.start()
     return LocalApp(server, api, runtime)

@@ -6,7 +6,9 @@ Gateway does at 10 MB), one request id per request, and the local presigned-URL 
 stands in for S3 (`/_local/objects/...`, HMAC-signed by the file store).
 
 Bodies are read on the event loop; each handler call runs on a pool thread with its own handler
-instance, so a slow or hung backend call holds only the requests that wait for it. This module
+instance, so a slow or hung backend call holds only the requests that wait for it. Only what the
+handler vouches for as brief and in-memory (health; a small predict of a loaded in-process model
+that answered its last call within 2 ms) runs on the event loop itself. This module
 imports no HTTP server: `router.local.http` runs it on uvicorn. `LocalContext` and `to_event` are
 also used by the worker pool, the benchmarks and the tests.
 """
@@ -22,7 +24,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from router.errors import Forbidden, NotFound, RouterError
@@ -31,6 +33,15 @@ from router.local.threads import DaemonPool, isolate_powertools_request_state
 log = logging.getLogger("router.local")
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class QuickHandler(Protocol):
+    """A Lambda handler that can tell which requests compute briefly in memory (ApiHandler)."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]: ...
+
+    def answers_at_once(self, method: str, path: str, prefer: str, body_bytes: int) -> bool: ...
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -157,6 +168,9 @@ class LocalApi:
         self.timeout_s = timeout_s
         self.body_timeout_s = body_timeout_s  # a client may stall mid-body this long
         self.pool = DaemonPool(threads, self._thread_handler)
+        # Requests it says compute briefly in memory run on the event loop: a thread hand-off costs
+        # two wake-ups, more than such a request's own work on a busy machine.
+        self.loop_handler: QuickHandler | None = None
 
     def _thread_handler(self) -> LambdaHandler:
         try:
@@ -205,7 +219,12 @@ class LocalApi:
         body = await self._read_body(scope, receive, self.max_body_bytes)
         client = scope.get("client")
         event = to_event(scope["method"], target.decode("latin-1"), headers, body, rid, client[0] if client else "127.0.0.1", multi)
-        resp = await self.pool.run(self._call, event, rid)
+        quick = self.loop_handler
+        prefer = ", ".join(multi.get("Prefer", ()))
+        if quick is not None and quick.answers_at_once(scope["method"], event["path"], prefer, len(body) if body else 0):
+            resp = self._call(quick, event, rid)
+        else:
+            resp = await self.pool.run(self._call, event, rid)
         out: dict[str, str] = {}
         for k, v in (resp.get("headers") or {}).items():
             out[k] = str(v)

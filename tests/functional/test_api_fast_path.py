@@ -236,6 +236,37 @@ def test_the_predict_body_is_what_the_encoder_makes_of_to_dict(fast: Any, runtim
         assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] >= 0
 
 
+def test_which_requests_an_http_front_may_answer_on_its_event_loop(config_path: Path, tmp_path: Path) -> None:
+    # Only health and a small predict of a loaded, in-process-only model whose last call was quick:
+    # nothing that may wait on an endpoint, the job table or a model load.
+    cfg = load_config(config_path)
+    data = cfg.model_dump(mode="json")
+    data["models"].append({**data["models"][0], "name": "lr-ep", "endpoint": {"name": "lr-ep"}})
+    rt = build_local(type(cfg).model_validate(data), public_base_url="http://127.0.0.1:9", state_dir=tmp_path)
+    try:
+        h = make_handler(rt)
+        h.quick_s = 60.0  # "quick" here whatever the machine's load: the first call (with the load) counts too
+        small, ok = len(json.dumps({"instances": [ROW]})), "POST /v1/models/lr/predict"
+        assert h.answers_at_once("GET", "/v1/health", "", 0) and h.answers_at_once("HEAD", "/v1/health", "", 0)
+        assert not h.answers_at_once("POST", "/v1/models/lr/predict", "", small)  # not loaded yet
+        for model in ("lr", "lr-ep"):
+            status, _, body = answer(h, ev("POST", f"/v1/models/{model}/predict", json.dumps({"instances": [ROW]})))
+            assert status == 200 and body["route"] == "inline", (model, body)
+        assert h.answers_at_once("POST", "/v1/models/lr/predict", "", small), ok
+        h.quick_s = 0.0
+        assert not h.answers_at_once("POST", "/v1/models/lr/predict", "", small)  # its last call took longer
+        h.quick_s = 60.0
+        assert not h.answers_at_once("POST", "/v1/models/lr/predict", "respond-async", small)
+        assert not h.answers_at_once("POST", "/v1/models/lr/predict", "", 64 * 1024)
+        assert not h.answers_at_once("POST", "/v1/models/lr-ep/predict", "", small)  # may go to its endpoint
+        for method, path in (("POST", "/v1/models/nope/predict"), ("GET", "/v1/models/lr/predict"), ("POST", "/v1/models/lr/jobs"),
+                             ("GET", "/v1/jobs/job_01JAAAAAAAAAAAAAAAAAAAAAAA"), ("GET", "/v1/models"), ("POST", "//v1/models/lr/predict")):
+            assert not h.answers_at_once(method, path, "", small), (method, path)
+        assert not make_handler(rt, fast_path=False).answers_at_once("GET", "/v1/health", "", 0)
+    finally:
+        rt.close()
+
+
 def test_a_body_over_the_sync_payload_limit_is_413_before_its_rows_are_read(fast: Any) -> None:
     raw = json.dumps({"instances": [ROW] * 450_000})  # ~7 MB: over the 6 MB sync payload, under the API's 10 MB
     assert 6 * 1024 * 1024 < len(raw) < 10 * 1024 * 1024

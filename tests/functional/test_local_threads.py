@@ -73,3 +73,53 @@ def test_the_pool_builds_one_state_per_thread_and_returns_results_and_errors() -
     assert isinstance(results[3], ValueError)
     assert len({r[0] for r in results[:3]}) == 3  # four calls blocked at once ran on four threads
     assert len(built) == len(set(built)) == 4
+
+
+class _Recording:
+    """A handler that notes which thread ran each request and vouches for /quick only."""
+
+    def __init__(self) -> None:
+        self.ran: dict[str, int] = {}
+        self.asked: list[tuple[str, str, str, int]] = []
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.ran[event["path"]] = threading.get_ident()
+        return {"statusCode": 200, "multiValueHeaders": {"Content-Type": ["application/json"]}, "body": "{}"}
+
+    def answers_at_once(self, method: str, path: str, prefer: str, body_bytes: int) -> bool:
+        self.asked.append((method, path, prefer, body_bytes))
+        return path == "/quick"
+
+
+def test_only_requests_the_handler_vouches_for_run_on_the_event_loop() -> None:
+    from router.local.server import LocalApi
+
+    rec = _Recording()
+    api = LocalApi(lambda: rec, max_body_bytes=1024, threads=2)
+    api.loop_handler = rec
+
+    async def call(path: str) -> int:
+        sent: list[dict[str, Any]] = []
+        body = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return body.pop() if body else {"type": "http.disconnect"}
+
+        async def send(msg: Any) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "POST", "raw_path": path.encode(), "query_string": b"", "client": ("127.0.0.1", 1),
+                 "headers": [(b"content-length", b"2"), (b"prefer", b"respond-async"), (b"prefer", b"wait=5")]}
+        await api(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def both() -> int:
+        assert await call("/quick") == 200 and await call("/other") == 200
+        return threading.get_ident()
+
+    try:
+        loop_thread = asyncio.run(both())
+    finally:
+        api.pool.close()
+    assert rec.ran["/quick"] == loop_thread and rec.ran["/other"] != loop_thread
+    assert rec.asked == [("POST", p, "respond-async, wait=5", 2) for p in ("/quick", "/other")]
