@@ -65,8 +65,10 @@ def build_local(
     state_dir: Path | None = None,
     endpoints: EndpointClient | None = None,
     with_jobs: bool = True,
+    serverless_idle_s: float | None = None,
 ) -> Runtime:
-    """The embedded runtime: the same service on local adapters."""
+    """The embedded runtime: the same service on local adapters. `serverless_idle_s`: how long an
+    emulated serverless endpoint keeps its model server after its last call (None: the emulator's default)."""
     from router.adapters.file_store import FileObjectStore
     from router.adapters.inline import InlineRunner
     from router.adapters.objects import CompositeObjectStore
@@ -88,7 +90,8 @@ def build_local(
         from router.local.sagemaker_emulator import LocalEndpoints
 
         timeout = config.runtime.safety_margin * min(config.runtime.endpoint_timeout_s, config.runtime.sync_timeout_s)
-        endpoints = local_endpoints = LocalEndpoints(config, objects, emulator_dir, invoke_timeout_s=timeout)
+        idle = {} if serverless_idle_s is None else {"serverless_idle_s": serverless_idle_s}
+        endpoints = local_endpoints = LocalEndpoints(config, objects, emulator_dir, invoke_timeout_s=timeout, **idle)
     local_async: LocalAsyncEndpoints | None = None
     if with_jobs and any(m.async_inference is not None for m in config.models):
         from router.local.sagemaker_emulator import LocalAsyncEndpoints

@@ -128,11 +128,13 @@ def plan_deployment(
     model_data_url: str,
     existing: dict[str, Any] | None,
     existing_async: dict[str, Any] | None = None,
+    existing_serverless: dict[str, Any] | None = None,
 ) -> list[ApiCall]:
     """The API calls that bring SageMaker to this model version. Pure: no I/O.
 
     `existing` is DescribeEndpoint's answer for the model's endpoint, or None when there is
-    none; `existing_async` the same for its async inference endpoint. A model without an `endpoint` still gets its SageMaker Model (batch transform uses it).
+    none; `existing_async` and `existing_serverless` the same for its async inference and
+    serverless endpoints. A model without an `endpoint` still gets its SageMaker Model (batch transform uses it).
     When the endpoint already runs the planned config, the plan is empty.
     """
     role = config.sagemaker.execution_role_arn
@@ -158,11 +160,35 @@ def plan_deployment(
     )
     realtime = _realtime_calls(model_spec, model_name, container, tags, existing)
     asynchronous = _async_calls(config, model_spec, model_name, container, tags, existing_async)
-    if model_spec.endpoint is None and model_spec.async_inference is None:
+    serverless = _serverless_calls(model_spec, model_name, container, tags, existing_serverless)
+    if model_spec.endpoint is None and model_spec.async_inference is None and model_spec.serverless is None:
         return [create_model]
-    if not realtime and not asynchronous:
+    if not realtime and not asynchronous and not serverless:
         return []
-    return [create_model, *realtime, *asynchronous]
+    return [create_model, *realtime, *serverless, *asynchronous]
+
+
+def serverless_variant(model_spec: ModelSpec, model_name: str) -> dict[str, Any]:
+    """The ProductionVariant of a serverless endpoint: ServerlessConfig instead of an instance type and count."""
+    spec = model_spec.serverless
+    assert spec is not None
+    return {
+        "VariantName": VARIANT_NAME,
+        "ModelName": model_name,
+        "ServerlessConfig": {"MemorySizeInMB": spec.memory_mb, "MaxConcurrency": spec.max_concurrency},
+    }
+
+
+def _serverless_calls(
+    model_spec: ModelSpec, model_name: str, container: dict[str, Any], tags: list[dict[str, str]], existing: dict[str, Any] | None
+) -> list[ApiCall]:
+    """EndpointConfig (ServerlessConfig variant) and Create/UpdateEndpoint of the model's serverless endpoint."""
+    name = model_spec.serverless_endpoint_name
+    if name is None:
+        return []
+    variant = serverless_variant(model_spec, model_name)
+    config_name = endpoint_config_name(name, model_name, container, variant)
+    return _endpoint_calls(name, config_name, {"ProductionVariants": [variant]}, tags, existing)
 
 
 def _realtime_calls(
@@ -366,8 +392,11 @@ def deploy(
     existing = describe_existing_endpoint(sagemaker_client, model_spec.endpoint.name) if model_spec.endpoint else None
     async_name = model_spec.async_endpoint_name
     existing_async = describe_existing_endpoint(sagemaker_client, async_name) if async_name else None
+    serverless_name = model_spec.serverless_endpoint_name
+    existing_serverless = describe_existing_endpoint(sagemaker_client, serverless_name) if serverless_name else None
     plan = plan_deployment(
-        config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing, existing_async=existing_async
+        config, model_spec, image_uri=image, model_data_url=model_data_url, existing=existing, existing_async=existing_async,
+        existing_serverless=existing_serverless,
     )
     text = describe_plan(plan)
     execute(plan, sagemaker_client, autoscaling_client=autoscaling_client)
@@ -396,6 +425,12 @@ def dry_run_text(config: RouterConfig, model_spec: ModelSpec, *, image_uri: str 
             f"Offline: whether endpoint {model_spec.endpoint.name} exists was not checked. If it does, the deploy "
             "sends UpdateEndpoint (same EndpointName and EndpointConfigName) instead of CreateEndpoint, and nothing "
             "when it already runs this EndpointConfig."
+        )
+    if model_spec.serverless is not None:
+        notes.append(
+            f"Serverless endpoint {model_spec.serverless_endpoint_name}: no instance type or count (ServerlessConfig "
+            f"{model_spec.serverless.memory_mb} MB, at most {model_spec.serverless.max_concurrency} concurrent calls); if it "
+            "exists, the deploy sends UpdateEndpoint instead of CreateEndpoint, as for a real-time endpoint."
         )
     if model_spec.async_inference is not None:
         notes.append(

@@ -1,5 +1,6 @@
 """Builds the demo: three example models from scikit-learn's bundled datasets and an operator
-config that routes them three different ways (inline, too big for inline, deep -> SageMaker).
+config that routes them four different ways (inline, too big for inline, deep -> SageMaker, and the
+small one again on a serverless endpoint that scales to zero).
 
 CLI-only (`router demo`); idempotent: models whose files still match their recorded digests
 are not rebuilt, and an unchanged config file is not rewritten.
@@ -297,4 +298,17 @@ models:
     endpoint: {{name: digits-mlp-local, instance_type: ml.m5.large}}
     batch_transform: {{}}
     profile: {_profile_yaml(mlp.profile)}
+
+  # The iris forest again, on a SageMaker serverless endpoint only (inline: false): no idle cost.
+  # Under `router serve` its model server starts on the first request (a cold start, which the
+  # reason shows) and stops after `--serverless-idle-s` without requests (scale to zero).
+  - name: iris-serverless
+    description: The iris forest behind a serverless endpoint (1 GB, at most 2 calls at once)
+    framework: sklearn
+    artifact: file://./models/{iris.file}
+    sha256: {iris.sha256}
+    features: [{", ".join(IRIS_FEATURES)}]
+    inline: false
+    serverless: {{name: iris-serverless-local, memory_mb: 1024, max_concurrency: 2}}
+    profile: {_profile_yaml(iris.profile)}
 """

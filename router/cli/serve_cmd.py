@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         description=(
             "Serve the HTTP API (docs/api.md) of one operator config on this machine: the same Lambda "
             "handlers behind a local HTTP server, an embedded SQLite job table, the file system for S3 "
-            "and a local SageMaker emulator for models that declare an endpoint or batch transform. "
+            "and a local SageMaker emulator for models that declare an endpoint, a serverless endpoint or batch transform. "
             "Ctrl-C stops it cleanly."
         ),
     )
@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080; 0 picks a free one)")
     p.add_argument("--threads", type=_positive, default=64, metavar="N",
                    help="API requests handled at once (default: 64); a slow model endpoint holds only the requests waiting for it")
+    p.add_argument("--serverless-idle-s", type=_seconds, default=None, metavar="S",
+                   help=f"an emulated serverless endpoint stops its model server this long after its last call "
+                        f"(scale to zero; the next call is a cold start; default: {DEFAULT_SERVERLESS_IDLE_S:g})")
     p.set_defaults(func=_serve)
 
     d = sub.add_parser(
@@ -48,11 +51,15 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_demo)
 
 
+# As router.local.sagemaker_emulator.LocalEndpoints' default (not imported: --help stays light).
+DEFAULT_SERVERLESS_IDLE_S = 120.0
+
+
 class _Stop(Exception):
     """SIGTERM: stop like Ctrl-C."""
 
 
-def _run(config_path: Path, host: str, port: int, banner: str = "", threads: int = 64) -> int:
+def _run(config_path: Path, host: str, port: int, banner: str = "", threads: int = 64, serverless_idle_s: float | None = None) -> int:
     import os
 
     # CloudWatch EMF metric lines are for Lambda's log pipeline; locally they would be noise.
@@ -69,7 +76,7 @@ def _run(config_path: Path, host: str, port: int, banner: str = "", threads: int
         print_config_error(e)
         return 2
     try:
-        app = create_app(config, host, port, threads=threads)
+        app = create_app(config, host, port, threads=threads, serverless_idle_s=serverless_idle_s)
     except StartupError as e:
         print(f"cannot start: {e}", file=sys.stderr)
         return 1
@@ -117,8 +124,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
-    return _run(Path(args.config), args.host, args.port, threads=args.threads)
+    return _run(Path(args.config), args.host, args.port, threads=args.threads, serverless_idle_s=args.serverless_idle_s)
 
 
 DEMO_BANNER = """

@@ -39,13 +39,16 @@ class LocalApp:
         self.runtime.close()
 
 
-def create_app(config: RouterConfig, host: str = "127.0.0.1", port: int = 8080, *, threads: int = DEFAULT_THREADS) -> LocalApp:
-    """`threads`: how many API requests run at once (each pool thread has its own handler)."""
+def create_app(
+    config: RouterConfig, host: str = "127.0.0.1", port: int = 8080, *, threads: int = DEFAULT_THREADS, serverless_idle_s: float | None = None
+) -> LocalApp:
+    """`threads`: how many API requests run at once (each pool thread has its own handler);
+    `serverless_idle_s`: how long an emulated serverless endpoint keeps its model server after a call."""
     api = LocalApi(max_body_bytes=int(config.runtime.api_payload_mb * MIB), timeout_s=config.runtime.sync_timeout_s, threads=threads)
     # Bind first so the runtime knows its public URL (port 0 picks a free port).
     server = HttpFront(api, host, port)
     try:
-        runtime = build_local(config, public_base_url=server.url)
+        runtime = build_local(config, public_base_url=server.url, serverless_idle_s=serverless_idle_s)
     except BaseException:
         server.server_close()
         raise

@@ -125,7 +125,7 @@ def prepare_model_dir(model: ModelSpec, objects: ObjectStore, root: Path) -> Pat
 
 
 class _EndpointProcess:
-    def __init__(self, name: str, model: ModelSpec) -> None:
+    def __init__(self, name: str, model: ModelSpec, *, serverless: bool = False) -> None:
         self.name = name
         self.model = model
         self.status = "Creating"
@@ -134,23 +134,44 @@ class _EndpointProcess:
         self.drain: threading.Thread | None = None
         self.failure: str | None = None
         self.restarts = 0
+        # Serverless: the model server runs only while there are calls (started by the first,
+        # stopped `idle_s` after the last); `slots` caps concurrent calls at MaxConcurrency.
+        self.serverless = serverless
+        self.lock = threading.Lock()  # a cold start, a call's bookkeeping and a scale-in never interleave
+        self.in_flight = 0
+        self.last_call = 0.0
+        self.cold_starts = 0
+        spec = model.serverless
+        self.slots = threading.BoundedSemaphore(spec.max_concurrency if serverless and spec is not None else 1)
 
 
 class LocalEndpoints:
     """EndpointClient for `router serve`: local model-server processes, supervised. A model server
     that exits while the router serves is restarted (the endpoint is Creating meanwhile: requests
-    for it get 503 with Retry-After), after a pause that doubles on each failed restart."""
+    for it get 503 with Retry-After), after a pause that doubles on each failed restart.
+
+    Serverless endpoints (a model's `serverless`) are InService once their model folder is
+    verified, with no process: the first call starts the model server (the cold start, which that
+    call waits for), later calls reuse it, and it stops `serverless_idle_s` after the last call
+    (scale to zero). More than MaxConcurrency calls at once are throttled (503), as SageMaker does."""
 
     RESTART_DELAY_S = 0.5
     MAX_RESTART_DELAY_S = 30.0
     MAX_FAILED_RESTARTS = 5  # in a row; then the endpoint is Failed
 
-    def __init__(self, config: RouterConfig, objects: ObjectStore, work_dir: Path, *, invoke_timeout_s: float) -> None:
+    def __init__(
+        self, config: RouterConfig, objects: ObjectStore, work_dir: Path, *, invoke_timeout_s: float, serverless_idle_s: float = 120.0
+    ) -> None:
         self._config = config
         self._objects = objects
         self._dir = work_dir
         self._timeout = invoke_timeout_s
+        self.serverless_idle_s = serverless_idle_s
         self._eps = {m.endpoint.name: _EndpointProcess(m.endpoint.name, m) for m in config.models if m.endpoint is not None}
+        for m in config.models:
+            name = m.serverless_endpoint_name
+            if name is not None:
+                self._eps[name] = _EndpointProcess(name, m, serverless=True)
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._stop = threading.Event()
@@ -158,9 +179,89 @@ class LocalEndpoints:
 
     def start(self) -> None:
         for ep in self._eps.values():
-            t = threading.Thread(target=self._supervise, args=(ep,), name=f"endpoint-{ep.name}", daemon=True)
+            target = self._create_serverless if ep.serverless else self._supervise
+            t = threading.Thread(target=target, args=(ep,), name=f"endpoint-{ep.name}", daemon=True)
             t.start()
             self._threads.append(t)
+        if any(ep.serverless for ep in self._eps.values()):
+            t = threading.Thread(target=self._scale_in, name="serverless-scale-in", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- serverless endpoints
+    def _create_serverless(self, ep: _EndpointProcess) -> None:
+        """CreateEndpoint of a serverless endpoint: InService once its model folder is verified,
+        Failed when the artifact is missing or does not match its digest. No instance starts."""
+        try:
+            prepare_model_dir(ep.model, self._objects, self._dir / "models")
+        except Exception as e:
+            ep.status, ep.failure = "Failed", getattr(e, "message", str(e))
+            log.error("serverless endpoint %s failed: %s", ep.name, ep.failure)
+            return
+        ep.status = "InService"
+        log.info("serverless endpoint %s InService (scaled to zero until its first call)", ep.name)
+
+    def _scale_in(self) -> None:
+        """Stop every serverless model server idle for `serverless_idle_s` (scale to zero)."""
+        interval = max(0.05, min(1.0, self.serverless_idle_s / 4))
+        while not self._stop.wait(interval):
+            for ep in self._eps.values():
+                if not ep.serverless:
+                    continue
+                with ep.lock:
+                    idle = time.monotonic() - ep.last_call
+                    if ep.proc is None or ep.in_flight or idle < self.serverless_idle_s:
+                        continue
+                    self._stop_process(ep)
+                    log.info("serverless endpoint %s scaled to zero after %.3g s idle", ep.name, idle)
+
+    def _stop_process(self, ep: _EndpointProcess) -> None:
+        if ep.proc is not None and ep.proc.poll() is None:
+            ep.proc.terminate()
+            try:
+                ep.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                ep.proc.kill()
+                ep.proc.wait()
+        self._reap(ep)
+        ep.proc, ep.url = None, None
+
+    def _invoke_serverless(self, ep: _EndpointProcess, body: bytes, content_type: str) -> bytes:
+        status = self.status(ep.name)
+        if status != "InService":
+            raise BackendUnavailable(f"serverless endpoint {ep.name} is {status}, not InService",
+                                     details={"endpoint": ep.name, "endpoint_status": status})
+        spec = ep.model.serverless
+        assert spec is not None
+        if not ep.slots.acquire(blocking=False):
+            raise BackendUnavailable(
+                f"serverless endpoint {ep.name} is at its MaxConcurrency of {spec.max_concurrency} calls; retry shortly",
+                details={"endpoint": ep.name, "aws_error": "ThrottlingException"},
+            )
+        try:
+            with ep.lock:
+                ep.in_flight += 1
+                if not self.warm(ep.name):  # cold start: this call waits for the model server
+                    self._stop_process(ep)
+                    if not self._boot(ep):
+                        failure = ep.failure
+                        ep.status = "Deleted" if self._closing else "InService"  # the next call tries again
+                        raise BackendUnavailable(f"serverless endpoint {ep.name}: its model server did not start: {failure}",
+                                                 details={"endpoint": ep.name})
+                    ep.cold_starts += 1
+                url = ep.url
+            assert url is not None
+            return self._post(ep.name, url, body, content_type)
+        finally:
+            with ep.lock:
+                ep.in_flight -= 1
+                ep.last_call = time.monotonic()
+            ep.slots.release()
+
+    def cold_starts(self, endpoint_name: str) -> int:
+        """How many times a serverless endpoint's model server was started (for operators and tests)."""
+        ep = self._eps.get(endpoint_name)
+        return 0 if ep is None else ep.cold_starts
 
     def wait_ready(self, timeout_s: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -258,6 +359,8 @@ class LocalEndpoints:
         ep = self._eps.get(endpoint_name)
         if ep is None:
             return "NotFound"
+        if ep.serverless:
+            return "Deleted" if self._closing else ep.status  # no instance is normal: scaled to zero
         if ep.status == "InService" and (ep.proc is None or ep.proc.poll() is not None):
             return "Deleted" if self._closing else "Creating"  # died; the supervisor restarts it
         return ep.status
@@ -266,7 +369,8 @@ class LocalEndpoints:
         return self.status(endpoint_name) == "InService"
 
     def warm(self, endpoint_name: str) -> bool:
-        """Its model server is running (a real-time endpoint's always is once InService)."""
+        """Its model server is running: a real-time endpoint's always is once InService, a
+        serverless one's between its first call and scaling to zero."""
         ep = self._eps.get(endpoint_name)
         return ep is not None and ep.proc is not None and ep.proc.poll() is None and ep.url is not None
 
@@ -277,10 +381,16 @@ class LocalEndpoints:
 
     def invoke(self, endpoint_name: str, body: bytes, content_type: str = "application/json") -> bytes:
         ep = self._eps.get(endpoint_name)
+        if ep is not None and ep.serverless:
+            return self._invoke_serverless(ep, body, content_type)
         url = None if ep is None else ep.url
         if ep is None or not self.in_service(endpoint_name) or url is None:
             raise BackendUnavailable(f"endpoint {endpoint_name} is {self.status(endpoint_name)}, not InService",
                                      details={"endpoint": endpoint_name, "endpoint_status": self.status(endpoint_name)})
+        return self._post(endpoint_name, url, body, content_type)
+
+    def _post(self, endpoint_name: str, url: str, body: bytes, content_type: str) -> bytes:
+        """POST /invocations to a model server, with InvokeEndpoint's error mapping."""
         req = urllib.request.Request(
             url + "/invocations", data=body, method="POST", headers={"Content-Type": content_type, "Accept": "application/json"}
         )
@@ -318,6 +428,8 @@ class LocalEndpoints:
                     ep.proc.wait()
             self._reap(ep)
             ep.status = "Deleted"
+            if ep.serverless:
+                ep.proc, ep.url = None, None  # no instance left
         for t in self._threads:
             t.join(timeout=5)
 

@@ -59,8 +59,9 @@ AWS_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURI
 
 
 class Server:
-    def __init__(self, config: Path, *, without_aws_credentials: bool = False) -> None:
+    def __init__(self, config: Path, *, without_aws_credentials: bool = False, args: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.args = args  # more `router serve` options
         self.without_aws_credentials = without_aws_credentials
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -73,7 +74,7 @@ class Server:
                 env.pop(var, None)
             env.update({"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--config", str(self.config), "--port", "0"],
+            [sys.executable, "-m", "router.cli", "serve", "--config", str(self.config), "--port", "0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         assert self.proc.stdout is not None

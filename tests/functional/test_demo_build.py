@@ -30,8 +30,11 @@ def config(demo: tuple[Path, list[str]]) -> RouterConfig:
     return load_config(demo[0] / "operator.yaml")
 
 
-def test_config_loads_with_the_three_models_and_demo_settings(config: RouterConfig) -> None:
-    assert [m.name for m in config.models] == ["iris", "forest-xl", "digits-mlp"]
+def test_config_loads_with_the_demo_models_and_settings(config: RouterConfig) -> None:
+    assert [m.name for m in config.models] == ["iris", "forest-xl", "digits-mlp", "iris-serverless"]
+    serverless = config.model("iris-serverless")
+    assert serverless is not None and serverless.serverless is not None and not serverless.inline
+    assert serverless.artifact == config.models[0].artifact and serverless.serverless_endpoint_name == "iris-serverless-local"
     assert config.runtime.lambda_memory_mb == 128
     assert config.auth.api_keys == {"demo-key-alice-0001": "alice", "demo-key-bob-00001": "bob"}
     assert config.sagemaker.execution_role_arn == "arn:aws:iam::123456789012:role/RouterSageMaker"

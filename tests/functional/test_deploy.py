@@ -338,3 +338,62 @@ def test_a_new_async_config_updates_the_async_endpoint_only() -> None:
     assert [c.operation for c in first] == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"]
     update = plan_deployment(v2, b2, image_uri=IMAGE, model_data_url=DATA, existing=None, existing_async=running)
     assert [c.operation for c in update] == ["CreateModel", "CreateEndpointConfig", "UpdateEndpoint"]
+
+
+# ---------------------------------------------------------------- serverless endpoints
+
+
+def serverless_config(*, endpoint: bool = True, sha: str = SHA1, **serverless: Any) -> RouterConfig:
+    model: dict[str, Any] = {
+        "name": "iris", "framework": "sklearn", "artifact": "s3://artifacts/iris.joblib", "sha256": sha,
+        "serverless": {"memory_mb": 3072, "max_concurrency": 20, **serverless},
+    }
+    if endpoint:
+        model["endpoint"] = {"name": "iris-prod"}
+    return RouterConfig.model_validate({"sagemaker": {"execution_role_arn": ROLE, "region": "us-east-1"}, "models": [model]})
+
+
+def test_deploy_creates_the_serverless_endpoint_with_serverless_config(sm: Any) -> None:
+    config = serverless_config(endpoint=False)
+    text = deploy(config, iris(config), sm, image_uri=IMAGE, model_data_url=DATA)
+    endpoint = sm.describe_endpoint(EndpointName="router-iris-serverless")
+    described = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    [variant] = described["ProductionVariants"]
+    # botocore validated the request shape; the stored variant has no instance type or count.
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 3072, "MaxConcurrency": 20}
+    assert variant["ModelName"] == sagemaker_model_name(iris(config))
+    assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
+    assert [line.split(". ", 1)[1] for line in text.splitlines() if ". sagemaker " in line] == [
+        "sagemaker CreateModel", "sagemaker CreateEndpointConfig", "sagemaker CreateEndpoint"]
+
+
+def test_a_model_with_both_gets_a_real_time_and_a_serverless_endpoint(sm: Any) -> None:
+    config = serverless_config()
+    deploy(config, iris(config), sm, image_uri=IMAGE, model_data_url=DATA)
+    names = {e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]}
+    assert names == {"iris-prod", "router-iris-serverless"}
+    realtime = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName="iris-prod")["EndpointConfigName"])
+    assert realtime["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
+    # Deployed again unchanged: nothing to do for either endpoint.
+    client = MotoWithUpdateEndpoint(sm)
+    assert deploy(config, iris(config), client, image_uri=IMAGE, model_data_url=DATA).startswith("Nothing to do")
+
+
+def test_a_new_serverless_memory_size_updates_the_serverless_endpoint_only(sm: Any) -> None:
+    v1 = serverless_config()
+    deploy(v1, iris(v1), sm, image_uri=IMAGE, model_data_url=DATA)
+    v2 = serverless_config(memory_mb=6144)
+    client = MotoWithUpdateEndpoint(sm)
+    deploy(v2, iris(v2), client, image_uri=IMAGE, model_data_url=DATA)
+    [update] = client.updates
+    assert update["EndpointName"] == "router-iris-serverless"
+    described = sm.describe_endpoint_config(EndpointConfigName=update["EndpointConfigName"])
+    assert described["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 6144
+
+
+def test_dry_run_shows_the_serverless_endpoint(sm: Any) -> None:
+    config = serverless_config()
+    text = deploy(config, iris(config), sm, image_uri=IMAGE, model_data_url=DATA, dry_run=True)
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert '"ServerlessConfig": {' in text and '"MemorySizeInMB": 3072' in text and '"MaxConcurrency": 20' in text
+    assert text.count("sagemaker CreateEndpoint\n") == 2 and "Note: Serverless endpoint router-iris-serverless" in text

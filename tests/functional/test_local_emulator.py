@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from router.adapters.file_store import FileObjectStore
 from router.config import RouterConfig
 from router.domain import Job, JobStatus, OutputKind, Route
-from router.errors import BackendError, ModelRejectedInput
+from router.errors import BackendError, BackendUnavailable, ModelRejectedInput
 from router.jobs import new_job_id
 from router.local.sagemaker_emulator import LocalBatch, LocalEndpoints
 from router.sagemaker_names import transform_job_name
@@ -282,3 +282,81 @@ def test_a_killed_model_server_is_restarted(tmp_path: Path, model_file: tuple[Pa
     finally:
         eps.close()
     assert eps.status("clf-local") == "Deleted"
+
+
+# ---------------------------------------------------------------- serverless endpoints
+
+
+def serverless_config(model_file: tuple[Path, str, Any], **serverless: Any) -> RouterConfig:
+    path, sha, _ = model_file
+    return RouterConfig.model_validate({
+        "models": [{"name": "clf", "framework": "sklearn", "artifact": f"file://{path}", "sha256": sha, "inline": False,
+                    "serverless": {"name": "clf-sl", "memory_mb": 1024, **serverless}}],
+    })
+
+
+def wait_until(predicate: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_serverless_endpoint_starts_on_the_first_call_and_scales_to_zero(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    eps = LocalEndpoints(serverless_config(model_file), FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu",
+                         invoke_timeout_s=20, serverless_idle_s=0.3)
+    eps.start()
+    try:
+        assert eps.wait_ready(60)
+        # InService with no instance: nothing runs until a call arrives.
+        assert eps.status("clf-sl") == "InService" and not eps.warm("clf-sl") and eps.pid("clf-sl") is None
+        rows = [[0.5, 0.1, 0.2], [-1.0, 0.0, 0.0]]
+        body = json.dumps({"instances": rows}).encode()
+        expected = model_file[2].predict(np.array(rows)).tolist()
+        assert json.loads(eps.invoke("clf-sl", body))["predictions"] == expected  # the cold start
+        assert eps.cold_starts("clf-sl") == 1
+        first_pid = eps.pid("clf-sl")
+        assert first_pid is not None
+        # The model's own server answers a bad row as on a real-time endpoint.
+        with pytest.raises(ModelRejectedInput):
+            eps.invoke("clf-sl", json.dumps({"instances": [[1, 2]]}).encode())
+        wait_until(lambda: eps.pid("clf-sl") is None)  # idle: scaled to zero
+        assert not eps.warm("clf-sl") and eps.status("clf-sl") == "InService"
+        assert json.loads(eps.invoke("clf-sl", body))["predictions"] == expected  # a second cold start
+        assert eps.cold_starts("clf-sl") == 2 and eps.pid("clf-sl") not in (None, first_pid)
+    finally:
+        eps.close()
+    assert eps.status("clf-sl") == "Deleted" and eps.pid("clf-sl") is None
+
+
+def test_concurrent_first_calls_share_one_cold_start(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    eps = LocalEndpoints(serverless_config(model_file, max_concurrency=8), FileObjectStore(secrets.token_bytes(16)),
+                         tmp_path / "emu", invoke_timeout_s=20, serverless_idle_s=60)
+    eps.start()
+    try:
+        assert eps.wait_ready(60)
+        answers: list[Any] = []
+        body = json.dumps({"instances": [[1.0, 0.0, 0.0]]}).encode()
+        threads = [threading.Thread(target=lambda: answers.append(json.loads(eps.invoke("clf-sl", body)))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(answers) == 4 and eps.cold_starts("clf-sl") == 1
+    finally:
+        eps.close()
+
+
+def test_a_serverless_endpoint_whose_artifact_does_not_match_is_failed(tmp_path: Path, model_file: tuple[Path, str, Any]) -> None:
+    path, _, est = model_file
+    eps = LocalEndpoints(serverless_config((path, "0" * 64, est)), FileObjectStore(secrets.token_bytes(16)), tmp_path / "emu",
+                         invoke_timeout_s=20)
+    eps.start()
+    try:
+        assert not eps.wait_ready(60)
+        assert eps.status("clf-sl") == "Failed"
+        with pytest.raises(BackendUnavailable) as e:
+            eps.invoke("clf-sl", b'{"instances": [[1, 2, 3]]}')
+        assert e.value.details == {"endpoint": "clf-sl", "endpoint_status": "Failed"}
+    finally:
+        eps.close()
