@@ -136,7 +136,8 @@ def register_deploy(sub: Any) -> None:
         help="create or update a model's SageMaker Model, EndpointConfig and Endpoint (real-time and async inference)",
         description=(
             "Deploy model NAME of CONFIG to SageMaker with boto3: CreateModel, CreateEndpointConfig and "
-            "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards; a model with async_inference also gets "
+            "CreateEndpoint the first time, UpdateEndpoint to a new config afterwards; a model with serverless also gets its "
+            "serverless endpoint (a variant with ServerlessConfig, no instance type or count); a model with async_inference also gets "
             "its asynchronous inference endpoint (AsyncInferenceConfig: S3 output and failure paths, SNS topics), and once that "
             "is InService, a later deploy registers its autoscaling (min_instances 0: scale to zero). The container image "
             "comes from the model's image_uri, --image-uri, or the official image for its framework "
