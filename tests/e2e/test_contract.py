@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 OWN_ALICE = "key-alice-0123456789"
 OWN_BOB = "key-bob-0123456789"
-ROUTES = {"inline", "endpoint", "lambda-job", "batch-transform", "async-inference"}
+ROUTES = {"inline", "endpoint", "serverless", "lambda-job", "batch-transform", "async-inference"}
 STATUSES = {"queued", "running", "succeeded", "failed", "cancelling", "cancelled"}
 JOB_KEYS = {
     "job_id", "model", "status", "route", "reason", "created_at", "updated_at", "started_at", "finished_at",
@@ -260,6 +260,7 @@ def test_models_list_framework_version_features_routes(server: Server, demo_dir:
     assert "inline" in models["iris"]["routes"]
     assert "inline" not in models["forest-xl"]["routes"] and "batch-transform" in models["forest-xl"]["routes"]
     assert "endpoint" in models["digits-mlp"]["routes"]
+    assert models["iris-serverless"]["routes"][0] == "serverless" and "inline" not in models["iris-serverless"]["routes"]
 
 
 def test_model_detail_has_the_routing_envelope(server: Server) -> None:
