@@ -143,6 +143,8 @@ class RouterService:
             out["endpoint"] = model.endpoint.model_dump() if model.endpoint else None
             if model.serverless is not None:
                 out["serverless"] = {**model.serverless.model_dump(), "name": model.serverless_endpoint_name}
+            if model.async_inference is not None:
+                out["async_inference"] = {**model.async_inference.model_dump(), "endpoint_name": model.async_endpoint_name}
             bt = self.config.batch_settings(model)
             out["batch_transform"] = bt.model_dump() if bt else None
             out["envelope"] = self.envelope(model)
@@ -169,7 +171,9 @@ class RouterService:
         out: dict[str, Any] = {}
         for mode, routes in ((Mode.SYNC, SYNC_ROUTES), (Mode.JOB, JOB_ROUTES)):
             for route in routes:
-                if route is Route.SERVERLESS and model.serverless is None:
+                if (route is Route.SERVERLESS and model.serverless is None) or (
+                    route is Route.ASYNC_INFERENCE and model.async_inference is None
+                ):
                     continue  # a candidate only for models that declare it
                 if not _feasible_at(model, self.config, state, mode, route, 1):
                     out[route.value] = {"feasible": False, "max_records": 0}

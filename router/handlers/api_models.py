@@ -181,6 +181,9 @@ class ModelDetail(ModelInfo):
     profile: dict[str, Any]
     endpoint: dict[str, Any] | None
     serverless: dict[str, Any] | None = Field(None, description="For a model with a serverless endpoint: {name, memory_mb, max_concurrency}.")
+    async_inference: dict[str, Any] | None = Field(
+        None, description="For a model with an async inference endpoint: its async_inference settings, endpoint_name filled in."
+    )
     batch_transform: dict[str, Any] | None
     envelope: dict[str, EnvelopeRoute] = Field(description="Per route: feasible, and the largest request (records) it takes; null: no limit.")
     calibration: CalibrationModel = Field(description="Estimate/measured ratio per route over recent work (docs/routing.md \"Calibration\").")

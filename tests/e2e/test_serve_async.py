@@ -96,6 +96,9 @@ def test_the_route_dry_run_explains_the_async_candidate(served: Server) -> None:
     d = served.client().route(MODEL, mode="job", records=60_000, payload_bytes=7 * 1024 * 1024)
     assert d["route"] == "async-inference"
     assert [c["route"] for c in d["candidates"]] == ["lambda-job", "async-inference", "batch-transform"]
+    detail = served.client().request("GET", f"/v1/models/{MODEL}")[2]
+    assert "async-inference" in detail["routes"] and detail["async_inference"]["endpoint_name"] == "router-forest-xl-async"
+    assert detail["envelope"]["async-inference"]["feasible"] is True
 
 
 # ---------------------------------------------------------------- in-process: events and cancel

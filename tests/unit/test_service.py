@@ -217,3 +217,16 @@ def test_a_serverless_endpoint_being_created_is_503_with_retry_after() -> None:
     with pytest.raises(BackendUnavailable) as e:
         svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100)
     assert e.value.details == {"endpoint": "ep-sl", "endpoint_status": "Creating"} and not eps.calls
+
+
+def test_the_envelope_shows_async_inference_only_for_a_model_that_declares_it() -> None:
+    cfg = RouterConfig.model_validate({"sagemaker": {"batch_transform": {}}, "models": [
+        {"name": "a", "framework": "pytorch", "artifact": "s3://b/a", "sha256": "0" * 64, "async_inference": {"invocation_timeout_s": 600}},
+        {"name": "b", "framework": "pytorch", "artifact": "s3://b/b", "sha256": "0" * 64},
+    ]})
+    svc = RouterService(cfg, runner=FakeRunner())
+    a, b = cfg.model("a"), cfg.model("b")
+    assert a is not None and b is not None
+    # 0.8 x 600 s invocation limit at the default 1 ms per record.
+    assert svc.envelope(a)["async-inference"] == {"feasible": True, "max_records": 480_000}
+    assert "async-inference" not in svc.envelope(b)
