@@ -1,10 +1,13 @@
 """Job use cases: submit (idempotent), get, list, cancel, upload slots, the lambda-job worker,
 backend (SageMaker) events and the sweeper.
 
-Safety rules, in one place: the input is staged before the job row exists (a crash leaves an
-orphan file, never a job without input); every status change is a conditional write through
-JobStore.transition (a stale or repeated event is a no-op); the worker writes deterministic output
-parts and a checkpoint, so a re-run resumes instead of starting over or writing twice.
+What to do with a job is decided by `router.lifecycle.decide` (pure); this module gathers the
+facts (the job, the backend's answers, the clock), turns them into lifecycle events, and applies
+the moves through the ports (`_settle`). Safety rules: the input is staged before the job row
+exists (a crash leaves an orphan file, never a job without input); every status change is a
+conditional write through JobStore.transition (a stale or repeated event is a no-op); the worker
+writes deterministic output parts and a checkpoint, so a re-run resumes instead of starting over
+or writing twice.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from router import lifecycle as lc
 from router import sagemaker_contract as contract
 from router.async_jobs import AsyncJobs
 from router.async_jobs import extra_for as async_extra_for
@@ -47,6 +51,7 @@ from router.errors import (
 from router.jobs import format_time, new_job_id, request_digest
 from router.jobs_io import encode_jsonl as _jsonl
 from router.jobs_io import read_chunks as _read_chunks
+from router.lifecycle import Work
 from router.ports import (
     AsyncInferenceClient,
     AsyncInvocation,
@@ -64,8 +69,7 @@ from router.service import RouterService
 log = logging.getLogger("router.jobs")
 
 S = JobStatus
-# A replay (same Idempotency-Key and body) dispatches a job that has been queued at least this long.
-REPLAY_DISPATCH_AFTER_S = 10.0
+REPLAY_DISPATCH_AFTER_S = lc.REPLAY_DISPATCH_AFTER_S
 SamplesByRoute = dict[str, list[Sample]]  # (the class below has a method named `list`)
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1-255 printable ASCII, no spaces (docs/api.md)
 
@@ -84,6 +88,7 @@ class JobsService:
         transform_name: Callable[[str], str] | None = None,
         private_uris: Sequence[str] = (),
         async_client: AsyncInferenceClient | None = None,
+        on_end: Sequence[Callable[[Job], None]] = (),
     ) -> None:
         self.config = config
         self.service = service
@@ -94,6 +99,9 @@ class JobsService:
         self.batch = batch
         self.transform_name = transform_name
         self.jobs_root = config.storage.jobs.rstrip("/")
+        self.policy = lc.Policy(max_attempts=config.jobs.max_attempts, replay_dispatch_after_s=REPLAY_DISPATCH_AFTER_S)
+        # Called once per job end (a terminal transition this process made), after the write.
+        self.on_end: tuple[Callable[[Job], None], ...] = (self._record, *on_end)
         # Asynchronous inference: its backend work (stage, send, poll, collect) behind its port.
         self.async_jobs = None if async_client is None else AsyncJobs(config, objects, async_client, self.jobs_root)
         # Buckets the router keeps its own data in (jobs, artifacts, the config): never a job's
@@ -166,13 +174,8 @@ class JobsService:
             self.objects.put_bytes(staged, data, "application/jsonlines")
             input_uri, input_format = staged, "jsonl"
         elif decision.route is Route.LAMBDA_JOB:
-            # Review fix: a lambda-job runs on its own snapshot of the input. The upload URL stays
-            # valid after submission, so the object behind `input_uri` can be overwritten; the
-            # worker resumes from a checkpoint *offset*, and mixed two inputs in one output.
-            # `input_uri` still shows what the client named (canonical: see _confine_input);
-            # `extra.staged_input` is what the worker reads. The copy is server-side on S3 (CopyObject: no bytes through
-            # the API Lambda). Batch-transform inputs are not copied: SageMaker reads them whole
-            # in one go, so there is no checkpoint to mix across.
+            # A checkpointing worker reads its own (server-side) copy: one input per output, even
+            # if the upload is overwritten; `input_uri` keeps what the client named.
             assert input_uri is not None
             snapshot = self._job_uri(job_id, "input.csv" if input_format == "csv" else "input.jsonl")
             self.objects.copy(input_uri, snapshot)
@@ -205,26 +208,12 @@ class JobsService:
                 raise IdempotencyKeyReuse(
                     "this Idempotency-Key was already used with a different request body", details={"job_id": stored.job_id}
                 )
-            # This very create retried under us after a lost reply (same job id) is new. A replay
-            # of a job still queued is dispatched again: the request that created it may have
-            # lost its reply before dispatching.
+            # This very create retried under us after a lost reply (same job id) is new; a
+            # replay may dispatch again (lifecycle: Replayed).
             created = stored.job_id == job_id
             if not created:
-                again = self._claim_replay_dispatch(stored)
-                if again is None:
-                    return stored, False
-                stored = again
-        return self._dispatch(stored), created
-
-    def _claim_replay_dispatch(self, job: Job) -> Job | None:
-        """The job to dispatch again for a replay, or None. Only a job queued for
-        REPLAY_DISPATCH_AFTER_S (its first dispatch had its chance), and only one replay per such
-        window (a version-checked touch), so a burst of retries is not a burst of workers.
-        Dispatching twice is still safe: the worker claims the job conditionally and resumes from
-        its checkpoint, a transform job has a deterministic name."""
-        if job.status is not S.QUEUED or self.clock.now() - job.updated_at < timedelta(seconds=REPLAY_DISPATCH_AFTER_S):
-            return None
-        return self.store.update(job.job_id, job.version, attempts=job.attempts)
+                return self._settle(stored, lc.Replayed())[0] or stored, False
+        return self._settle(stored, lc.Created())[0] or stored, created
 
     def _drop_snapshot(self, snapshot: str) -> None:
         try:
@@ -283,145 +272,60 @@ class JobsService:
             raise InvalidInput("the input is empty")
         return records, size
 
-    def _dispatch(self, job: Job) -> Job:
-        """Hand a queued job to its backend. Failures leave it queued for the sweeper."""
-        try:
-            if job.route is Route.LAMBDA_JOB and self.queue is not None:
-                self.queue.enqueue(job.job_id)
-            elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
-                return self._submit_batch(job)
-            elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
-                return self._send_async(job)
-        except RouterError as e:
-            log.warning("dispatch of %s deferred to the sweeper: %s", job.job_id, e.message)
-        return job
-
     # ------------------------------------------------------------------ async inference
 
-    def _send_async(self, job: Job) -> Job:
+    def _send_async(self, job: Job) -> lc.Accepted | lc.Refused:
         """Send the job's one request to its async inference endpoint (again, for a request that was
-        lost: the same InferenceId). Throttled waits; an outage counts an attempt; a refusal fails it."""
+        lost: the same InferenceId): what SageMaker said, as a lifecycle event."""
         assert self.async_jobs is not None
         try:
             model = self.service.model(job.model)
         except ModelNotFound as e:
-            return self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
+            return lc.Refused(lc.Cause.PERMANENT, e.code, f"the job's model is no longer configured: {e.message}")
         try:
             sent = self.async_jobs.send(job, model, self._input_of(job))
-        except Throttled:
-            return job
+        except Throttled as e:
+            return lc.Refused(lc.Cause.THROTTLED, e.code, e.message)
         except (BackendUnavailable, BackendTimeout) as e:
-            attempts = job.attempts + 1
-            if attempts >= self.config.jobs.max_attempts:
-                return self._fail(job, e.code, f"{e.message} (after {attempts} attempts)")
-            return self.store.update(job.job_id, job.version, attempts=attempts) or job
+            return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message)
         except RouterError as e:
-            return self._fail(job, e.code, e.message)
-        extra = {**job.extra, **async_extra_for(sent)}
-        if job.status is not S.QUEUED:  # a re-send of a request that was lost
-            return self.store.update(job.job_id, job.version, backend_name=sent.inference_id, attempts=job.attempts + 1, extra=extra) or job
-        moved = self.store.transition(
-            job.job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=sent.inference_id, attempts=job.attempts + 1, extra=extra
-        )
-        return moved or self.store.get(job.job_id) or job
+            return lc.Refused(lc.Cause.PERMANENT, e.code, e.message)
+        return lc.Accepted(sent.inference_id, resubmission=job.status is not S.QUEUED, extra=async_extra_for(sent))
 
     def on_async_outcome(self, job_id: str, outcome: AsyncOutcome) -> Job | None:
-        """Apply how a job's async request ended (its SNS notification, or the sweeper's poll).
-        Repeated and stale notifications are no-ops: a finished job never changes."""
+        """Apply how a job's async request ended (its SNS notification). Repeated and stale
+        notifications are no-ops: a finished job never changes."""
         job = self.store.get(job_id)
-        if job is None or job.status.finished or job.route is not Route.ASYNC_INFERENCE or self.async_jobs is None:
+        if self.async_jobs is None:
             return job
-        if job.status is S.CANCELLING:  # the request could not be stopped: its result is discarded
-            return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-        if outcome.status == "InProgress":
-            return job
-        if job.status is S.QUEUED:  # the send's own write was lost: pass through running, as the request did
-            extra = {**job.extra, **async_extra_for(AsyncInvocation(outcome.inference_id, outcome.output_uri or "", outcome.failure_uri))}
-            job = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=outcome.inference_id, extra=extra) or job
-        if outcome.status == "Completed":
-            try:
-                records = self.async_jobs.collect(job)
-            except BackendError as e:
-                return self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message})
-            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=records)
-            self._record(done)
-            return done or self.store.get(job_id)
-        reason = outcome.failure_reason or "the async inference request failed"
-        return self._fail(job, "backend_error", reason)
-
-    def _sweep_async(self, job: Job, counts: dict[str, int]) -> None:
-        assert self.async_jobs is not None
-        if job.status is S.CANCELLING:
-            self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-            return
-        if job.status is S.QUEUED and job.backend_name is None:
-            self._send_async(job)
-            counts["redispatched"] += 1
-            return
-        outcome = self.async_jobs.poll(job, self.clock.now())
-        if outcome is None:  # never sent, or lost by SageMaker: send it again (bounded)
-            if job.attempts >= self.config.jobs.max_attempts:
-                if self._fail(job, "backend_error", f"the async inference request was lost (after {job.attempts} attempts)"):
-                    counts["failed"] += 1
-                return
-            self._send_async(job)
-            counts["redispatched"] += 1
-            return
-        self.on_async_outcome(job.job_id, outcome)
-        counts["described"] += 1
+        return self._settle(job, _async_report(outcome, lc.Via.EVENT))[0]
 
     def _input_of(self, job: Job) -> str:
         """What the job reads: its snapshot of the input when it has one (see submit)."""
         staged = job.extra.get("staged_input") if job.extra else None
         return staged if isinstance(staged, str) and staged else job.input_uri
 
-    def _fail(self, job: Job, code: str, message: str) -> Job:
-        moved = self.store.transition(job.job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": code, "message": message[:1000]})
-        return moved or self.store.get(job.job_id) or job
-
-    def _submit_batch(self, job: Job) -> Job:
-        """Start (or adopt) the transform job of a queued job, or of a running one whose transform
-        job vanished.
-
-        Review fix: before, only Throttled was handled here. A model removed from the config, a
-        refusal by SageMaker (BackendError: retrying cannot help) or a SageMaker outage that
-        never ends left the job queued (or running) forever, the sweeper trying again every
-        pass. Now: Throttled waits (quotas clear by themselves, not an attempt); an outage
-        (BackendUnavailable/BackendTimeout) counts an attempt and fails the job at max_attempts;
-        anything else fails it at once.
-        """
+    def _submit_batch(self, job: Job) -> lc.Accepted | lc.Refused:
+        """Start (or adopt) the transform job of `job`: what the backend said, as a lifecycle event."""
         assert self.batch is not None
+        name = self.transform_name(job.job_id) if self.transform_name else None
         try:
             model = self.service.model(job.model)
         except ModelNotFound as e:
-            return self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
+            return lc.Refused(lc.Cause.PERMANENT, e.code, f"the job's model is no longer configured: {e.message}", name)
         settings = self.config.batch_settings(model)
         if settings is None:
-            return self._fail(job, "no_feasible_route", "batch transform is no longer configured for this model")
+            return lc.Refused(lc.Cause.PERMANENT, "no_feasible_route", "batch transform is no longer configured for this model", name)
         try:
             requests_uri = self._stage_transform_input(job, model, settings)
-            name = self.batch.submit(job, model, settings, requests_uri, self._job_uri(job.job_id, "transform/"))
-        except Throttled:
-            return job  # stays queued; the sweeper retries
+            started = self.batch.submit(job, model, settings, requests_uri, self._job_uri(job.job_id, "transform/"))
+        except Throttled as e:
+            return lc.Refused(lc.Cause.THROTTLED, e.code, e.message, name)
         except (BackendUnavailable, BackendTimeout) as e:
-            attempts = job.attempts + 1
-            if attempts >= self.config.jobs.max_attempts:
-                if self.transform_name is not None:
-                    # The create may have gone through before the error (a lost response): stop it.
-                    self._stop_quietly(self.transform_name(job.job_id))
-                return self._fail(job, e.code, f"{e.message} (after {attempts} attempts)")
-            return self.store.update(job.job_id, job.version, attempts=attempts) or job
+            return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message, name)
         except RouterError as e:
-            return self._fail(job, e.code, e.message)
-        if job.status is not S.QUEUED:  # a re-submission after the transform job vanished
-            return self.store.update(job.job_id, job.version, backend_name=name, attempts=job.attempts + 1) or job
-        moved = self.store.transition(job.job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=name, attempts=job.attempts + 1)
-        if moved is None:  # cancelled meanwhile: stop what we just started
-            current = self.store.get(job.job_id)
-            if current is not None and current.status in (S.CANCELLING, S.CANCELLED):
-                self.batch.stop(name)
-            return current or job
-        return moved
+            return lc.Refused(lc.Cause.PERMANENT, e.code, e.message, name)
+        return lc.Accepted(started, resubmission=job.status is not S.QUEUED)
 
     def _transform_uris(self, job_id: str) -> tuple[str, str, str]:
         """(requests, batches, answers) of a job's transform: the staged input (the S3Prefix the
@@ -447,20 +351,6 @@ class JobsService:
                 raise InvalidInput("the input holds no records (only empty lines)")
         contract.write_batches(self.objects, batches_uri, sizes)
         return requests_uri
-
-    def _stop_quietly(self, name: str) -> None:
-        assert self.batch is not None
-        try:
-            self.batch.stop(name)
-        except RouterError as e:
-            log.warning("stop of %s failed: %s", name, e.message)
-
-    def _resubmit_batch(self, job: Job) -> None:
-        if job.status is S.RUNNING and job.attempts >= self.config.jobs.max_attempts:
-            # Review fix (bounded like every other retry): a transform job that keeps vanishing.
-            self._fail(job, "backend_error", f"the transform job {job.backend_name or ''} vanished (after {job.attempts} attempts)")
-            return
-        self._submit_batch(job)
 
     # ------------------------------------------------------------------ read
 
@@ -531,47 +421,10 @@ class JobsService:
     # ------------------------------------------------------------------ cancel
 
     def cancel(self, owner: str, job_id: str) -> Job:
-        for _ in range(5):  # a few rounds: the job may move while we look at it
-            job = self.get(owner, job_id)
-            if job.status in (S.CANCELLED, S.CANCELLING):
-                return job  # repeating a cancel is harmless
-            if job.status.finished:
-                raise JobNotCancellable(f"job {job_id} already {job.status.value}", details={"status": job.status.value})
-            batch = job.route is Route.BATCH_TRANSFORM and self.batch is not None
-            if job.route is Route.ASYNC_INFERENCE and job.backend_name is not None:
-                # The request cannot be stopped on SageMaker: the job ends cancelled now and its
-                # result, when it comes, is discarded (docs/api.md).
-                moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
-                if moved is not None:
-                    moved = self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED) or moved
-            elif job.status is S.QUEUED and job.backend_name is None and not batch:
-                moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.CANCELLED)
-            else:
-                # Review fix: a queued batch job without a backend name may still have a transform
-                # job: CreateTransformJob ran and the process died before the job was marked
-                # running (or the submission is in flight). Ending it `cancelled` at once left that
-                # transform job running, billed, with nobody to stop it (finished jobs are never
-                # swept). So it goes through `cancelling` like a running one, and ends at once only
-                # when SageMaker has no transform job by its deterministic name. (A submission
-                # still in flight sees the cancel and stops what it started: _submit_batch.)
-                moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
-                if moved is not None and batch:
-                    moved = self._stop_transform(moved)
-            if moved is not None:
-                return moved
-        return self.get(owner, job_id)
-
-    def _stop_transform(self, job: Job) -> Job:
-        """Stop the transform job of a `cancelling` job; end the cancel now when there is none."""
-        assert self.batch is not None
-        name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
-        try:
-            if name is None or (job.backend_name is None and self.batch.describe(name) is None):
-                return self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED) or job
-            self.batch.stop(name)
-        except RouterError as e:  # the sweeper repeats the stop (or finds nothing to stop)
-            log.warning("stop of %s failed, will retry: %s", name, e.message)
-        return job
+        job = self.get(owner, job_id)
+        stoppable = job.route in lc.STOPPABLE_ROUTES and self._backend(job.route) is not None
+        name = self.transform_name(job.job_id) if self.transform_name and stoppable else None
+        return self._settle(job, lc.CancelRequested(stoppable, name))[0] or self.get(owner, job_id)
 
     # ------------------------------------------------------------------ uploads
 
@@ -601,30 +454,24 @@ class JobsService:
     def run_lambda_job(self, job_id: str, remaining_s: Callable[[], float]) -> bool:
         """Run (or resume) a lambda-job. Returns True when it must be continued by a new invocation
         (the deadline came first); False when the job is finished or not ours to run."""
-        job = self.store.get(job_id)
-        if job is None or job.status.finished:
+        started, work = self._settle(self.store.get(job_id), lc.WorkerStarted())
+        if started is None or work is not Work.RUN:
             return False
-        if job.status is S.CANCELLING:
-            self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-            return False
-        if job.status is S.QUEUED:
-            moved = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, attempts=job.attempts + 1)
-            if moved is None:
-                return self.run_lambda_job(job_id, remaining_s)
-            job = moved
+        job = started
         try:
             model = self.service.model(job.model)
-        except ModelNotFound as e:
-            # Review fix: this lookup ran outside the error handling, so a job whose model was
-            # removed from the config crashed every worker run and stayed running forever (the
-            # sweeper re-dispatching it). No retry can bring the model back: fail it now.
-            self._fail(job, e.code, f"the job's model is no longer configured: {e.message}")
+        except ModelNotFound as e:  # no retry brings a model back into the config
+            self._settle(job, lc.WorkerFailed(e.code, f"the job's model is no longer configured: {e.message}", permanent=True))
             return False
         cp = job.checkpoint or {"offset": 0, "parts": 0}
         offset, parts = int(cp["offset"]), int(cp["parts"])
         chunk = self.config.jobs.chunk_records
         # Keep a margin for writing the last part and the checkpoint before Lambda kills us.
         reserve_s = max(5.0, 0.05 * self.config.runtime.lambda_timeout_s)
+
+        def out_of_time() -> bool:
+            return self._settle(job, lc.Deadline(remaining_s(), reserve_s))[1] is Work.YIELD
+
         # One chunk's part write and checkpoint (storage round trips) run in a second thread while
         # this one reads and predicts the next chunk. The order of side effects is unchanged: part
         # k+1 is written only once checkpoint k is confirmed, so parts and checkpoints stay
@@ -639,7 +486,7 @@ class JobsService:
                     if updated is None:
                         return False  # cancelled, finished, or another worker carries on
                     job = updated
-                    if remaining_s() < reserve_s:
+                    if out_of_time():
                         return True  # this chunk's predictions are redone by the continuation
                 before = {"offset": offset, "parts": parts}
                 offset += len(rows)
@@ -650,26 +497,22 @@ class JobsService:
                 if updated is None:
                     return False
                 job = updated
-                if remaining_s() < reserve_s:
+                if out_of_time():
                     return True
             self._assemble(job_id, parts, cast(str, job.output_uri))
-            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=offset, records_total=offset)
-            self._record(done)
-            if done is None:
-                # Review fix: a cancel landed between the last checkpoint and this write. Finish
-                # it now instead of leaving the job `cancelling` until the sweeper's next pass.
-                self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
+            self._settle(job, lc.WorkerDone(offset))
             return False
         except (InvalidInput, ModelRejectedInput, OutputNotSupported, ModelIntegrityError) as e:
             # The input (as the router or the model judges it), the requested output or the artifact
             # itself is wrong: a retry cannot help.
-            self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message, **({"details": e.details} if e.details else {})})
+            self._settle(job, lc.WorkerFailed(e.code, e.message, permanent=True, details=e.details or None))
             return False
         except RouterError as e:
-            return self._failed_attempt(job_id, e.code, e.message)
+            return self._settle(self.store.get(job_id), lc.WorkerFailed(e.code, e.message, permanent=False))[1] is Work.YIELD
         except Exception as e:  # the model or storage broke unexpectedly
             log.exception("job %s failed", job_id)
-            return self._failed_attempt(job_id, "internal_error", f"the worker failed unexpectedly ({type(e).__name__}); see the router's logs")
+            failed = lc.WorkerFailed("internal_error", f"the worker failed unexpectedly ({type(e).__name__}); see the router's logs", permanent=False)
+            return self._settle(self.store.get(job_id), failed)[1] is Work.YIELD
         finally:
             commits.shutdown(wait=True)  # an in-flight commit ends before the job's fate is written
 
@@ -679,38 +522,9 @@ class JobsService:
         return self._checkpoint(job, before, after)
 
     def _checkpoint(self, job: Job, before: dict[str, int], after: dict[str, int]) -> Job | None:
-        """Record a written part (version-conditional). None when this worker must stop.
-
-        Review fix: a failed version check used to stop the worker whatever the cause. But the
-        sweeper's re-dispatch of a slow job also writes the row (touch, attempts) without
-        moving the work; the live worker then gave up, and under `router serve` the sweeper's
-        enqueue had been dropped (the job was in flight), so nobody ran the job until the next
-        stale pass. Now the worker carries on when the job is still running and its checkpoint
-        is the one this worker started the chunk from; when another worker moved it, this one
-        stops (their parts are the same, so a part rewritten by the loser changes nothing)."""
-        while True:
-            updated = self.store.update(job.job_id, job.version, checkpoint=after, records_done=after["offset"])
-            if updated is not None:
-                return updated
-            current = self.store.get(job.job_id)
-            if current is None:
-                return None
-            if current.status is S.CANCELLING:
-                self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-                return None
-            if current.status is not S.RUNNING or (current.checkpoint or {"offset": 0, "parts": 0}) != before:
-                return None
-            job = current
-
-    def _failed_attempt(self, job_id: str, code: str, message: str) -> bool:
-        job = self.store.get(job_id)
-        if job is None or job.status.finished:
-            return False
-        if job.attempts >= self.config.jobs.max_attempts:
-            self.store.transition(job_id, frozenset({S.RUNNING, S.QUEUED}), S.FAILED, error={"code": code, "message": f"{message} (after {job.attempts} attempts)"})
-            return False
-        self.store.update(job_id, job.version, attempts=job.attempts + 1)
-        return True
+        """Record a written part (version-conditional). None when this worker must stop."""
+        moved, work = self._settle(job, lc.Checkpointed(before, after))
+        return moved if work is Work.RUN else None
 
     def _assemble(self, job_id: str, parts: int, output_uri: str) -> None:
         with self.objects.open_write(output_uri, "application/jsonlines") as out:
@@ -723,42 +537,8 @@ class JobsService:
 
     def on_batch_state(self, job_id: str, state: BatchJobState) -> Job | None:
         """Apply what SageMaker says about a job's transform job. Duplicates and stale events are no-ops."""
-        job = self.store.get(job_id)
-        if job is None or job.status.finished or job.route is not Route.BATCH_TRANSFORM:
-            return job
-        if job.backend_name and job.backend_name != state.name:
-            return job  # an event about some other transform job
-        if job.status is S.CANCELLING:
-            if state.status in ("Stopped", "Completed", "Failed"):
-                return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-            return job
-        if state.status == "InProgress":
-            if job.status is S.QUEUED:
-                return self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name)
-            return job
-        if job.status is S.QUEUED and state.status in ("Completed", "Failed"):
-            # The InProgress event was missed: pass through running, as the job did.
-            job = self.store.transition(job_id, frozenset({S.QUEUED}), S.RUNNING, backend_name=state.name) or job
-        if state.status == "Completed":
-            try:
-                lines = self._collect_transform_output(job)
-            except BackendError as e:
-                # Review fix: SageMaker says Completed but an output object is missing. This used
-                # to raise from the event handler and from every sweep, the job staying running
-                # forever. The result can never be assembled: fail the job with the reason.
-                return self.store.transition(job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": e.code, "message": e.message})
-            done = self.store.transition(job_id, frozenset({S.RUNNING}), S.SUCCEEDED, records_done=lines, backend_name=state.name)
-            self._record(done)
-            return done
-        if state.status == "Failed":
-            return self.store.transition(
-                job_id, frozenset({S.QUEUED, S.RUNNING}), S.FAILED, error={"code": "backend_error", "message": state.failure_reason or "the transform job failed"}
-            )
-        if state.status == "Stopped":
-            moved = self.store.transition(job_id, frozenset({S.QUEUED, S.RUNNING}), S.CANCELLING)
-            if moved is not None:
-                return self.store.transition(job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-        return job
+        event = lc.BackendReport(Route.BATCH_TRANSFORM, state.name, state.status, state.failure_reason)
+        return self._settle(self.store.get(job_id), event)[0]
 
     def _collect_transform_output(self, job: Job) -> int:
         _, batches_uri, answers_uri = self._transform_uris(job.job_id)
@@ -780,73 +560,147 @@ class JobsService:
         stale = self.store.list_active(updated_before=now - timedelta(seconds=age), limit=limit)
         counts = {"seen": len(stale), "redispatched": 0, "described": 0, "failed": 0}
         for job in stale:
+            wired = self._backend(job.route) is not None
+            in_flight = job.route in lc.WORKER_ROUTES and self.queue is not None and self.queue.in_flight(job.job_id)
+            name = self.transform_name(job.job_id) if self.transform_name and job.route in lc.BACKEND_PHASES else None
             try:
-                if job.route is Route.LAMBDA_JOB:
-                    if job.status is S.CANCELLING:
-                        self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-                    elif self.queue is not None:
-                        self._redispatch_lambda(job, counts)
-                elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
-                    self._sweep_async(job, counts)
-                elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
-                    name = job.backend_name or (self.transform_name(job.job_id) if self.transform_name else None)
-                    state = self.batch.describe(name) if name else None
-                    if state is None:
-                        if job.status in (S.QUEUED, S.RUNNING):
-                            # Never reached SageMaker (crash before CreateTransformJob), or the
-                            # backend forgot it: submit again; the deterministic name adopts any
-                            # transform job that does exist, so it never runs twice.
-                            self._resubmit_batch(job)
-                            counts["redispatched"] += 1
-                        elif job.status is S.CANCELLING:
-                            self.store.transition(job.job_id, frozenset({S.CANCELLING}), S.CANCELLED)
-                    else:
-                        if job.status is S.CANCELLING and state.status == "InProgress":
-                            self.batch.stop(state.name)
-                        self.on_batch_state(job.job_id, state)
-                        counts["described"] += 1
+                self._settle(job, lc.Stale(wired, in_flight, name), counts)
             except RouterError as e:
                 log.warning("sweep of %s: %s", job.job_id, e.message)
-            if job.route in (Route.BATCH_TRANSFORM, Route.ASYNC_INFERENCE):
-                # Review fix: list_active returns the least recently updated jobs first, and a
-                # batch job that is just InProgress (for hours), throttled, or failing to describe
-                # was left untouched: with `limit` of them, every run saw the same ones and never
-                # reached the jobs behind. Touch what this pass left unchanged (a version-checked
-                # no-op write: a job something else moved meanwhile is left alone).
+            touch = lc.keepalive(job)
+            if touch is not None:
                 try:
-                    self.store.update(job.job_id, job.version, attempts=job.attempts)
+                    self.store.update(job.job_id, touch.version, **touch.changes)
                 except RouterError as e:
                     log.warning("sweep of %s: %s", job.job_id, e.message)
         return counts
 
-    def _redispatch_lambda(self, job: Job, counts: dict[str, int]) -> None:
-        """Re-dispatch a stale queued/running lambda-job.
+    # ------------------------------------------------------------------ applying lifecycle moves
 
-        Review fix: a running job that went stale lost its worker (killed: OOM, timeout, a
-        `router serve` restart), and each re-dispatch starts another run. Runs were only counted
-        on queued -> running, so a job whose worker always dies was re-dispatched forever. Now a
-        re-dispatch counts as an attempt when the job made no progress since the previous one
-        (records_done unchanged; `extra.redispatched_at` remembers it): a dying worker ends
-        `failed` after max_attempts, while restarts during a job that moves on cost nothing.
-        A job the queue itself still holds (`router serve`'s pool: waiting behind other jobs)
-        is not stale at all: it is only touched. The write (version-checked) also keeps the job
-        from being stale again at once; when it fails, the job moved meanwhile, so it is not
-        stale and nothing is dispatched.
-        """
-        assert self.queue is not None
-        if self.queue.in_flight(job.job_id):
-            self.store.update(job.job_id, job.version, attempts=job.attempts)
-            return
-        done = job.records_done or 0
-        stalled = job.status is S.RUNNING and done <= int(job.extra.get("redispatched_at", 0))
-        if stalled and job.attempts >= self.config.jobs.max_attempts:
-            if self.store.transition(job.job_id, frozenset({S.RUNNING}), S.FAILED, error={"code": "internal_error", "message": f"the worker stopped reporting after {job.attempts} attempts"}):
-                counts["failed"] += 1
-            return
-        extra = {**job.extra, "redispatched_at": done}
-        if self.store.update(job.job_id, job.version, attempts=job.attempts + (1 if stalled else 0), extra=extra) is not None:
+    def _backend(self, route: Route) -> object | None:
+        """The queue or backend client that runs `route` here (None: not wired in this runtime)."""
+        if route is Route.LAMBDA_JOB:
+            return self.queue
+        if route is Route.BATCH_TRANSFORM:
+            return self.batch
+        if route is Route.ASYNC_INFERENCE:
+            return self.async_jobs
+        return None
+
+    def _settle(self, job: Job | None, event: lc.Event, counts: dict[str, int] | None = None) -> tuple[Job | None, Work]:
+        """Decide `event` on `job` and apply the moves (router/lifecycle.py states the rules).
+        Returns the job as it ends up and what a worker does next."""
+        rounds = 0
+        while True:
+            work = Work.QUIT
+            follow: lc.Event | None = None
+            redecide = False
+            for move in lc.decide(job, event, self.policy, self.clock.now()):
+                assert job is not None  # decide has no moves for a missing job
+                match move:
+                    case lc.Transition():
+                        moved = self.store.transition(job.job_id, move.from_, move.to, **move.changes)
+                        if moved is None:
+                            redecide = True
+                            break
+                        job = moved
+                        _tally(counts, move.tally)
+                        if move.ends_job:
+                            self._ended(job)
+                    case lc.Update():
+                        updated = self.store.update(job.job_id, move.version, **move.changes)
+                        if updated is None:
+                            redecide = move.redecide
+                            break
+                        job = updated
+                    case lc.Dispatch():
+                        try:
+                            follow = self._dispatch(job)
+                        except RouterError as e:
+                            log.warning("dispatch of %s deferred to the sweeper: %s", job.job_id, e.message)
+                            break
+                        _tally(counts, move.tally)
+                        if follow is not None:
+                            break
+                    case lc.StopBackend():
+                        self._stop(job.route, move.name)
+                    case lc.Describe():
+                        try:
+                            follow = self._describe(job, move.name, move.via)
+                        except RouterError as e:
+                            log.warning("describe of %s failed: %s", move.name, e.message)
+                        break
+                    case lc.Collect():
+                        try:
+                            follow = lc.OutputReady(move.name, self._collect(job))
+                        except BackendError as e:  # SageMaker says Completed, the output says otherwise
+                            follow = lc.OutputBroken(e.code, e.message)
+                        break
+                    case lc.Tally():
+                        _tally(counts, move.name)
+                    case lc.NotCancellable():
+                        raise JobNotCancellable(f"job {job.job_id} already {move.status.value}", details={"status": move.status.value})
+                    case lc.Worker():
+                        work = move.then
+            if follow is not None:
+                event = follow
+            elif redecide and job is not None and rounds < lc.MAX_ROUNDS:
+                rounds += 1
+                job = self.store.get(job.job_id)
+            else:
+                return job, work
+
+    def _ended(self, job: Job) -> None:
+        for hook in self.on_end:
+            try:
+                hook(job)
+            except Exception:  # a hook never changes how the job ended
+                log.exception("end hook of %s failed", job.job_id)
+
+    def _dispatch(self, job: Job) -> lc.Event | None:
+        """Hand a job to its route's queue or backend; a backend answers with a lifecycle event."""
+        if job.route is Route.LAMBDA_JOB and self.queue is not None:
             self.queue.enqueue(job.job_id)
-            counts["redispatched"] += 1
+        elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
+            return self._submit_batch(job)
+        elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
+            return self._send_async(job)
+        return None
+
+    def _stop(self, route: Route, name: str) -> None:
+        try:
+            if route is Route.BATCH_TRANSFORM and self.batch is not None:
+                self.batch.stop(name)
+        except RouterError as e:  # the sweeper stops it again (or finds nothing to stop)
+            log.warning("stop of %s failed, will retry: %s", name, e.message)
+
+    def _describe(self, job: Job, name: str, via: lc.Via) -> lc.BackendReport | lc.BackendMissing:
+        if job.route is Route.BATCH_TRANSFORM and self.batch is not None:
+            state = self.batch.describe(name)
+            if state is not None:
+                return lc.BackendReport(job.route, state.name, state.status, state.failure_reason, via)
+        elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
+            outcome = self.async_jobs.poll(job, self.clock.now())
+            if outcome is not None:
+                return _async_report(outcome, via)
+        return lc.BackendMissing(via)
+
+    def _collect(self, job: Job) -> int:
+        """Assemble a finished backend job's output into the job's result; BackendError when it cannot."""
+        if job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
+            return self.async_jobs.collect(job)
+        return self._collect_transform_output(job)
+
+
+def _async_report(outcome: AsyncOutcome, via: lc.Via) -> lc.BackendReport:
+    sent = AsyncInvocation(outcome.inference_id, outcome.output_uri or "", outcome.failure_uri)
+    extra = async_extra_for(sent) if outcome.output_uri else {}
+    return lc.BackendReport(Route.ASYNC_INFERENCE, outcome.inference_id, outcome.status, outcome.failure_reason, via, extra)
+
+
+def _tally(counts: dict[str, int] | None, name: str | None) -> None:
+    if counts is not None and name is not None:
+        counts[name] = counts.get(name, 0) + 1
 
 
 def _t(dt: datetime | None) -> str | None:
