@@ -245,6 +245,19 @@ class SqliteJobStore:
         )
         return [jm.from_record(_record(r[0])) for r in rows]
 
+    def created_since(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """Jobs created at or after `since`, every owner's, by model: (jobs, records in them) — the
+        local traffic `router advise` reads (a job whose size is not known yet counts 1 record)."""
+        rows = self._read(
+            lambda conn: conn.execute("SELECT model, record FROM jobs WHERE created_sk >= ?", (jm.format_time(since),)).fetchall()
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for model, record in rows:
+            total = _record(record).get("records_total")
+            jobs, records = out.get(model, (0, 0))
+            out[model] = (jobs + 1, records + (total if isinstance(total, int) and total > 0 else 1))
+        return out
+
     def count_active(self, owner: str) -> int:
         row = self._read(
             lambda conn: conn.execute("SELECT COUNT(*) FROM jobs WHERE owner = ? AND active = 1", (owner,)).fetchone()

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "router.sagemaker_names",
     )),
     ("ports and pure decisions", (
-        "router.ports", "router.routing", "router.calibration", "router.transform_events",
+        "router.ports", "router.routing", "router.calibration", "router.transform_events", "router.advice",
     )),
     ("adapters", (
         "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
