@@ -1,5 +1,6 @@
-"""Assembles `router serve`: the embedded runtime, the API handler and the local HTTP server
-(uvicorn running the ASGI front), with the worker pool and the local SageMaker emulator.
+"""The composition root of `router serve`: the embedded runtime (router.bootstrap.build_local, with
+the worker pool and the local SageMaker emulator), the API handler and the local HTTP server
+(uvicorn running the ASGI front).
 
 Used by the CLI and by tests that want a real server in-process.
 """
