@@ -43,6 +43,10 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
         f"  - {{name: tree, framework: sklearn, artifact: file://./tree.joblib, sha256: {sha}, features: [a, b, c],\n"
         "     description: 'A depth-3 decision tree on three features.'}\n"
         f"  - {{name: bare, framework: sklearn, artifact: file://./tree.joblib, sha256: {sha}}}\n"
+        # Every optional backend but a real-time endpoint (whose model server would be a process).
+        f"  - {{name: full, framework: sklearn, artifact: file://./tree.joblib, sha256: {sha}, features: [a, b, c],\n"
+        "     serverless: {memory_mb: 1024, max_concurrency: 1}, batch_transform: {instance_type: ml.m5.large},\n"
+        "     async_inference: {instance_type: ml.m5.large}}\n"
     )
     from router.auth import IamAuth
 
@@ -116,11 +120,13 @@ def test_every_documented_answer_matches_the_served_document(handler: Any, spec:
     # health, models
     answer(handler, spec, "GET", "/v1/health", "/v1/health", expect=200)
     models = answer(handler, spec, "GET", "/v1/models", "/v1/models", expect=200)
-    assert {m["name"] for m in models["models"]} == {"tree", "bare"}
+    assert {m["name"] for m in models["models"]} == {"tree", "bare", "full"}
     assert models["models"][0]["description"] == "A depth-3 decision tree on three features."
     answer(handler, spec, "GET", "/v1/models", "/v1/models", expect=401, arn=None)
     answer(handler, spec, "GET", "/v1/models/{model}", "/v1/models/tree", expect=200)
     answer(handler, spec, "GET", "/v1/models/{model}", "/v1/models/bare", expect=200)
+    full = answer(handler, spec, "GET", "/v1/models/{model}", "/v1/models/full", expect=200)
+    assert full["serverless"] and full["batch_transform"] and full["async_inference"], full
     answer(handler, spec, "GET", "/v1/models/{model}", "/v1/models/nope", expect=404)
     answer(handler, spec, "GET", "/v1/models/{model}", "/v1/models/tree", expect=401, arn=None)
 
@@ -129,6 +135,8 @@ def test_every_documented_answer_matches_the_served_document(handler: Any, spec:
     answer(handler, spec, "POST", route, "/v1/models/tree/route", {"records": 10}, expect=200)
     answer(handler, spec, "POST", route, "/v1/models/tree/route", {"records": 10**9, "mode": "job"}, expect=200)
     answer(handler, spec, "POST", route, "/v1/models/tree/route", {"instances": [[1, 2, 3]]}, expect=200)
+    for mode in ("sync", "job"):
+        answer(handler, spec, "POST", route, "/v1/models/full/route", {"records": 10**6, "mode": mode}, expect=200)
     answer(handler, spec, "POST", route, "/v1/models/tree/route", {"records": "ten"}, expect=400)
     answer(handler, spec, "POST", route, "/v1/models/tree/route", "{not json", expect=400)
     answer(handler, spec, "POST", route, "/v1/models/nope/route", {"records": 1}, expect=404)
