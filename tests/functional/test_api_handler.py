@@ -187,3 +187,40 @@ def test_model_detail_shows_the_estimate_against_what_happened(handler: Any, run
     schemas = spec["components"]["schemas"]
     assert {"calibration"} <= set(schemas["ModelDetail"]["properties"])
     assert {"estimate", "duration_s"} <= set(schemas["JobModel"]["properties"])
+
+
+@pytest.fixture(scope="module")
+def slow_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A model whose measured per-record time rules sync out from 100 records on (lambda-job takes them)."""
+    d = tmp_path_factory.mktemp("slow")
+    x = np.random.default_rng(1).normal(size=(50, 3))
+    joblib.dump(DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, (x[:, 0] > 0).astype(int)), d / "slow.joblib")
+    sha = hashlib.sha256((d / "slow.joblib").read_bytes()).hexdigest()
+    (d / "op.yaml").write_text(
+        f"models:\n  - {{name: slow, framework: sklearn, artifact: file://./slow.joblib, sha256: {sha}, features: [a, b, c],"
+        " profile: {load_s: 0.1, per_record_ms: 500.0}}\n"
+    )
+    rt = build_local(load_config(d / "op.yaml"), public_base_url="http://127.0.0.1:9")
+    rt.auth = IamAuth()
+    yield rt
+    rt.close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_the_service_decides_the_async_fallback_and_the_handler_renders_it(slow_runtime: Runtime, fast_path: bool) -> None:
+    """No sync route: 422 with the Decision, or with `Prefer: respond-async` a 202 job (the same one for a
+    repeated Idempotency-Key); a request a sync route takes is answered at once, Prefer or not."""
+    h = make_handler(slow_runtime, fast_path=fast_path)
+    rows = {"instances": [[0.1, 0.2, 0.3]] * 100}
+    status, _, body = call(h, event("POST", "/v1/models/slow/predict", rows))
+    assert status == 422 and body["error"]["code"] == "sync_not_possible"
+    assert body["error"]["details"]["decision"]["route"] is None
+    key = {"Prefer": "respond-async", "Idempotency-Key": f"fallback-{fast_path}"}
+    status, headers, job = call(h, event("POST", "/v1/models/slow/predict", rows, headers=key))
+    assert status == 202 and headers["Location"] == [f"/v1/jobs/{job['job_id']}"]
+    assert headers["X-Router-Route"] == [job["route"]] == ["lambda-job"] and job["records"]["total"] == 100
+    status, _, again = call(h, event("POST", "/v1/models/slow/predict", rows, headers=key))
+    assert status == 202 and again["job_id"] == job["job_id"]
+    status, headers, body = call(h, event("POST", "/v1/models/slow/predict", {"instances": [[0.1, 0.2, 0.3]]},
+                                          headers={"Prefer": "respond-async"}))
+    assert status == 200 and headers["X-Router-Route"] == ["inline"] and len(body["predictions"]) == 1
