@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 from router.domain import Job, OutputKind
 from router.errors import InvalidJson, InvalidRequest, MethodNotAllowed, RouterError
 from router.handlers import telemetry
@@ -65,7 +67,8 @@ def _parse_int(s: str) -> int | float:
 
 # Built once: json.loads/dumps with arguments build a new decoder/encoder on every call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
-_PLAIN = json.JSONDecoder()  # no Python hook per object: only where the text proves no duplicate key
+# orjson parses numbers ~3x faster than json (a big predict body's cost), to the same Python values.
+_loads_plain = orjson.loads
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 dumps_json = _dumps  # the API's compact JSON encoding of any answer body
 
@@ -74,15 +77,15 @@ def loads_predict_body(text: str) -> tuple[Any, bool]:
     """loads_json for a predict body, and whether its instances hold nothing but numbers and arrays.
 
     Fast when the body's only strings are its top-level keys and the output's name (its `"` count
-    says so): then no object can repeat a key, so the C decoder needs no duplicate-key hook, and
+    says so): then no object can repeat a key, so a plain decoder (orjson) needs no duplicate-key hook, and
     without `l` (null, false) or `true` the instances are numbers and arrays only (NumberRows: the
-    runner skips its per-value type scan). Any other body, valid or not, is loads_json's to decode
-    and word."""
+    runner skips its per-value type scan). Any other body, valid or not (orjson refuses NaN, integers
+    past 64 bits and lone surrogates, which json reads), is loads_json's to decode and word."""
     quotes = text.count('"')
     if quotes <= 6:  # {"instances": ..., "output": "..."}: at most three strings
         try:
-            data = _PLAIN.decode(text)
-        except (ValueError, RecursionError):
+            data = _loads_plain(text)
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError; loads_json words it
             data = None
         if type(data) is dict and quotes == 2 * len(data) + 2 * (type(data.get("output")) is str):
             # "instances" has no `u`: without an output key, `u` alone rules out `true`.

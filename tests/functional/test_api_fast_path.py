@@ -435,3 +435,23 @@ def test_the_aws_wiring_answers_an_inline_predict_without_boto3(config_path: Pat
            "ROUTER_WORKER_FUNCTION": "router-test-worker", "POWERTOOLS_METRICS_DISABLED": "true", "TMPDIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", AWS_COLD], env=env, check=True, capture_output=True, text=True, timeout=300)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": 200, "boto3": False, "event_handler": False}
+
+
+@pytest.mark.parametrize("values", [
+    [0.1, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 1e-320, 123456789012345678, -(2**63), 2**63 - 1],
+    [2**64, 10**30, 1.5], [1e308, -1e308], [0, 1, -1, 0.30000000000000004, 1e16, 1e-7, 3.14159e-10],
+])
+def test_the_fast_decoder_reads_the_same_values_as_the_general_one(values: list[Any]) -> None:
+    from router.handlers.api_common import loads_json, loads_predict_body
+
+    rng = np.random.default_rng(len(values))
+    rows = [values, (rng.normal(size=len(values)) * 10.0 ** rng.integers(-300, 300, len(values))).tolist()]
+    text = json.dumps({"instances": rows})
+    got, numbers = loads_predict_body(text)
+    want = loads_json(text)
+    assert numbers
+    # What the model sees is bit for bit the same (-0.0 and subnormals too)...
+    assert np.array(got["instances"], dtype=np.float64).tobytes() == np.array(want["instances"], dtype=np.float64).tobytes()
+    # ... and every value keeps its type, except integers past 64 bits, which orjson reads as the float they become anyway.
+    for g, w in zip(got["instances"][0], want["instances"][0], strict=True):
+        assert type(g) is type(w) or (type(w) is int and abs(w) >= 2**64 and g == float(w)), (g, w)
