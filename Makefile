@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
 .PHONY: demo serve test lint typecheck unit bench clean package \
-        build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction
+        build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction build-TriggerFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,8 @@ package: $(STAMP)  ## the Lambda deployment package in build/lambda, size-checke
 	$(BIN)/router package --out $(LAMBDA_DIR) --arch $(ROUTER_ARCH)
 
 # `sam build` (Metadata BuildMethod: makefile) runs build-<LogicalId> with ARTIFACTS_DIR set. All
-# four functions run the same package: built once into $(LAMBDA_DIR), then copied.
-build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction: package
+# five functions run the same package: built once into $(LAMBDA_DIR), then copied.
+build-ApiFunction build-WorkerFunction build-EventsFunction build-SweeperFunction build-TriggerFunction: package
 	cp -a $(LAMBDA_DIR)/. "$(ARTIFACTS_DIR)/"
 
 clean:

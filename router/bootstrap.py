@@ -132,11 +132,26 @@ def _local_jobs(
         from router.sagemaker_names import transform_job_name
 
         batch = LocalBatch(config, objects, emulator_dir)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from router.adapters.webhook import UrllibWebhookSender
+    from router.local.watch import FolderWatcher
+    from router.notifications import Notifier
+    from router.triggers import Triggers
+
+    clock = UtcClock()
     rt.jobs = JobsService(
-        config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
+        config, service=rt.service, store=store, objects=objects, clock=clock, queue=queue, batch=batch,
         transform_name=transform_job_name if batch is not None else None, async_client=local_async,
     )
     rt.service.attach_jobs(rt.jobs)
+    # Immediate deliveries run beside the worker (a slow receiver never holds a job or a request).
+    sender = ThreadPoolExecutor(max_workers=2, thread_name_prefix="router-notify")
+    notifier = Notifier(
+        config, store, clock, rt.jobs.to_dict, webhook=UrllibWebhookSender(), allow_private=True,
+        dispatch=lambda fn: None if sender.submit(fn) else None,
+    )
+    rt.jobs.attach_notifier(notifier)
     if batch is not None or local_async is not None:
         from router.handlers.events import make_events_handler
         from router.local.server import LocalContext
@@ -154,7 +169,8 @@ def _local_jobs(
             local_async.on_event = deliver
     queue.handler = make_worker(rt)
     sweeper = LocalSweeper(rt.jobs, interval_s=min(30.0, config.jobs.stale_after_s))
-    rt.closers += [store.close, queue.close]
+    # The notification sender closes after the workers (which finish jobs, hence notify), before the store.
+    rt.closers += [store.close, lambda: sender.shutdown(wait=True, cancel_futures=False), queue.close]
     if batch is not None:
         rt.closers.append(batch.close)
         rt.starters.append(batch.resume)
@@ -163,6 +179,10 @@ def _local_jobs(
         rt.starters.append(local_async.start)
     rt.closers.append(sweeper.close)
     rt.starters.append(sweeper.start)
+    # router serve's stand-in for S3 events: file:// trigger folders (first to close).
+    watcher = FolderWatcher(Triggers(config, rt.jobs))
+    rt.starters.append(watcher.start)
+    rt.closers.append(watcher.close)
 
 
 def build_aws(config: RouterConfig) -> Runtime:
@@ -221,11 +241,24 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, async_cli
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
         batch = SageMakerBatchClient(lazy_client("sagemaker", region=config.sagemaker.region))
+    from router.adapters.webhook import UrllibWebhookSender
+    from router.notifications import Notifier
+
+    clock = UtcClock()
     rt.jobs = JobsService(
-        config, service=rt.service, store=store, objects=objects, clock=UtcClock(), queue=queue, batch=batch,
+        config, service=rt.service, store=store, objects=objects, clock=clock, queue=queue, batch=batch,
         transform_name=transform_job_name, private_uris=[os.environ.get("ROUTER_CONFIG") or ""], async_client=async_client,
     )
     rt.service.attach_jobs(rt.jobs)
+    topic = None
+    if config.notifications.sns_topic_arn:
+        from router.adapters.sns_topic import SnsTopicPublisher
+
+        topic = SnsTopicPublisher(lazy_client("sns", region=config.sagemaker.region))
+    # Delivered inline by whichever function finished the job (worker, events, API cancel), then
+    # by the sweeper until it is delivered (the outbox).
+    notifier = Notifier(config, store, clock, rt.jobs.to_dict, webhook=UrllibWebhookSender(), topic=topic)
+    rt.jobs.attach_notifier(notifier)
 
 
 def load_config_uri(uri: str) -> RouterConfig:

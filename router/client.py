@@ -114,8 +114,11 @@ class RouterClient:
         input_format: str = "jsonl",
         output: str = "predict",
         idempotency_key: str | None = None,
+        notify_webhook: str | None = None,
     ) -> Any:
         body: dict[str, Any] = {"output": output}
+        if notify_webhook is not None:
+            body["notify"] = {"webhook": notify_webhook}
         if instances is not None:
             body["instances"] = instances
         else:

@@ -9,6 +9,7 @@ This is the only module that reads the file.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -350,6 +351,64 @@ def _normalize_sha256(v: Any) -> Any:
     return v
 
 
+WEBHOOK_URL_RE = r"^https?://[^\s/?#@]+(/[^\s]*)?$"
+SNS_TOPIC_ARN_RE = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class NotifyTarget(_Strict):
+    """Where the end of a model's jobs is announced (docs/api.md "Notifications")."""
+
+    webhook: str | None = Field(None, max_length=2048, pattern=WEBHOOK_URL_RE, description="http(s) URL that gets a signed POST of the job's final status.")
+    sns: bool = Field(False, description="true: also publish the final status to `notifications.sns_topic_arn` (AWS).")
+
+
+class Notifications(_Strict):
+    """Job-end notifications: webhook signing and retries, the SNS topic (docs/api.md "Notifications")."""
+
+    webhook_secret: str | None = Field(
+        None, min_length=16, description="HMAC-SHA256 key webhook POSTs are signed with; prefer `webhook_secret_env`."
+    )
+    webhook_secret_env: str | None = Field(
+        None, pattern=ENV_NAME_RE, description="Name of the environment variable holding the signing key (wins over `webhook_secret`)."
+    )
+    sns_topic_arn: str | None = Field(None, pattern=SNS_TOPIC_ARN_RE, description="SNS topic for targets with `sns: true` (AWS runtime).")
+    max_attempts: int = Field(8, ge=1, le=20, description="Deliveries tried per notification before it is given up (logged, kept on the job).")
+    timeout_s: float = Field(5.0, gt=0, le=30, description="Connect + read timeout of one webhook POST.")
+    backoff_s: float = Field(30.0, gt=0, le=3600, description="Wait before the first retry; doubled after each failed attempt.")
+    backoff_max_s: float = Field(3600.0, gt=0, le=86400, description="The longest wait between two attempts.")
+    allow_private_webhooks: bool = Field(
+        False, description="AWS runtime: allow webhooks to loopback, private and link-local addresses. `router serve` always allows them."
+    )
+
+
+class Trigger(_Strict):
+    """An object landing under `source` starts a job (docs/configuration.md "Triggers")."""
+
+    source: str = Field(description="s3://bucket/prefix/ (AWS: S3 events) or file://DIR/ (router serve watches the folder).")
+    model: str = Field(pattern=MODEL_NAME_RE, description="The model the job runs.")
+    owner: str = Field(min_length=1, max_length=256, description="The job's owner (who sees it in GET /v1/jobs).")
+    output_prefix: str = Field(description="Where each job's result goes: <output_prefix><key under source>.out.jsonl.")
+    format: Literal["jsonl", "csv"] | None = Field(None, description="Input format; default: csv for keys ending .csv, else jsonl.")
+    output: Literal["predict", "proba"] = Field("predict", description="`predict` or `proba`, as in a job body.")
+    poll_s: float = Field(2.0, gt=0, le=3600, description="router serve: seconds between two looks at the folder.")
+
+    @field_validator("source", "output_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not (v.startswith("file://") or re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", v)):
+            raise ValueError(f"must be s3://bucket/prefix/ or file://DIR/, got {v!r}")
+        return v if v.endswith("/") else v + "/"
+
+    @model_validator(mode="after")
+    def _no_loop(self) -> Trigger:
+        if self.source.split("://")[0] != self.output_prefix.split("://")[0]:
+            raise ValueError("source and output_prefix must both be s3:// or both file://")
+        if self.output_prefix.startswith(self.source) or self.source.startswith(self.output_prefix):
+            raise ValueError("output_prefix and source must not contain each other: results would start jobs")
+        return self
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=MODEL_NAME_RE)
     framework: Framework
@@ -372,6 +431,7 @@ class ModelSpec(_Strict):
     image_uri: str | None = Field(None, description="Container image for SageMaker (framework `container`, or to override the official image).")
     description: str | None = None
     onnx: CompiledOnnx | None = Field(None, description="sklearn models: an ONNX conversion the inline route and lambda-job run instead.")
+    notify: NotifyTarget | None = Field(None, description="Announce the end of every job of this model (besides a job's own `notify`).")
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -454,6 +514,8 @@ class RouterConfig(_Strict):
     jobs: Jobs = Field(default_factory=Jobs)
     sagemaker: SageMaker = Field(default_factory=SageMaker)
     models: list[ModelSpec] = Field(default_factory=list)
+    notifications: Notifications = Field(default_factory=Notifications)
+    triggers: list[Trigger] = Field(default_factory=list)
     _by_name: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -481,6 +543,23 @@ class RouterConfig(_Strict):
                     {"at": ("models", i, "serverless")},
                 )
             endpoints[name] = m.name
+        for i, t in enumerate(self.triggers):
+            if t.model not in seen:
+                raise PydanticCustomError("unknown_model", f"no model named '{t.model}' in `models`", {"at": ("triggers", i, "model")})
+            if t.source.startswith(self.storage.jobs.rstrip("/") + "/") or self.storage.jobs.rstrip("/") + "/" == t.source:
+                raise PydanticCustomError(
+                    "private_source", "a trigger's source cannot be inside storage.jobs (the router's own job data)", {"at": ("triggers", i, "source")}
+                )
+            for j, other in enumerate(self.triggers[:i]):
+                if t.source.startswith(other.source) or other.source.startswith(t.source):
+                    raise PydanticCustomError(
+                        "overlapping_triggers", f"source overlaps triggers[{j}].source: one object would start two jobs", {"at": ("triggers", i, "source")}
+                    )
+        for m in self.models:
+            if m.notify is not None and m.notify.sns and self.notifications.sns_topic_arn is None:
+                raise PydanticCustomError(
+                    "no_sns_topic", "notify.sns needs notifications.sns_topic_arn", {"at": ("models", seen[m.name], "notify", "sns")}
+                )
         for i, m in enumerate(self.models):
             # The merged per-model settings must obey SageMaker's limits too, or the model would
             # only fail when its first transform job is created.
@@ -497,6 +576,13 @@ class RouterConfig(_Strict):
 
     def model_post_init(self, context: Any, /) -> None:
         self._by_name = {m.name: m for m in self.models}
+
+    def webhook_secret(self) -> bytes | None:
+        """The webhook signing key: `webhook_secret_env`'s variable, else `webhook_secret`."""
+        n = self.notifications
+        value = os.environ.get(n.webhook_secret_env) if n.webhook_secret_env else None
+        value = value or n.webhook_secret
+        return value.encode("utf-8") if value else None
 
     def model(self, name: str) -> ModelSpec | None:
         return self._by_name.get(name)
@@ -604,6 +690,11 @@ def _resolve_locations(data: dict[str, Any], base: Path) -> dict[str, Any]:
     models = out.get("models")
     if isinstance(models, list):
         out["models"] = [_resolve_model(m, fix) if isinstance(m, dict) and "artifact" in m else m for m in models]
+    triggers = out.get("triggers")
+    if isinstance(triggers, list):
+        out["triggers"] = [
+            {**t, **{k: fix(t[k]) for k in ("source", "output_prefix") if k in t}} if isinstance(t, dict) else t for t in triggers
+        ]
     return out
 
 

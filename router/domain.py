@@ -180,6 +180,10 @@ class Job:
     # The routing decision's estimate at submission: {duration_s, cost_usd, records, cold}; what
     # happened is started_at -> finished_at and records_done (calibration compares the two).
     estimate: dict[str, Any] | None = None
+    # Where the job's end is announced, as submitted ({"webhook": URL}); set at creation only.
+    notify: dict[str, Any] | None = None
+    # The outbox entry the terminal transition records (router/notifications.py): id, state, attempts, due_at.
+    notification: dict[str, Any] | None = None
 
     def evolve(self, **changes: Any) -> Job:
         return replace(self, **changes)

@@ -44,12 +44,12 @@ MUTABLE_FIELDS: frozenset[str] = frozenset(
     {
         "model", "route", "reason", "input_uri", "input_format", "output_uri", "output_kind",
         "started_at", "finished_at", "records_total", "records_done", "error", "backend_name",
-        "checkpoint", "attempts", "extra",
+        "checkpoint", "attempts", "extra", "notification",
     }
 )  # fmt: skip
 
 _DATETIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "finished_at", "expires_at"})
-_JSON_FIELDS = frozenset({"error", "checkpoint", "extra", "estimate"})
+_JSON_FIELDS = frozenset({"error", "checkpoint", "extra", "estimate", "notify", "notification"})
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
@@ -224,6 +224,18 @@ def from_record(rec: Mapping[str, Any]) -> Job:
             value = int(value)
         kwargs[name] = value
     return Job(**kwargs)
+
+
+def notification_due(job: Job) -> str | None:
+    """The outbox index key of a job: its notification's due time (ISO 'Z' text) while it is
+    pending delivery, else None (not in the index). Both stores index exactly this."""
+    return notification_due_of(job.notification)
+
+
+def notification_due_of(n: Mapping[str, Any] | None) -> str | None:
+    if not n or n.get("state") != "pending" or not isinstance(n.get("due_at"), str):
+        return None
+    return str(n["due_at"])
 
 
 # --- listing order and cursors ----------------------------------------------------------------

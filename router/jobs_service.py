@@ -17,10 +17,10 @@ import logging
 import posixpath
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from router import lifecycle as lc
 from router import sagemaker_contract as contract
@@ -52,6 +52,7 @@ from router.jobs import format_time, new_job_id, request_digest
 from router.jobs_io import encode_jsonl as _jsonl
 from router.jobs_io import read_chunks as _read_chunks
 from router.lifecycle import Work
+from router.notifications import model_targets
 from router.ports import (
     AsyncInferenceClient,
     AsyncInvocation,
@@ -65,6 +66,9 @@ from router.ports import (
     WorkerQueue,
 )
 from router.service import RouterService
+
+if TYPE_CHECKING:
+    from router.notifications import Notifier
 
 log = logging.getLogger("router.jobs")
 
@@ -98,8 +102,11 @@ class JobsService:
         self.queue = queue
         self.batch = batch
         self.transform_name = transform_name
+        self.notifier: Notifier | None = None  # job-end notifications, when the runtime wires them
         self.jobs_root = config.storage.jobs.rstrip("/")
-        self.policy = lc.Policy(max_attempts=config.jobs.max_attempts, replay_dispatch_after_s=REPLAY_DISPATCH_AFTER_S)
+        self.policy = lc.Policy(
+            max_attempts=config.jobs.max_attempts, replay_dispatch_after_s=REPLAY_DISPATCH_AFTER_S, notify=model_targets(config)
+        )
         # Called once per job end (a terminal transition this process made), after the write.
         self.on_end: tuple[Callable[[Job], None], ...] = (self._record, *on_end)
         # Asynchronous inference: its backend work (stage, send, poll, collect) behind its port.
@@ -132,10 +139,21 @@ class JobsService:
         input_format: str,
         output: OutputKind,
         idempotency_key: str | None,
+        notify: Mapping[str, Any] | None = None,
+        trusted_input: bool = False,
+        output_uri: str | None = None,
     ) -> tuple[Job, bool]:
-        """Create a job (or return the one this owner's idempotency key already made)."""
+        """Create a job (or return the one this owner's idempotency key already made).
+
+        `trusted_input` and `output_uri` are for operator-configured sources (triggers): the input
+        may then be anywhere the router can read, and the result goes to `output_uri`."""
         if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
             raise InvalidRequest("Idempotency-Key must be 1-255 printable characters without spaces")
+        stored_notify = None
+        if notify is not None:
+            if self.notifier is None:
+                raise InvalidRequest("job notifications are not available in this runtime")
+            stored_notify = self.notifier.check_submitted(notify)
         data = b""
         if instances is not None:
             records = len(instances)
@@ -146,18 +164,21 @@ class JobsService:
             payload = len(data)
         else:
             assert input_uri is not None
-            input_uri = self._confine_input(owner, input_uri)
+            input_uri = self._trusted_input(input_uri) if trusted_input else self._confine_input(owner, input_uri)
             records, payload = self._count_records(input_uri)
-        digest = request_digest(
-            {
-                "model": model.name,
-                "version": model.version,
-                "instances_sha256": hashlib.sha256(data).hexdigest() if instances is not None else None,
-                "input": input_uri,
-                "format": input_format,
-                "output": output.value,
-            }
-        )
+        described: dict[str, Any] = {
+            "model": model.name,
+            "version": model.version,
+            "instances_sha256": hashlib.sha256(data).hexdigest() if instances is not None else None,
+            "input": input_uri,
+            "format": input_format,
+            "output": output.value,
+        }
+        if stored_notify is not None:
+            described["notify"] = stored_notify
+        if output_uri is not None:
+            described["output_uri"] = output_uri
+        digest = request_digest(described)
         state = self.service.backend_state(model)
         decision = self.service.decide_in(model, Mode.JOB, records, payload, state)
         if decision.route is None:
@@ -191,7 +212,7 @@ class JobsService:
             updated_at=now,
             input_uri=input_uri,
             input_format=input_format,
-            output_uri=self._job_uri(job_id, "output.jsonl"),
+            output_uri=output_uri or self._job_uri(job_id, "output.jsonl"),
             output_kind=output,
             records_total=records,
             records_done=0,
@@ -199,6 +220,7 @@ class JobsService:
             request_digest=digest,
             extra={"staged_input": snapshot} if snapshot is not None else {},
             estimate=_estimate_record(decision, records, state),
+            notify=stored_notify,
         )
         stored, created = self.store.create(job)
         if not created:
@@ -251,6 +273,13 @@ class JobsService:
             raise InvalidInput(f"input not readable by the router: {e.message} (or upload it: POST /v1/uploads)") from None
         if not found:
             raise InvalidInput(f"input not found: {uri} (upload it first: POST /v1/uploads)")
+        return canonical
+
+    def _trusted_input(self, uri: str) -> str:
+        """An operator-configured input (a trigger's object): canonical, and it must exist."""
+        canonical = self.objects.resolve(uri)
+        if not self.objects.exists(canonical):
+            raise InvalidInput(f"input not found: {uri}")
         return canonical
 
     def _count_records(self, uri: str) -> tuple[int, int]:
@@ -573,6 +602,12 @@ class JobsService:
                     self.store.update(job.job_id, touch.version, **touch.changes)
                 except RouterError as e:
                     log.warning("sweep of %s: %s", job.job_id, e.message)
+        if self.notifier is not None:
+            # The outbox: notifications a crash or a failed delivery left pending.
+            try:
+                counts.update(self.notifier.deliver_due(limit=limit))
+            except RouterError as e:
+                log.warning("sweep of notifications: %s", e.message)
         return counts
 
     # ------------------------------------------------------------------ applying lifecycle moves
@@ -649,6 +684,12 @@ class JobsService:
                 job = self.store.get(job.job_id)
             else:
                 return job, work
+
+    def attach_notifier(self, notifier: Notifier) -> None:
+        """Job-end notifications: submissions may ask for them, every job end delivers its record
+        (written by the terminal transition, lifecycle.outbox) and sweeps re-deliver."""
+        self.notifier = notifier
+        self.on_end = (*self.on_end, notifier.after_finish)
 
     def _ended(self, job: Job) -> None:
         for hook in self.on_end:

@@ -16,6 +16,8 @@ module returns through its ports. The rules for applying them:
 - Every `Transition` into a finished status that took effect is a job end: the applier runs its
   end hooks (`JobsService(on_end=...)`) exactly there, and nowhere else.
 - `tally` names the sweep counter a move adds one to when it took effect.
+- The job-end notification is written by the job's terminal `Transition` itself (`outbox`): a
+  finished job never lacks its notification record (router/notifications.py delivers it).
 
 Backend kinds plug in through `BACKEND_PHASES` (their status words -> `Phase`) and the route sets
 below; worker routes (`WORKER_ROUTES`) are run by the router's own checkpointing worker.
@@ -30,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from router.domain import Job, JobStatus, Route
+from router.jobs import format_time
 
 S = JobStatus
 ACTIVE = frozenset({S.QUEUED, S.RUNNING})
@@ -91,6 +94,8 @@ class Policy:
 
     max_attempts: int
     replay_dispatch_after_s: float = REPLAY_DISPATCH_AFTER_S
+    # Job-end notification targets of each model (config `models[].notify`), beside a job's own `notify`.
+    notify: Mapping[str, tuple[Mapping[str, str], ...]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -352,6 +357,46 @@ def finish_cancel(tally: str | None = None) -> Transition:
 
 def decide(job: Job | None, event: Event, policy: Policy, now: datetime) -> Plan:
     """The moves that `event` calls for on `job` (None: the job does not exist)."""
+    plan = _decide(job, event, policy, now)
+    if job is None or not any(isinstance(m, Transition) and m.ends_job for m in plan):
+        return plan
+    return tuple(outbox(m, job, policy, now) if isinstance(m, Transition) and m.ends_job else m for m in plan)
+
+
+# ------------------------------------------------------------------------- the notification outbox
+
+
+def notification_id(job_id: str) -> str:
+    """The stable id of a job's notification (one per job: a job finishes once)."""
+    return "ntf_" + job_id.removeprefix("job_")
+
+
+def notify_targets(job: Job, policy: Policy) -> list[dict[str, str]]:
+    """Where the end of `job` is announced: its own webhook, then its model's targets (no repeats)."""
+    out: list[dict[str, str]] = []
+    own = (job.notify or {}).get("webhook")
+    if isinstance(own, str) and own:
+        out.append({"kind": "webhook", "url": own})
+    for target in policy.notify.get(job.model, ()):
+        if dict(target) not in out:
+            out.append(dict(target))
+    return out
+
+
+def outbox(move: Transition, job: Job, policy: Policy, now: datetime) -> Transition:
+    """A terminal transition carrying the job's notification record (pending, due now), when the
+    job has somewhere to be announced; else the move unchanged."""
+    targets = notify_targets(job, policy)
+    if not targets or "notification" in move.changes:
+        return move
+    record = {
+        "id": notification_id(job.job_id), "state": "pending", "attempts": 0,
+        "due_at": format_time(now), "targets": targets, "done": [],
+    }  # fmt: skip
+    return Transition(move.from_, move.to, {**move.changes, "notification": record}, move.tally)
+
+
+def _decide(job: Job | None, event: Event, policy: Policy, now: datetime) -> Plan:
     if job is None:
         worker = isinstance(event, WorkerStarted | Checkpointed | WorkerDone | WorkerFailed)
         return (QUIT,) if worker else NOTHING

@@ -7,7 +7,7 @@ wrapper can sit in front of any adapter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,6 +146,11 @@ class JobStore(Protocol):
 
     def count_active(self, owner: str) -> int: ...
 
+    def list_notifications_due(self, *, due_before: datetime, limit: int) -> list[Job]:
+        """Jobs whose job-end notification is pending and due by `due_before`, soonest first
+        (the outbox: jobs.notification_due; the sweeper re-delivers them)."""
+        ...
+
 
 class ObjectStore(Protocol):
     """Artifacts, job inputs and outputs: file:// locally, s3:// on AWS."""
@@ -190,6 +195,20 @@ class WorkerQueue(Protocol):
 
     def in_flight(self, job_id: str) -> bool:
         """True while the queue itself still holds the job (waiting or running); False when it cannot tell."""
+
+
+class WebhookSender(Protocol):
+    """POSTs a notification (router/adapters/webhook.py). Redirects are not followed."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
+        """The HTTP status of the answer; BackendUnavailable when there was none (connect, timeout)."""
+        ...
+
+
+class TopicPublisher(Protocol):
+    """Publishes a notification to an SNS topic (router/adapters/sns_topic.py)."""
+
+    def publish(self, topic_arn: str, message: str, attributes: Mapping[str, str]) -> None: ...
 
 
 class Clock(Protocol):

@@ -44,6 +44,8 @@ CLIENTS: dict[str, ClientSettings] = {
     "lambda": ClientSettings(connect_timeout_s=1.0, read_timeout_s=2.0, max_attempts=2),
     # Control plane: DescribeEndpoint, Create/Describe/StopTransformJob.
     "sagemaker": ClientSettings(connect_timeout_s=1.0, read_timeout_s=5.0, max_attempts=2),
+    # Job-end notifications (Publish).
+    "sns": ClientSettings(connect_timeout_s=1.0, read_timeout_s=3.0, max_attempts=2),
 }
 
 

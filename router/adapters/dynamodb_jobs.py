@@ -120,6 +120,10 @@ class DynamoDBJobStore:
         if job.status.active:
             item[sc.ACTIVE_PK_ATTR] = {"S": _shard(job.job_id)}
             item[sc.ACTIVE_OWNER_ATTR] = {"S": job.owner}
+        due = jm.notification_due(job)
+        if due is not None:
+            item[sc.NOTIFY_PK_ATTR] = {"S": sc.NOTIFY_PK}
+            item[sc.NOTIFY_SORT_ATTR] = {"S": due}
         if job.expires_at is not None:
             item[sc.TTL_ATTR] = {"N": str(jm.epoch_seconds(job.expires_at))}
         return item
@@ -298,6 +302,12 @@ class DynamoDBJobStore:
                 removes.append(e.n(name))
             else:
                 sets.append(f"{e.n(name)} = {e.v(stored)}")
+            if name == "notification":  # the outbox index follows the notification's state
+                due = jm.notification_due_of(value)
+                if due is None:
+                    removes += [e.n(sc.NOTIFY_PK_ATTR), e.n(sc.NOTIFY_SORT_ATTR)]
+                else:
+                    sets += [f"{e.n(sc.NOTIFY_PK_ATTR)} = {e.v(sc.NOTIFY_PK)}", f"{e.n(sc.NOTIFY_SORT_ATTR)} = {e.v(due)}"]
         version = e.n("version")
         sets.append(f"{e.n('updated_at')} = {e.v(jm.format_time(now))}")
         sets.append(f"{version} = {version} + {e.v(1)}")
@@ -394,6 +404,31 @@ class DynamoDBJobStore:
                     break
                 query["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         found.sort(key=lambda j: (jm.format_time(j.updated_at), j.job_id))
+        return found[:limit]
+
+    def list_notifications_due(self, *, due_before: datetime, limit: int) -> list[Job]:
+        jm.check_limit(limit)
+        now = self._clock.now()
+        e = _Expr()
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": sc.NOTIFY_INDEX,
+            "KeyConditionExpression": (
+                f"{e.n(sc.NOTIFY_PK_ATTR)} = {e.v(sc.NOTIFY_PK)} AND {e.n(sc.NOTIFY_SORT_ATTR)} <= {e.v(jm.format_time(due_before))}"
+            ),
+            "ScanIndexForward": True,
+            **e.args(),
+        }
+        found: list[Job] = []
+        while len(found) < limit:
+            resp = self._call("query", Limit=limit - len(found), **query)
+            for item in resp.get("Items", []):
+                job = self._live(item, now)
+                if job is not None and jm.notification_due(job) is not None:
+                    found.append(job)
+            if "LastEvaluatedKey" not in resp:
+                break
+            query["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return found[:limit]
 
     def count_active(self, owner: str) -> int:

@@ -39,6 +39,14 @@ ACTIVE_SHARDS = 4
 ACTIVE_OWNER_INDEX = "active-by-owner"
 ACTIVE_OWNER_ATTR = "active_owner"
 
+# Notification outbox index (sparse): a job whose job-end notification awaits delivery carries
+# `notify_pk` (one partition: pending notifications are few) and `notify_due` (when it is due,
+# jobs.notification_due). The sweeper Queries due ones; delivering REMOVEs both.
+NOTIFY_INDEX = "notify-due"
+NOTIFY_PK_ATTR = "notify_pk"
+NOTIFY_PK = "NOTIFY"
+NOTIFY_SORT_ATTR = "notify_due"
+
 # TTL: epoch seconds, set when a job finishes (finished_at + ttl_days) and on idempotency items.
 # DynamoDB deletes expired items lazily (typically within days), so readers also filter in code.
 TTL_ATTR = "ttl_epoch"
@@ -50,6 +58,8 @@ ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
     {"AttributeName": ACTIVE_PK_ATTR, "AttributeType": "S"},
     {"AttributeName": ACTIVE_SORT_ATTR, "AttributeType": "S"},
     {"AttributeName": ACTIVE_OWNER_ATTR, "AttributeType": "S"},
+    {"AttributeName": NOTIFY_PK_ATTR, "AttributeType": "S"},
+    {"AttributeName": NOTIFY_SORT_ATTR, "AttributeType": "S"},
 ]
 
 KEY_SCHEMA: list[dict[str, str]] = [{"AttributeName": PK, "KeyType": "HASH"}]
@@ -75,6 +85,14 @@ GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
         "IndexName": ACTIVE_OWNER_INDEX,
         "KeySchema": [{"AttributeName": ACTIVE_OWNER_ATTR, "KeyType": "HASH"}],
         "Projection": {"ProjectionType": "KEYS_ONLY"},
+    },
+    {
+        "IndexName": NOTIFY_INDEX,
+        "KeySchema": [
+            {"AttributeName": NOTIFY_PK_ATTR, "KeyType": "HASH"},
+            {"AttributeName": NOTIFY_SORT_ATTR, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
     },
 ]
 

@@ -40,12 +40,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     idempotency_expires_at TEXT,
     version INTEGER NOT NULL,
     record TEXT NOT NULL,
+    notify_due TEXT,
     UNIQUE (owner, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_sk);
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs (updated_at, job_id) WHERE active = 1;
 CREATE INDEX IF NOT EXISTS jobs_active_by_owner ON jobs (owner) WHERE active = 1;
 """
+# The notification outbox (jobs.notification_due): added to tables made before it existed.
+_OUTBOX_COLUMN = "ALTER TABLE jobs ADD COLUMN notify_due TEXT"
+_OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS jobs_notify_due ON jobs (notify_due, job_id) WHERE notify_due IS NOT NULL"
 
 # Seconds a writer waits for another connection's write lock before giving up (503).
 _BUSY_TIMEOUT_S = 10.0
@@ -67,6 +71,10 @@ class SqliteJobStore:
             # FULL: a committed job survives a power cut, not only a process crash.
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+            if "notify_due" not in columns:
+                self._conn.execute(_OUTBOX_COLUMN)
+            self._conn.execute(_OUTBOX_INDEX)
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"job table {path}: {exc}") from exc
 
@@ -118,6 +126,7 @@ class SqliteJobStore:
             "expires_at": None if job.expires_at is None else jm.format_time(job.expires_at),
             "version": job.version,
             "record": jm.canonical_json(jm.to_record(job)),
+            "notify_due": jm.notification_due(job),
         }
 
     def _load(self, conn: sqlite3.Connection, job_id: str, now: datetime) -> Job | None:
@@ -131,7 +140,7 @@ class SqliteJobStore:
         values = self._row_values(job)
         conn.execute(
             "UPDATE jobs SET status = :status, model = :model, updated_at = :updated_at, active = :active,"
-            " expires_at = :expires_at, version = :version, record = :record WHERE job_id = :job_id",
+            " expires_at = :expires_at, version = :version, record = :record, notify_due = :notify_due WHERE job_id = :job_id",
             values,
         )
 
@@ -168,9 +177,9 @@ class SqliteJobStore:
             )
             conn.execute(
                 "INSERT INTO jobs (job_id, owner, created_sk, status, model, updated_at, active, expires_at,"
-                " idempotency_key, idempotency_expires_at, version, record) VALUES (:job_id, :owner,"
+                " idempotency_key, idempotency_expires_at, version, record, notify_due) VALUES (:job_id, :owner,"
                 " :created_sk, :status, :model, :updated_at, :active, :expires_at, :idempotency_key,"
-                " :idempotency_expires_at, :version, :record)",
+                " :idempotency_expires_at, :version, :record, :notify_due)",
                 values,
             )
             return job, True
@@ -257,6 +266,18 @@ class SqliteJobStore:
             jobs, records = out.get(model, (0, 0))
             out[model] = (jobs + 1, records + (total if isinstance(total, int) and total > 0 else 1))
         return out
+
+    def list_notifications_due(self, *, due_before: datetime, limit: int) -> list[Job]:
+        jm.check_limit(limit)
+        now = self._clock.now()
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT record FROM jobs WHERE notify_due IS NOT NULL AND notify_due <= ? ORDER BY notify_due, job_id LIMIT ?",
+                (jm.format_time(due_before), limit),
+            ).fetchall()
+        )
+        found = (jm.from_record(_record(r[0])) for r in rows)
+        return [j for j in found if not jm.is_expired(j, now)]
 
     def count_active(self, owner: str) -> int:
         row = self._read(

@@ -53,10 +53,15 @@ class JobInput(_Body):
         return uri
 
 
+class JobNotify(_Body):
+    webhook: str = Field(max_length=2048, description="http(s) URL that gets a signed POST of the job's final status when it ends (docs/api.md \"Notifications\").")
+
+
 class JobBody(_Body):
     instances: list[Any] | None = Field(None, min_length=1)
     input: JobInput | None = None
     output: OutputKind = OutputKind.PREDICT
+    notify: JobNotify | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> JobBody:

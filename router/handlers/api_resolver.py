@@ -204,6 +204,7 @@ def _register_job_routes(route: Callable[..., Callable[[Callable[..., Any]], Cal
         job, created = jobs.submit(
             who, spec, instances=body.instances, input_uri=body.input.uri if body.input else None,
             input_format=body.input.format if body.input else "jsonl", output=body.output, idempotency_key=header("idempotency-key"),
+            notify=body.notify.model_dump() if body.notify else None,
         )
         if created:
             metrics.count("JobsSubmitted")

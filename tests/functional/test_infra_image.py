@@ -73,7 +73,7 @@ def variant() -> dict[str, Any]:
 def test_the_cli_writes_the_image_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "template-image.json"
     assert main(["package", "--image-template", str(out), "--template", str(TEMPLATE)]) == 0
-    assert "ApiFunction, EventsFunction, SweeperFunction, WorkerFunction as PackageType Image" in capsys.readouterr().out
+    assert "ApiFunction, EventsFunction, SweeperFunction, TriggerFunction, WorkerFunction as PackageType Image" in capsys.readouterr().out
     assert json.loads(out.read_text()) == image_variant(load_template(TEMPLATE))
 
 

@@ -38,6 +38,7 @@ HANDLERS = {
     "WorkerFunction": "router.lambdas.worker.handler",
     "EventsFunction": "router.lambdas.events.handler",
     "SweeperFunction": "router.lambdas.sweeper.handler",
+    "TriggerFunction": "router.lambdas.trigger.handler",
 }
 WORKER_NAME = {"Fn::Sub": "${AWS::StackName}-worker"}
 ROUTER_PREFIX = f"{NAME_PREFIX}-"
@@ -210,9 +211,9 @@ def test_rest_api_uses_sigv4_and_proxies_v1_to_the_router_function(translated: d
 
 def test_worker_async_invokes_retry_then_go_to_the_dead_letter_queue(template: dict[str, Any], translated: dict[str, Any]) -> None:
     configs = resources_of(translated, "AWS::Lambda::EventInvokeConfig")
-    assert len(configs) == 1
-    props = next(iter(configs.values()))["Properties"]
-    assert props["FunctionName"] == {"Ref": "WorkerFunction"}
+    by_function = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"] for c in configs.values()}
+    assert set(by_function) == {"WorkerFunction", "TriggerFunction"}
+    props = by_function["WorkerFunction"]
     # SAM resolves the parameter (its default here; the deploy-time value in CloudFormation).
     retries = template["Parameters"]["WorkerMaxRetryAttempts"]
     assert props["MaximumRetryAttempts"] == retries["Default"] == 2
@@ -221,13 +222,31 @@ def test_worker_async_invokes_retry_then_go_to_the_dead_letter_queue(template: d
     # And the worker may actually send there (SAM adds the statement).
     worker_role = json.dumps(translated["Resources"]["WorkerFunctionRole"])
     assert '"sqs:SendMessage"' in worker_role and "WorkerDeadLetterQueue" in worker_role
+    # Trigger events: retried (idempotent), then kept in their own queue.
+    trigger = by_function["TriggerFunction"]
+    assert trigger["MaximumRetryAttempts"] == 2
+    assert trigger["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}
+
+
+def test_object_created_events_of_the_trigger_bucket_reach_the_trigger_function(translated: dict[str, Any]) -> None:
+    rules = [r["Properties"] for r in resources_of(translated, "AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    [rule] = [r for r in rules if r["EventPattern"]["source"] == ["aws.s3"]]
+    # The shape router/triggers.py parses (EventBridge "Object Created"), for the parameter's bucket only.
+    assert rule["EventPattern"] == {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [{"Ref": "TriggerBucketName"}]}}}
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
+    # Reading sources and writing results: only in that bucket, only when it is given.
+    policy = translated["Resources"]["TriggerBucketAccessPolicy"]
+    assert policy["Condition"] == "HasTriggerBucket"
+    for name in ("WorkerFunction", "EventsFunction", "SweeperFunction", "TriggerFunction"):
+        assert {"Fn::If": ["HasTriggerBucket", {"Ref": "TriggerBucketAccessPolicy"}, {"Ref": "AWS::NoValue"}]} in (
+            translated["Resources"][f"{name}Role"]["Properties"]["ManagedPolicyArns"]
+        ), name
 
 
 def test_sagemaker_state_changes_of_router_transform_jobs_reach_the_events_function(translated: dict[str, Any]) -> None:
     rules = resources_of(translated, "AWS::Events::Rule")
     pattern_rules = [r["Properties"] for r in rules.values() if "EventPattern" in r["Properties"]]
-    assert len(pattern_rules) == 1
-    rule = pattern_rules[0]
+    [rule] = [r for r in pattern_rules if r["EventPattern"]["source"] != ["aws.s3"]]
     assert rule["EventPattern"] == {
         "source": [EVENT_SOURCE],
         "detail-type": [EVENT_DETAIL_TYPE],
@@ -338,15 +357,17 @@ def test_allow_statements_are_scoped_to_the_stacks_resources(translated: dict[st
                 if service == "dynamodb":
                     assert res == "${JobTable.Arn}" or res in index_arns, (path, res)
                 elif service == "s3":
-                    assert re.fullmatch(r"\$\{(ArtifactsBucket|JobsBucket)\.Arn\}(/.*)?", res), (path, res)
+                    own = re.fullmatch(r"\$\{(ArtifactsBucket|JobsBucket)\.Arn\}(/.*)?", res)
+                    trigger = re.fullmatch(r"arn:\$\{AWS::Partition\}:s3:::\$\{TriggerBucketName\}(/\*)?", res)
+                    assert own or (trigger and path.startswith("/TriggerBucketAccessPolicy/")), (path, res)
                 elif service == "lambda":
                     assert res.endswith(":function:${AWS::StackName}-worker"), (path, res)
                 elif service == "sagemaker":
                     assert re.search(r":(transform-job|model)/router-\*$|:(endpoint|endpoint-config)/\$\{SageMakerEndpointPrefix\}\*$", res), (path, res)
                 elif service == "sqs":
-                    assert res == "${WorkerDeadLetterQueue.Arn}", (path, res)
+                    assert res in ("${WorkerDeadLetterQueue.Arn}", "${TriggerDeadLetterQueue.Arn}"), (path, res)
                 elif service == "sns":
-                    assert action == "sns:Publish" and res == "${AsyncInferenceTopic}", (path, res)
+                    assert action == "sns:Publish" and res in ("${AsyncInferenceTopic}", "${JobNotificationTopic}"), (path, res)
                 elif service == "iam":
                     assert action == "iam:PassRole" and res in ("${SageMakerExecutionRole.Arn}", "${SageMakerExecutionRoleArn}"), (path, res)
                 elif service == "ecr":
@@ -384,7 +405,9 @@ def test_function_roles_carry_only_basic_logging_and_the_stacks_own_policies(tra
     xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"  # SAM's, for `Tracing` (EnableTracing): trace writes only
     for name in HANDLERS:
         role = translated["Resources"][f"{name}Role"]["Properties"]
-        assert role["ManagedPolicyArns"] == [basic, xray, {"Ref": "JobStateAccessPolicy"}], name
+        trigger = {"Fn::If": ["HasTriggerBucket", {"Ref": "TriggerBucketAccessPolicy"}, {"Ref": "AWS::NoValue"}]}
+        own = [p for p in role["ManagedPolicyArns"] if p != trigger]
+        assert own == [basic, xray, {"Ref": "JobStateAccessPolicy"}], name
 
 
 def test_enable_tracing_turns_on_xray_and_the_powertools_tracer(template: dict[str, Any], translated: dict[str, Any]) -> None:
@@ -496,9 +519,10 @@ def test_alarms_cover_the_dlq_api_5xx_and_every_functions_errors_and_throttles(t
         return [a for a in alarms if a["Namespace"] == namespace and a["MetricName"] == metric]
 
     dlq = watching("AWS/SQS", "ApproximateNumberOfMessagesVisible")
-    assert len(dlq) == 1
-    assert dlq[0]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WorkerDeadLetterQueue", "QueueName"]}}]
-    assert (dlq[0]["Threshold"], dlq[0]["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert [d["Dimensions"] for d in dlq] == [
+        [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}] for queue in ("WorkerDeadLetterQueue", "TriggerDeadLetterQueue")
+    ]
+    assert {(d["Threshold"], d["ComparisonOperator"]) for d in dlq} == {(0, "GreaterThanThreshold")}
 
     api5xx = watching("AWS/ApiGateway", "5XXError")
     assert len(api5xx) == 1
@@ -516,6 +540,7 @@ def test_outputs_name_everything_an_operator_needs(template: dict[str, Any]) -> 
         "ApiUrl", "ConfigUri", "JobTableName", "ArtifactsBucketName", "JobsBucketName", "ApiFunctionName",
         "WorkerFunctionName", "EventsFunctionName", "SweeperFunctionName", "WorkerDeadLetterQueueUrl",
         "SageMakerExecutionRoleArn", "ModelDeployerPolicyArn", "AsyncInferenceTopicArn",
+        "TriggerFunctionName", "TriggerDeadLetterQueueUrl", "JobNotificationTopicArn",
     ):
         assert key in outputs, key
     for name in HANDLERS:

@@ -470,6 +470,42 @@ def test_expired_jobs_are_invisible(store_factory: StoreFactory, clock: FakeCloc
     assert store.get(live.job_id) is not None  # active jobs never expire
 
 
+def _pending(clock: FakeClock, delay_s: float = 0.0) -> dict[str, Any]:
+    return {"id": "ntf_x", "state": "pending", "attempts": 0, "due_at": jm.format_time(clock.now() + timedelta(seconds=delay_s))}
+
+
+def test_the_terminal_transition_records_the_notification_in_the_outbox(store: JobStore, clock: FakeClock) -> None:
+    # The outbox entry is written by the very transition that finishes the job (one atomic write).
+    notify = {"webhook": "https://example.com/hook"}
+    a, _ = store.create(make_job(clock, notify=notify))
+    b, _ = store.create(make_job(clock))
+    assert store.list_notifications_due(due_before=clock.now() + timedelta(days=1), limit=10) == []
+    store.transition(a.job_id, ALL, S.RUNNING)
+    done = store.transition(a.job_id, ALL, S.SUCCEEDED, notification=_pending(clock, 5))
+    store.transition(b.job_id, ALL, S.CANCELLED, notification=_pending(clock, 1))
+    assert done is not None and done.notify == notify and done.notification == _pending(clock, 5)
+    assert store.get(a.job_id) == done
+    assert store.list_notifications_due(due_before=clock.now(), limit=10) == []  # not due yet
+    due = store.list_notifications_due(due_before=clock.now() + timedelta(seconds=10), limit=10)
+    assert [j.job_id for j in due] == [b.job_id, a.job_id]  # soonest first
+    assert [j.job_id for j in store.list_notifications_due(due_before=clock.now() + timedelta(seconds=10), limit=1)] == [b.job_id]
+
+
+def test_a_delivered_notification_leaves_the_outbox(store: JobStore, clock: FakeClock) -> None:
+    job, _ = store.create(make_job(clock))
+    job = store.transition(job.job_id, ALL, S.FAILED, notification=_pending(clock)) or job
+    later = clock.now() + timedelta(seconds=1)
+    retry = {**_pending(clock, 60), "attempts": 1, "last_error": "HTTP 500"}
+    moved = store.update(job.job_id, job.version, notification=retry)
+    assert moved is not None and moved.notification == retry
+    assert store.list_notifications_due(due_before=later, limit=10) == []  # backing off
+    assert [j.job_id for j in store.list_notifications_due(due_before=later + timedelta(seconds=60), limit=10)] == [job.job_id]
+    delivered = store.update(job.job_id, moved.version, notification={**retry, "state": "delivered"})
+    assert delivered is not None and delivered.notification is not None and delivered.notification["state"] == "delivered"
+    assert store.list_notifications_due(due_before=later + timedelta(days=1), limit=10) == []
+    assert store.update(job.job_id, moved.version, notification=retry) is None  # version-checked like any update
+
+
 # --- adapter specifics ------------------------------------------------------------------------
 
 
@@ -523,6 +559,7 @@ def test_dynamodb_uses_indexes_never_scans_and_keeps_the_active_index_sparse(mot
     store.list_by_owner("alice", status=S.QUEUED)
     store.list_active(updated_before=clock.now(), limit=5)
     store.count_active("alice")
+    store.list_notifications_due(due_before=clock.now(), limit=5)
     assert "scan" not in rec.calls
     assert rec.calls.count("query") >= 3
     ttl = client.describe_time_to_live(TableName="jobs")["TimeToLiveDescription"]

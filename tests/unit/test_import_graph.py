@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "router.sagemaker_contract", "router.async_inference",
         "sagemaker_jobs", "sagemaker_jobs.*",
     )),
-    ("services", ("router.service", "router.jobs_service", "router.async_jobs")),
+    ("services", ("router.service", "router.jobs_service", "router.async_jobs", "router.notifications", "router.triggers")),
     ("runtime", ("router.runtime",)),
     ("handlers", ("router.handlers", "router.handlers.*", "router.local", "router.local.*")),
     ("composition roots", ("router.bootstrap", "router.local.app", "router.lambdas", "router.lambdas.*")),
