@@ -47,7 +47,7 @@ def request_rows(model: ModelSpec, instances: Sequence[Any]) -> list[Any]:
     """The instances as the model receives them: tabular records keyed by the config's feature
     names become rows in that order (validated as inline does); anything else passes as sent."""
     if model.features and model.framework in ("sklearn", "onnx"):
-        from router.adapters.inline import FeatureSchema
+        from router.features import FeatureSchema
 
         rows: list[Any] = FeatureSchema(names=tuple(model.features), n_features=None).to_matrix(instances).tolist()
         return rows

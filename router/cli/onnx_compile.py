@@ -169,7 +169,7 @@ def _trees(estimator: Any) -> list[Any]:
 def load_data(path: Path, spec: ModelSpec, rows: int | None) -> Sample:
     """Records from a JSON Lines (lists or objects by feature name) or CSV (numbers) file, at
     most `rows` of them when given."""
-    from router.adapters.inline import FeatureSchema
+    from router.features import FeatureSchema
     from router.jobs_io import read_chunks
 
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"

@@ -19,15 +19,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("router", "router.domain", "router.errors")),
     ("model", (
         "router.config", "router.jobs", "router.lifecycle", "router.jobs_io", "router.model_versions", "router.auth",
-        "router.sagemaker_names",
+        "router.sagemaker_names", "router.features",
     )),
     ("ports and pure decisions", (
         "router.ports", "router.routing", "router.calibration", "router.transform_events", "router.advice",
+        "router.sagemaker_contract", "router.async_inference",
     )),
     ("adapters", (
         "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
-        # The SageMaker request document validates tabular rows with router.adapters.inline's FeatureSchema.
-        "router.sagemaker_contract", "router.async_inference",
         "sagemaker_jobs", "sagemaker_jobs.*",
     )),
     ("services", ("router.service", "router.jobs_service", "router.async_jobs", "router.notifications", "router.triggers")),

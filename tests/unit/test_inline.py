@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.adapters.inline import FeatureSchema, _to_matrix
 from router.errors import InvalidInput
+from router.features import FeatureSchema
 
 IRIS = FeatureSchema(names=("sepal_length", "sepal_width", "petal_length", "petal_width"), n_features=None)
 UNNAMED = FeatureSchema(names=None, n_features=3)
@@ -159,14 +159,14 @@ def test_any_single_non_finite_value_is_found(rows: list[list[float]], data: st.
 
 def reject32(schema: FeatureSchema, instances: Any) -> InvalidInput:
     with pytest.raises(InvalidInput) as info:
-        _to_matrix(instances, schema, np.float32)
+        schema.to_matrix(instances, np.float32)
     return info.value
 
 
 @pytest.mark.parametrize("records", [1, 1000])  # the small-batch and the vectorised path
 def test_a_float32_matrix_is_built_directly(records: int) -> None:
     rows = [[1.5, 2, -3.25]] * records
-    x = _to_matrix(rows, UNNAMED, np.float32)
+    x = UNNAMED.to_matrix(rows, np.float32)
     assert x.dtype == np.float32 and x.shape == (records, 3) and x[0].tolist() == [1.5, 2.0, -3.25]
 
 
@@ -188,4 +188,4 @@ def test_the_float32_path_explains_like_the_float64_one(bad: Any) -> None:
 
 @given(st.lists(st.lists(st.floats(-3e38, 3e38, width=64) | st.integers(-(2**53), 2**53), min_size=3, max_size=3), min_size=1, max_size=30))
 def test_any_float32_range_rows_convert_as_numpy_does(rows: list[list[float]]) -> None:
-    assert _to_matrix(rows, UNNAMED, np.float32).tolist() == np.array(rows, dtype=np.float64).astype(np.float32).tolist()
+    assert UNNAMED.to_matrix(rows, np.float32).tolist() == np.array(rows, dtype=np.float64).astype(np.float32).tolist()

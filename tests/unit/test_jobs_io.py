@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.adapters.inline import FeatureSchema
 from router.errors import InvalidInput
+from router.features import FeatureSchema
 from router.jobs_io import NumberRows, encode_jsonl, read_chunks
 
 ONE_BY_ONE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
