@@ -257,11 +257,14 @@ class RouterService:
             raise self.not_syncable_error(decision)
 
     def predict(self, model: ModelSpec, instances: Sequence[Any], output: OutputKind, payload_bytes: int, *,
-                owner: str | None = None, respond_async: bool = False, idempotency_key: str | None = None) -> Prediction | Submitted:
+                owner: str | None = None, respond_async: bool = False, idempotency_key: str | None = None,
+                started: float | None = None) -> Prediction | Submitted:
         """Run a synchronous prediction. When no sync route is feasible: 503 while the endpoint that
         would take it is in a transient state; else, with `respond_async` (the caller's
         `Prefer: respond-async`) and a job service, the request submitted as a job for `owner`;
-        else 422 sync_not_possible or 413 payload_too_large with the Decision."""
+        else 422 sync_not_possible or 413 payload_too_large with the Decision. `started`: the
+        perf_counter() when the handler began on the request (before parsing its body): the time
+        recorded against the estimate runs from there, as the profile's sync timings do."""
         state = self._state(model)
         decision = self.decide_in(model, Mode.SYNC, len(instances), payload_bytes, state)
         if decision.route is None:
@@ -280,12 +283,14 @@ class RouterService:
         else:
             assert model.endpoint is not None
             preds = self._invoke_endpoint(model, model.endpoint.name, instances, output)
-        elapsed = time.perf_counter() - start
+        end = time.perf_counter()
+        elapsed = end - start
+        spent = end - (start if started is None else min(started, start))  # what the estimate covers
         if decision.estimates is not None:
             cold = (decision.route is Route.INLINE and not state.warm) or (
                 decision.route is Route.SERVERLESS and not state.serverless_warm
             )
-            self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, elapsed, len(instances), cold=cold)
+            self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, spent, len(instances), cold=cold)
         return Prediction(model, decision.route, decision, preds, elapsed * 1000)
 
     def endpoint_status(self, model: ModelSpec) -> str | None:

@@ -6,6 +6,7 @@ Used by `router profile` and `router demo`. CLI-side only: the handlers never im
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import subprocess
@@ -32,8 +33,11 @@ _IMPORT = {"sklearn": "import joblib, sklearn", "onnx": "import onnxruntime"}
 
 # Sync sizes timed for inline: one row (its fixed cost) and a typical batch.
 SYNC_ROWS = 1_000
-# Timed (1 row, sync batch) pairs: the machine may be busy, the median of many calls is what requests see.
-_PAIRS = 100
+# Timed (1 row, sync batch) pairs: the machine may be busy, the typical time of many calls is what
+# requests see.
+_PAIRS = 200
+# The share of the fastest and of the slowest timings that `typical` leaves out.
+TRIM = 0.1
 _PAUSE_S = 0.002
 _JOB_PAUSE_S = 0.05
 LONG_CHUNKS = 8  # chunks in the longest profiling job
@@ -56,8 +60,9 @@ def measure(
 
     load_s: fetch + SHA-256 check + framework import + deserialize, as a cold process pays it;
     import_s: the framework import alone, in a fresh interpreter (seconds for scikit-learn).
-    routes.inline: fixed + per-record fit through the median time of `runner.predict` on 1 row and
-    on `rows` rows (the sync sizes). routes.lambda-job: the real worker (JobsService.run_lambda_job
+    routes.inline: fixed + per-record fit through the typical time (`typical`) of what a sync
+    request costs the router on 1 row and on `rows` rows (the sync sizes): parsing its JSON body
+    as the API does, then `runner.predict`. routes.lambda-job: the real worker (JobsService.run_lambda_job
     on a SQLite job table and file storage) on 1 record, 1 chunk and 8 chunks of
     `jobs.chunk_records`: fixed = the 1-record job, per-record = the slope between the chunks, so
     the estimate errs high by at most one chunk's overhead. routes.batch-transform: per record at
@@ -72,6 +77,7 @@ def measure(
     import numpy as np
 
     from router.cli.wiring import inline_runner
+    from router.handlers.api_common import loads_json
 
     if spec.framework not in _LOAD:
         raise InvalidRequest(f"model {spec.name!r} is {spec.framework}: it runs on SageMaker; declare its profile by hand")
@@ -97,9 +103,12 @@ def measure(
             picked = rng.normal(size=(n, width)) if pool is None else pool[rng.integers(0, len(pool), size=n)]
             return np.round(picked, 4).tolist()  # type: ignore[no-any-return]
 
-        singles = [rows_of(1) for _ in range(max(10, _PAIRS * repeats // 5))]
-        big = rows_of(max(rows, 2))
-        runner.predict(spec, big, OutputKind.PREDICT)  # warm-up
+        def request(text: str) -> None:  # what the API does with a predict body (the estimate's scope)
+            runner.predict(spec, loads_json(text)["instances"], OutputKind.PREDICT)
+
+        singles = [json.dumps({"instances": rows_of(1)}) for _ in range(max(10, _PAIRS * repeats // 5))]
+        big = json.dumps({"instances": rows_of(max(rows, 2))})
+        request(big)  # warm-up
         # Interleaved, so that both sizes see the same load on a busy machine, and each call after
         # a pause, as requests reach a server: back-to-back calls on a shared or CPU-quota'd
         # machine time its throttling (several times the cost of one request).
@@ -107,10 +116,10 @@ def measure(
         many: list[float] = []
         for single in singles:
             time.sleep(_PAUSE_S)
-            one.append(_timed(lambda x=single: runner.predict(spec, x, OutputKind.PREDICT)))
+            one.append(_timed(lambda x=single: request(x)))
             time.sleep(_PAUSE_S)
-            many.append(_timed(lambda: runner.predict(spec, big, OutputKind.PREDICT)))
-        inline = _fit(1, statistics.median(one) * 1000, len(big), statistics.median(many) * 1000)
+            many.append(_timed(lambda: request(big)))
+        inline = _fit(1, typical(one) * 1000, max(rows, 2), typical(many) * 1000)
         timings: dict[str, dict[str, float]] = {"inline": inline}
         if spec.in_process and "lambda-job" in routes:
             timings["lambda-job"] = _worker_timing(spec, cfg, runner, Path(scratch), rows_of, repeats)
@@ -145,6 +154,17 @@ def _scratch_parent(cfg: RouterConfig) -> str | None:
         except OSError:
             return None
     return None
+
+
+def typical(seconds: Sequence[float]) -> float:
+    """The mean of the timings without the fastest and the slowest TRIM of them. On a busy machine
+    a call's time is its work plus whole scheduler slices (a few ms each) lost to other processes,
+    so timings cluster at a few distant values and their median jumps between them from one run
+    to the next; this mean moves smoothly with the load and ignores the rare stall."""
+    ordered = sorted(seconds)
+    cut = int(len(ordered) * TRIM)
+    kept = ordered[cut : len(ordered) - cut] or ordered
+    return statistics.fmean(kept)
 
 
 def _fit(n1: int, t1_ms: float, n2: int, t2_ms: float) -> dict[str, float]:

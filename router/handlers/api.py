@@ -385,7 +385,7 @@ class ApiHandler:
         metrics = telemetry.event_metrics()
         metrics.dimension("model", spec.name)
         result = service.predict(spec, instances, output, size, owner=owner, respond_async="respond-async" in prefer,
-                                 idempotency_key=idempotency_key)
+                                 idempotency_key=idempotency_key, started=start)
         if isinstance(result, Submitted):
             metrics.count("JobsSubmitted")
             return self.job_response(202, result.job)

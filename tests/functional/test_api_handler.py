@@ -93,6 +93,19 @@ def test_predict_with_an_iam_identity(handler: Any) -> None:
     assert headers["X-Request-Id"] == ["req-" + hashlib.md5(b"/v1/models/tree/predict").hexdigest()[:8]]
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_the_recorded_sync_time_includes_parsing_the_body(runtime: Runtime, fast_path: bool) -> None:
+    # The estimate covers parsing, routing and predicting (docs/routing.md "Estimates"): the
+    # recorder's sample lies between the response's model time and its total.
+    h = make_handler(runtime, fast_path=fast_path)
+    status, _, body = call(h, event("POST", "/v1/models/tree/predict", {"instances": [[1, 0, 0]] * 500}))
+    assert status == 200, body
+    sample = runtime.service.recorder.samples("tree")["inline"][-1]
+    assert sample.records == 500
+    assert body["timing_ms"]["model"] <= round(sample.measured_s * 1000, 3) <= body["timing_ms"]["total"]
+    assert sample.measured_s * 1000 > body["timing_ms"]["model"]
+
+
 def test_no_identity_is_401_with_the_envelope(handler: Any) -> None:
     status, headers, body = call(handler, event("GET", "/v1/models", arn=None))
     assert status == 401 and body["error"]["code"] == "unauthorized"

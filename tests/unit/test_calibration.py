@@ -3,6 +3,7 @@ the profile schema (old keys still valid), and the service recording every sync 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -148,3 +149,24 @@ def test_the_worker_state_is_known_only_when_it_shares_the_runner() -> None:
     m = cfg.models[0]
     assert shared.backend_state(m) == BackendState(warm=True, worker_warm=True)
     assert apart.backend_state(m) == BackendState(warm=True)
+
+
+def test_a_sync_sample_covers_the_request_from_when_its_handling_began() -> None:
+    # The estimate covers what the router spends on a request (parsing its body, routing,
+    # predicting; docs/routing.md "Estimates"): the sample runs from the handler's start.
+    svc = RouterService(config({"load_s": 0.5, "per_record_ms": 1.0}), runner=FakeRunner(warm=True))
+    began = time.perf_counter() - 5.0  # a body that took 5 s to parse
+    out = svc.predict(svc.model("m"), [[1, 2]], OutputKind.PREDICT, 100, started=began)
+    assert isinstance(out, Prediction)
+    (sample,) = svc.recorder.samples("m")["inline"]
+    assert sample.measured_s >= 5.0 > out.model_ms / 1000  # the response's model time stays the model's
+
+
+def test_typical_is_a_trimmed_mean_that_moves_smoothly_with_the_share_of_slow_calls() -> None:
+    from router.cli.profiling import typical
+
+    assert typical([1.0] * 18 + [0.001, 50.0]) == pytest.approx(1.0)  # the rare stall and the odd fast call are left out
+    # Calls of 3 ms, some losing a 4 ms scheduler slice: a median jumps from 3 to 7 ms when the
+    # slow ones pass half; the typical time moves by the share that changed.
+    below, above = typical([3.0] * 51 + [7.0] * 49), typical([3.0] * 49 + [7.0] * 51)
+    assert 4.5 < below < above < 5.5 and above - below == pytest.approx(8 / 80)
