@@ -1,15 +1,18 @@
 """Benchmark `estimates`: how close routing's estimates are to what the work then takes, on the
-local runtime. The demo's iris is profiled with `router profile --write` (skipped with --quick,
-which keeps the demo's own profile), served by `router serve`'s app on a free port, and sent
-lambda-jobs of 2k, 20k and 100k records (started -> finished, the model warm in the worker; plus
-one cold 2k job first) and 1- and 1,000-row sync requests over real HTTP (the recorder's estimate
-vs the time the router spent on each: parsing its body, routing, predicting; the HTTP transport is
-not the route's). Each line: estimate vs measured, ratio = estimate / measured (1.00 is exact,
-above 1 pessimistic); jobs by the median over the runs, sync requests by `typical` (the trimmed
-mean `router profile` takes too: on a busy machine one request's time is its work plus whole
-scheduler slices lost, so timings cluster and their median jumps). The sync requests come right
-after the profile, interleaved, each after a pause: the load they see is the load it saw. Then
-`router plan --calibration` prints what the running router reports.
+local runtime. Three rounds, each: the demo's iris profiled with `router profile --write` (its
+own process, real rows; skipped with --quick, which keeps the demo's own profile, one round), a
+fresh `router serve` app on that config on a free port, then over real HTTP 1- and 1,000-row sync
+requests (interleaved, each after a pause) and lambda-jobs of 2k, 20k and 100k records (the model
+warm in the worker; plus one cold 2k job first in round 1). A shared machine's load drifts over
+tens of seconds, so each estimate is compared with work done right after its own profile.
+
+Sync: the recorder's estimate vs the time the router spent on the request (body parse, routing,
+predict: the span the estimate covers; the HTTP transport is not in it), each size's `typical`
+time per round (the trimmed mean `router profile` takes: on a busy machine timings cluster at
+whole scheduler slices and their median jumps). Jobs: the decision's estimate vs started ->
+finished, the median of the round's runs. Each line: ratio = estimate / measured, the median of
+the rounds' ratios (1.00 is exact, above 1 pessimistic). Then `router plan --calibration` prints
+what the last round's router reports.
 """
 
 from __future__ import annotations
