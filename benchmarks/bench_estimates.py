@@ -1,16 +1,18 @@
 """Benchmark `estimates`: how close routing's estimates are to what the work then takes, on the
-local runtime. Three rounds, each: the demo's iris profiled with `router profile --write` (its
+local runtime. Four rounds, each: the demo's iris profiled with `router profile --write` (its
 own process, real rows; skipped with --quick, which keeps the demo's own profile, one round), a
 fresh `router serve` app on that config on a free port, then over real HTTP 1- and 1,000-row sync
 requests (interleaved, each after a pause) and lambda-jobs of 2k, 20k and 100k records (the model
 warm in the worker; plus one cold 2k job first in round 1). A shared machine's load drifts over
-tens of seconds, so each estimate is compared with work done right after its own profile.
+tens of seconds, so each profile's estimate is compared with the work measured just before it
+and just after it (a linear drift cancels); the first of the four profiles only sets up the cold
+job and the first "before".
 
 Sync: the recorder's estimate vs the time the router spent on the request (body parse, routing,
 predict: the span the estimate covers; the HTTP transport is not in it), each size's `typical`
-time per round (the trimmed mean `router profile` takes: on a busy machine timings cluster at
+time of the requests around the profile (the trimmed mean `router profile` takes: on a busy machine timings cluster at
 whole scheduler slices and their median jumps). Jobs: the decision's estimate vs started ->
-finished, the median of the round's runs. Each line: ratio = estimate / measured, the median of
+finished, the median of the runs around the profile. Each line: ratio = estimate / measured, the median of
 the rounds' ratios (1.00 is exact, above 1 pessimistic). Then `router plan --calibration` prints
 what the last round's router reports.
 """
@@ -64,11 +66,12 @@ def run(ctx: Context) -> None:
     sample = state / "rows-1000-99.jsonl"
     inputs = {n: _rows(state, n, n) for n in job_sizes}
     sync_inputs = {1: [IRIS_ROW], 1_000: _rows(state, 1_000, 1_000)}
-    # Rounds of (router profile --write, a fresh router on that config, its work measured): the
-    # load of a shared machine drifts over tens of seconds, so each estimate is compared with work
-    # done right after its own profile; a subject is then the median of its per-round ratios.
-    rounds = 1 if quick else ROUNDS
-    per_round: dict[str, list[tuple[float, float]]] = {}
+    # Rounds of (router profile --write, a fresh router on that config, its work measured). A
+    # shared machine's load drifts over tens of seconds, so each profile is compared with the work
+    # measured just before it and just after it (a linear drift cancels); the first profile only
+    # sets up the cold job and the first "before". A subject is the median of the rounds' ratios.
+    rounds = 1 if quick else ROUNDS + 1
+    blocks: list[dict[str, tuple[float, list[float]]]] = []  # per round: subject -> (estimate, measured)
     for r in range(rounds):
         if not quick:
             # As an operator runs it: its own process, with real rows to time.
@@ -78,29 +81,30 @@ def run(ctx: Context) -> None:
             )
             if done.returncode != 0:
                 raise RuntimeError(f"router profile failed ({done.returncode}): {done.stdout}{done.stderr}")
-            ctx.report.note(NAME, f"round {r + 1}, load average {os.getloadavg()[0]:.1f}: {done.stdout.strip()}")
+            ctx.report.note(NAME, f"profile {r + 1}, load average {os.getloadavg()[0]:.1f}: {done.stdout.strip()}")
         app = create_app(load_config(path), port=0)
         server = threading.Thread(target=app.serve_forever, daemon=True)
         server.start()
         client = RouterClient(app.url, API_KEY, timeout_s=120)
+        block: dict[str, tuple[float, list[float]]] = {}
         try:
             if r == 0 and not quick:
                 if "sklearn" in sys.modules:
                     ctx.report.note(NAME, "cold worker: skipped (an earlier benchmark imported scikit-learn into this process)")
                 else:
                     est, took = _job(client, inputs[2_000])  # before anything loads the model
-                    per_round.setdefault("lambda-job 2,000 records, cold worker", []).append((est, took))
+                    _add(ctx, "lambda-job 2,000 records, cold worker", [est], [took], "job")
             client.predict("iris", [IRIS_ROW])  # loads the model: later work is warm
             recorder = app.runtime.service.recorder
-            for n, (est, took) in _sync(client, recorder, sync_inputs, 10 if quick else SYNC_ROUNDS).items():
-                per_round.setdefault(f"inline {n:,} rows", []).append((est, took))
+            for n, (ests, took) in _sync(client, recorder, sync_inputs, 10 if quick else SYNC_ROUNDS).items():
+                block[f"inline {n:,} rows"] = (typical(ests), took)
             runs_of: dict[int, list[tuple[float, float]]] = {n: [] for n in job_sizes}
             for _ in range(1 if quick else JOB_RUNS):  # sizes interleaved: each sees the same load
                 for n in job_sizes:
                     runs_of[n].append(_job(client, inputs[n]))
             for n, pairs in runs_of.items():
-                est, took = statistics.median(e for e, _ in pairs), statistics.median(m for _, m in pairs)
-                per_round.setdefault(f"lambda-job {n:,} records, warm worker", []).append((est, took))
+                block[f"lambda-job {n:,} records, warm worker"] = (statistics.median(e for e, _ in pairs), [m for _, m in pairs])
+            blocks.append(block)
             if r == rounds - 1:
                 out = io.StringIO()
                 with contextlib.redirect_stdout(out):
@@ -109,11 +113,17 @@ def run(ctx: Context) -> None:
         finally:
             app.shutdown()
             server.join(timeout=10)
-    for subject, pairs in per_round.items():
-        _add(ctx, subject, [e for e, _ in pairs], [m for _, m in pairs], "request" if subject.startswith("inline") else "job")
+    for subject in blocks[0]:
+        estimates: list[float] = []
+        measured: list[float] = []
+        for k in range(1, len(blocks)) if len(blocks) > 1 else (0,):
+            around = blocks[k - 1][subject][1] + blocks[k][subject][1] if k else blocks[k][subject][1]
+            estimates.append(blocks[k][subject][0])
+            measured.append(typical(around) if subject.startswith("inline") else statistics.median(around))
+        _add(ctx, subject, estimates, measured, "request" if subject.startswith("inline") else "job")
 
 
-ROUNDS = 3  # profile + measure rounds
+ROUNDS = 3  # profiles compared (each with the work before and after it)
 SYNC_ROUNDS = 120  # requests of each sync size per round
 JOB_RUNS = 3  # jobs of each size per round
 
@@ -122,10 +132,10 @@ def _rows(state: Path, n: int, seed: int) -> list[Any]:
     return [json.loads(line) for line in (state / f"rows-{n}-{seed}.jsonl").read_text().splitlines()]
 
 
-def _sync(client: Any, recorder: Any, requests: dict[int, list[Any]], rounds: int) -> dict[int, tuple[float, float]]:
-    """(typical estimate, typical time spent) of sync requests of each size, interleaved, each after
-    a pause as requests reach a server (and as the profile timed them)."""
-    pairs: dict[int, list[tuple[float, float]]] = {n: [] for n in requests}
+def _sync(client: Any, recorder: Any, requests: dict[int, list[Any]], rounds: int) -> dict[int, tuple[list[float], list[float]]]:
+    """(estimates, times spent) of sync requests of each size, interleaved, each after a pause as
+    requests reach a server (and as the profile timed them)."""
+    pairs: dict[int, tuple[list[float], list[float]]] = {n: ([], []) for n in requests}
     for _ in range(rounds):
         for n, rows in requests.items():
             time.sleep(0.002)
@@ -133,8 +143,9 @@ def _sync(client: Any, recorder: Any, requests: dict[int, list[Any]], rounds: in
             sample = recorder.samples("iris")["inline"][-1]  # one client, one request at a time
             if sample.records != n:
                 raise RuntimeError(f"the last inline sample has {sample.records} records, expected {n}")
-            pairs[n].append((sample.estimate_s, sample.measured_s))
-    return {n: (typical([e for e, _ in got]), typical([m for _, m in got])) for n, got in pairs.items()}
+            pairs[n][0].append(sample.estimate_s)
+            pairs[n][1].append(sample.measured_s)
+    return pairs
 
 
 def _job(client: Any, rows: list[Any]) -> tuple[float, float]:
