@@ -45,7 +45,7 @@ def run(ctx: Context) -> None:
     from router.cli import main
     from router.client import RouterClient
     from router.config import load_config
-    from router.local.app import create_app
+    from router.serve_app import create_app
 
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # as `router serve` runs
     quick = ctx.settings.quick

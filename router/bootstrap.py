@@ -4,7 +4,7 @@ SageMaker emulator, a worker thread pool), and runtime_from_env, which the Lambd
 (router.lambdas) call on their cold start.
 
 The only module that knows which runtime it is in, and the top of the layers with the entry points
-(router.lambdas, router.local.app) and the CLI: nothing below imports it. Adapters are imported
+(router.lambdas, router.serve_app) and the CLI: nothing below imports it. Adapters are imported
 here, lazily, so a handler's import graph holds only what its runtime uses (no boto3 on the local
 inline path).
 """
@@ -99,7 +99,7 @@ def build_local(
         local_async = LocalAsyncEndpoints(config, objects, emulator_dir)
     # The local worker pool runs jobs in this process, on this runner: routing knows when it is warm.
     service = RouterService(config, runner=runner, endpoints=endpoints, worker_shares_runner=with_jobs, async_endpoints=local_async)
-    rt = Runtime("local", config, service, auth, objects)
+    rt = Runtime("local", config, service, auth, objects, files=files)
     if local_endpoints is not None:
         rt.starters.append(local_endpoints.start)
         rt.closers.append(local_endpoints.close)

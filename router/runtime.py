@@ -15,6 +15,7 @@ from router.ports import ObjectStore
 from router.service import RouterService
 
 if TYPE_CHECKING:  # imported by the runtimes that wire jobs, not by every cold start
+    from router.adapters.file_store import FileObjectStore
     from router.jobs_service import JobsService
 
 RuntimeKind = Literal["aws", "local"]
@@ -28,6 +29,7 @@ class Runtime:
     auth: Authenticator
     objects: ObjectStore
     jobs: JobsService | None = None  # None: this runtime serves no job routes
+    files: FileObjectStore | None = None  # the store whose presigned URLs router serve's front serves; None on AWS
     closers: list[Callable[[], None]] = field(default_factory=list)
     starters: list[Callable[[], None]] = field(default_factory=list)
 

@@ -65,7 +65,7 @@ def _run(config_path: Path, host: str, port: int, banner: str = "", threads: int
     # CloudWatch EMF metric lines are for Lambda's log pipeline; locally they would be noise.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     try:
-        from router.local.app import create_app
+        from router.serve_app import create_app
     except ImportError as e:
         print(f"router serve needs the local extra ({e.name} is missing): pip install 'lambda-sagemaker-router[local]'", file=sys.stderr)
         return 1

@@ -24,11 +24,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from router.errors import Forbidden, NotFound, RouterError
 from router.local.threads import DaemonPool, isolate_powertools_request_state
+
+if TYPE_CHECKING:
+    from router.adapters.file_store import FileObjectStore
 
 log = logging.getLogger("router.local")
 
@@ -156,7 +159,7 @@ class LocalApi:
         handler_factory: Callable[[], LambdaHandler] | None = None,
         *,
         max_body_bytes: int,
-        objects: Any | None = None,
+        objects: FileObjectStore | None = None,
         timeout_s: float = 29.0,
         threads: int = 64,
         body_timeout_s: float = 60.0,

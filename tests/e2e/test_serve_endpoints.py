@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from router.config import load_config
-from router.local.app import LocalApp, create_app
+from router.serve_app import LocalApp, create_app
 
 from .conftest import wait_for
 

@@ -15,7 +15,7 @@ import pytest
 
 from router.client import RouterClient
 from router.config import load_config
-from router.local.app import LocalApp, create_app
+from router.serve_app import LocalApp, create_app
 
 from .conftest import ALICE, wait_for, write_variant
 

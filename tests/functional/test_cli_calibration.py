@@ -19,7 +19,7 @@ from router.cli.profiling import read_sample, with_profile
 from router.client import RouterClient
 from router.config import load_config
 from router.errors import InvalidRequest
-from router.local.app import LocalApp, create_app
+from router.serve_app import LocalApp, create_app
 
 KEY = "calibration-key-0001"
 

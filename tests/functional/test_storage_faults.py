@@ -252,7 +252,7 @@ def test_an_upload_to_a_full_disk_is_503_with_retry_after(model_dir: Path, tmp_p
     import urllib.error
     import urllib.request
 
-    from router.local.app import create_app
+    from router.serve_app import create_app
 
     with tmpfs(tmp_path / "mnt") as mnt:
         cfg = write_config(model_dir, mnt / "jobs", tmp_path / "jobs.db")

@@ -1,6 +1,7 @@
 """The import graph of router/ and sagemaker_jobs/, read with `ast` (imports at module level, inside
 functions and under `if TYPE_CHECKING:` alike): no cycle, and no module importing one from a layer
-above its own (LAYERS, bottom first; docs/architecture.md draws them). A new module goes into LAYERS.
+above its own (LAYERS, bottom first; docs/architecture.md draws them), and every package on one layer
+(PACKAGE_EXCEPTIONS aside), so the folders draw the same house. A new module goes into LAYERS.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("services", ("router.service", "router.jobs_service", "router.async_jobs", "router.notifications", "router.triggers")),
     ("runtime", ("router.runtime",)),
     ("handlers", ("router.handlers", "router.handlers.*", "router.local", "router.local.*")),
-    ("composition roots", ("router.bootstrap", "router.local.app", "router.lambdas", "router.lambdas.*")),
+    ("composition roots", ("router.bootstrap", "router.serve_app", "router.lambdas", "router.lambdas.*")),
     ("cli", ("router.cli", "router.cli.*", "router.client")),
 )
 # Exceptions to LAYERS' order, each with its reason. Keep this empty.
 ALLOWED_UP: dict[tuple[str, str], str] = {}
+# Modules on another layer than the rest of their package (the folder picture), each with its reason.
+PACKAGE_EXCEPTIONS: dict[str, str] = {
+    "router.local.sagemaker_emulator": "an adapter of SageMaker (endpoints, batch transform, async) that only router serve wires",
+}
 
 
 def module_files() -> dict[str, Path]:
@@ -182,6 +187,37 @@ def test_no_module_imports_a_higher_layer() -> None:
                 continue
             up.append(f"{src} (layer {LAYERS[ls][0]!r}, line {line}) imports {dst} (layer {LAYERS[ld][0]!r}, above it)")
     assert not up, "imports running up the layers:\n  " + "\n  ".join(sorted(up))
+
+
+def packages(modules: set[str]) -> dict[str, list[str]]:
+    """Each package below the top of `router` (and `sagemaker_jobs`): itself and every module under it."""
+    pkgs = {m for m in modules if m != "router" and any(o.startswith(m + ".") for o in modules)}
+    return {p: sorted(m for m in modules if m == p or m.startswith(p + ".")) for p in sorted(pkgs)}
+
+
+def test_every_package_sits_on_one_layer() -> None:
+    """Seen by folder, the house is the same: a package's modules share one layer (PACKAGE_EXCEPTIONS
+    aside), so a package never imports one above it while its modules each look in order."""
+    mixed = []
+    for pkg, members in packages(set(graph())).items():
+        layers: dict[int | None, list[str]] = {}
+        for m in members:
+            if m not in PACKAGE_EXCEPTIONS:
+                layers.setdefault(layer_of(m), []).append(m)
+        if len(layers) > 1:
+            mixed.append(f"{pkg}: " + "; ".join(
+                f"{LAYERS[i][0] if i is not None else '(none)'!r}: {', '.join(ms)}" for i, ms in layers.items()))
+    assert not mixed, "packages spread over layers (move the module, or list it in PACKAGE_EXCEPTIONS with why):\n  " + "\n  ".join(mixed)
+    stale = sorted(set(PACKAGE_EXCEPTIONS) - set(graph()))
+    assert not stale, f"PACKAGE_EXCEPTIONS lists modules that do not exist: {stale}"
+
+
+def test_no_module_under_local_or_handlers_imports_a_composition_root() -> None:
+    edges = graph()
+    top = [name for name, _ in LAYERS].index("composition roots")
+    found = sorted(f"{m} imports {t}" for m, ts in edges.items() if m.startswith(("router.local.", "router.handlers."))
+                   for t in ts if (layer_of(t) or 0) >= top)
+    assert not found, "router serve's and the Lambdas' parts importing a composition root:\n  " + "\n  ".join(found)
 
 
 def _private(name: str) -> bool:

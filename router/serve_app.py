@@ -1,6 +1,6 @@
 """The composition root of `router serve`: the embedded runtime (router.bootstrap.build_local, with
 the worker pool and the local SageMaker emulator), the API handler and the local HTTP server
-(uvicorn running the ASGI front).
+(uvicorn running the ASGI front). Beside bootstrap, above router.local: nothing below imports it.
 
 Used by the CLI and by tests that want a real server in-process.
 """
@@ -55,6 +55,6 @@ def create_app(
         raise
     api.handler_factory = lambda: make_handler(runtime)
     api.loop_handler = make_handler(runtime)  # the event loop's own, for requests answered at once
-    api.objects = getattr(runtime.objects, "file_store", None)
+    api.objects = runtime.files  # the front serves the file store's presigned URLs
     runtime.start()
     return LocalApp(server, api, runtime)
