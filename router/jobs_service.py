@@ -308,17 +308,9 @@ class JobsService:
         lost: the same InferenceId): what SageMaker said, as a lifecycle event."""
         assert self.async_jobs is not None
         try:
-            model = self.service.model(job.model)
-        except ModelNotFound as e:
-            return lc.Refused(lc.Cause.PERMANENT, e.code, f"the job's model is no longer configured: {e.message}")
-        try:
-            sent = self.async_jobs.send(job, model, self._input_of(job))
-        except Throttled as e:
-            return lc.Refused(lc.Cause.THROTTLED, e.code, e.message)
-        except (BackendUnavailable, BackendTimeout) as e:
-            return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message)
+            sent = self.async_jobs.send(job, self.service.model(job.model), self._input_of(job))
         except RouterError as e:
-            return lc.Refused(lc.Cause.PERMANENT, e.code, e.message)
+            return _refusal(e)
         return lc.Accepted(sent.inference_id, resubmission=job.status is not S.QUEUED, extra=async_extra_for(sent))
 
     def on_async_outcome(self, job_id: str, outcome: AsyncOutcome) -> Job | None:
@@ -340,20 +332,13 @@ class JobsService:
         name = self.transform_name(job.job_id) if self.transform_name else None
         try:
             model = self.service.model(job.model)
-        except ModelNotFound as e:
-            return lc.Refused(lc.Cause.PERMANENT, e.code, f"the job's model is no longer configured: {e.message}", name)
-        settings = self.config.batch_settings(model)
-        if settings is None:
-            return lc.Refused(lc.Cause.PERMANENT, "no_feasible_route", "batch transform is no longer configured for this model", name)
-        try:
+            settings = self.config.batch_settings(model)
+            if settings is None:
+                raise NoFeasibleRoute("batch transform is no longer configured for this model")
             requests_uri = self._stage_transform_input(job, model, settings)
             started = self.batch.submit(job, model, settings, requests_uri, self._job_uri(job.job_id, "transform/"))
-        except Throttled as e:
-            return lc.Refused(lc.Cause.THROTTLED, e.code, e.message, name)
-        except (BackendUnavailable, BackendTimeout) as e:
-            return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message, name)
         except RouterError as e:
-            return lc.Refused(lc.Cause.PERMANENT, e.code, e.message, name)
+            return _refusal(e, name)
         return lc.Accepted(started, resubmission=job.status is not S.QUEUED)
 
     def _transform_uris(self, job_id: str) -> tuple[str, str, str]:
@@ -737,6 +722,16 @@ def _async_report(outcome: AsyncOutcome, via: lc.Via) -> lc.BackendReport:
     sent = AsyncInvocation(outcome.inference_id, outcome.output_uri or "", outcome.failure_uri)
     extra = async_extra_for(sent) if outcome.output_uri else {}
     return lc.BackendReport(Route.ASYNC_INFERENCE, outcome.inference_id, outcome.status, outcome.failure_reason, via, extra)
+
+
+def _refusal(e: RouterError, backend_name: str | None = None) -> lc.Refused:
+    """A failed dispatch as the lifecycle sees it: a quota waits, an outage is an attempt, the rest is final."""
+    if isinstance(e, Throttled):
+        return lc.Refused(lc.Cause.THROTTLED, e.code, e.message, backend_name)
+    if isinstance(e, BackendUnavailable | BackendTimeout):
+        return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message, backend_name)
+    message = f"the job's model is no longer configured: {e.message}" if isinstance(e, ModelNotFound) else e.message
+    return lc.Refused(lc.Cause.PERMANENT, e.code, message, backend_name)
 
 
 def _tally(counts: dict[str, int] | None, name: str | None) -> None:
