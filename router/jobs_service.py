@@ -23,15 +23,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from router import lifecycle as lc
-from router import sagemaker_contract as contract
 from router.async_jobs import AsyncJobs
-from router.async_jobs import extra_for as async_extra_for
 from router.calibration import Sample
-from router.config import BatchTransformDefaults, ModelSpec, RouterConfig
+from router.config import ModelSpec, RouterConfig
 from router.domain import BackendState, Decision, Job, JobStatus, Mode, OutputKind, Route
 from router.errors import (
     BackendError,
-    BackendTimeout,
     BackendUnavailable,
     IdempotencyKeyReuse,
     InvalidInput,
@@ -45,9 +42,10 @@ from router.errors import (
     OutputNotSupported,
     RouterError,
     StorageAccessDenied,
-    Throttled,
     TooManyJobs,
 )
+from router.job_backends import AsyncInferenceJobs, JobBackend, TransformJobs, input_of, refusal
+from router.job_backends import report as async_report
 from router.jobs import format_time, new_job_id, request_digest
 from router.jobs_io import encode_jsonl as _jsonl
 from router.jobs_io import read_chunks as _read_chunks
@@ -55,7 +53,6 @@ from router.lifecycle import Work
 from router.notifications import model_targets
 from router.ports import (
     AsyncInferenceClient,
-    AsyncInvocation,
     AsyncOutcome,
     BatchClient,
     BatchJobState,
@@ -111,6 +108,10 @@ class JobsService:
         self.on_end: tuple[Callable[[Job], None], ...] = (self._record, *on_end)
         # Asynchronous inference: its backend work (stage, send, poll, collect) behind its port.
         self.async_jobs = None if async_client is None else AsyncJobs(config, objects, async_client, self.jobs_root)
+        # The backend kind of each job route that has one (lambda-jobs run on `queue`).
+        self.backends: dict[Route, JobBackend] = {Route.BATCH_TRANSFORM: TransformJobs(config, objects, batch, self.jobs_root, transform_name)}
+        if self.async_jobs is not None:
+            self.backends[Route.ASYNC_INFERENCE] = AsyncInferenceJobs(self.async_jobs)
         # Buckets the router keeps its own data in (jobs, artifacts, the config): never a job's
         # input, except the caller's own uploads. `private_uris` adds locations only the
         # runtime knows (ROUTER_CONFIG).
@@ -301,17 +302,7 @@ class JobsService:
             raise InvalidInput("the input is empty")
         return records, size
 
-    # ------------------------------------------------------------------ async inference
-
-    def _send_async(self, job: Job) -> lc.Accepted | lc.Refused:
-        """Send the job's one request to its async inference endpoint (again, for a request that was
-        lost: the same InferenceId): what SageMaker said, as a lifecycle event."""
-        assert self.async_jobs is not None
-        try:
-            sent = self.async_jobs.send(job, self.service.model(job.model), self._input_of(job))
-        except RouterError as e:
-            return _refusal(e)
-        return lc.Accepted(sent.inference_id, resubmission=job.status is not S.QUEUED, extra=async_extra_for(sent))
+    # ------------------------------------------------------------------ backend events
 
     def on_async_outcome(self, job_id: str, outcome: AsyncOutcome) -> Job | None:
         """Apply how a job's async request ended (its SNS notification). Repeated and stale
@@ -319,52 +310,7 @@ class JobsService:
         job = self.store.get(job_id)
         if self.async_jobs is None:
             return job
-        return self._settle(job, _async_report(outcome, lc.Via.EVENT))[0]
-
-    def _input_of(self, job: Job) -> str:
-        """What the job reads: its snapshot of the input when it has one (see submit)."""
-        staged = job.extra.get("staged_input") if job.extra else None
-        return staged if isinstance(staged, str) and staged else job.input_uri
-
-    def _submit_batch(self, job: Job) -> lc.Accepted | lc.Refused:
-        """Start (or adopt) the transform job of `job`: what the backend said, as a lifecycle event."""
-        assert self.batch is not None
-        name = self.transform_name(job.job_id) if self.transform_name else None
-        try:
-            model = self.service.model(job.model)
-            settings = self.config.batch_settings(model)
-            if settings is None:
-                raise NoFeasibleRoute("batch transform is no longer configured for this model")
-            requests_uri = self._stage_transform_input(job, model, settings)
-            started = self.batch.submit(job, model, settings, requests_uri, self._job_uri(job.job_id, "transform/"))
-        except RouterError as e:
-            return _refusal(e, name)
-        return lc.Accepted(started, resubmission=job.status is not S.QUEUED)
-
-    def _transform_uris(self, job_id: str) -> tuple[str, str, str]:
-        """(requests, batches, answers) of a job's transform: the staged input (the S3Prefix the
-        transform job reads: it holds nothing else), its per-line counts, and SageMaker's `.out`."""
-        requests = self._job_uri(job_id, f"transform-input/{contract.REQUESTS_NAME}")
-        return requests, self._job_uri(job_id, contract.BATCHES_NAME), self._job_uri(job_id, f"transform/{contract.REQUESTS_NAME}.out")
-
-    def _stage_transform_input(self, job: Job, model: ModelSpec, settings: BatchTransformDefaults) -> str:
-        """Write the job's input as the model's requests, one {"instances": [...]} document per line
-        (router/sagemaker_contract.py), once: the batches file is written last, so when it
-        exists the requests are whole and a re-submission (adopting the same transform job) reuses
-        them. The input is parsed and validated here; a bad record fails the job before SageMaker
-        starts (InvalidInput naming the record)."""
-        requests_uri, batches_uri, _ = self._transform_uris(job.job_id)
-        if self.objects.exists(batches_uri):
-            return requests_uri
-        # 0 means "no limit" to SageMaker; the requests stay endpoint-sized (6 MB) then.
-        max_line = (settings.max_payload_mb or 6) * contract.PAYLOAD_MB_BYTES
-        chunks = contract.raw_chunks(self.objects.open_read(self._input_of(job)), contract.MAX_RECORDS_PER_REQUEST)
-        with self.objects.open_write(requests_uri, "application/jsonlines") as out:
-            sizes = contract.write_requests(chunks, job.input_format, model, job.output_kind.value, out, max_line)
-            if not sizes:
-                raise InvalidInput("the input holds no records (only empty lines)")
-        contract.write_batches(self.objects, batches_uri, sizes)
-        return requests_uri
+        return self._settle(job, async_report(outcome, lc.Via.EVENT))[0]
 
     # ------------------------------------------------------------------ read
 
@@ -436,8 +382,9 @@ class JobsService:
 
     def cancel(self, owner: str, job_id: str) -> Job:
         job = self.get(owner, job_id)
-        stoppable = job.route in lc.STOPPABLE_ROUTES and self._backend(job.route) is not None
-        name = self.transform_name(job.job_id) if self.transform_name and stoppable else None
+        backend = self.backends.get(job.route)
+        stoppable = job.route in lc.STOPPABLE_ROUTES and backend is not None and backend.wired
+        name = backend.default_name(job.job_id) if backend is not None and stoppable else None
         return self._settle(job, lc.CancelRequested(stoppable, name))[0] or self.get(owner, job_id)
 
     # ------------------------------------------------------------------ uploads
@@ -493,7 +440,7 @@ class JobsService:
         commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"commit-{job_id}")
         pending: Future[Job | None] | None = None
         try:
-            for rows in _read_chunks(self.objects.open_read(self._input_of(job)), job.input_format, chunk, offset):
+            for rows in _read_chunks(self.objects.open_read(input_of(job)), job.input_format, chunk, offset):
                 data = _jsonl(self.service.runner.predict(model, rows, job.output_kind))
                 if pending is not None:
                     updated, pending = pending.result(), None
@@ -554,19 +501,6 @@ class JobsService:
         event = lc.BackendReport(Route.BATCH_TRANSFORM, state.name, state.status, state.failure_reason)
         return self._settle(self.store.get(job_id), event)[0]
 
-    def _collect_transform_output(self, job: Job) -> int:
-        _, batches_uri, answers_uri = self._transform_uris(job.job_id)
-        try:
-            batches = contract.read_batches(self.objects, batches_uri)
-        except (ValueError, KeyError, TypeError):
-            raise BackendError(f"the staged batches file of job {job.job_id} is unreadable") from None
-        if batches is None:
-            # A job submitted before the router staged requests: its transform read the JSON Lines
-            # input as it was, and `.out` is one prediction per line.
-            name = self._input_of(job).rsplit("/", 1)[-1]
-            return int(contract.assemble_output(self.objects, self._job_uri(job.job_id, "transform/"), [name], cast(str, job.output_uri)))
-        return contract.assemble_predictions(self.objects, answers_uri, batches, cast(str, job.output_uri))
-
     def sweep(self, limit: int = 100, stale_after_s: float | None = None) -> dict[str, int]:
         """Repair what an event or a crash left behind, bounded to `limit` jobs a run."""
         now = self.clock.now()
@@ -574,9 +508,10 @@ class JobsService:
         stale = self.store.list_active(updated_before=now - timedelta(seconds=age), limit=limit)
         counts = {"seen": len(stale), "redispatched": 0, "described": 0, "failed": 0}
         for job in stale:
-            wired = self._backend(job.route) is not None
+            backend = self.backends.get(job.route)
+            wired = self.queue is not None if job.route in lc.WORKER_ROUTES else backend is not None and backend.wired
             in_flight = job.route in lc.WORKER_ROUTES and self.queue is not None and self.queue.in_flight(job.job_id)
-            name = self.transform_name(job.job_id) if self.transform_name and job.route in lc.BACKEND_PHASES else None
+            name = backend.default_name(job.job_id) if backend is not None else None
             try:
                 self._settle(job, lc.Stale(wired, in_flight, name), counts)
             except RouterError as e:
@@ -596,16 +531,6 @@ class JobsService:
         return counts
 
     # ------------------------------------------------------------------ applying lifecycle moves
-
-    def _backend(self, route: Route) -> object | None:
-        """The queue or backend client that runs `route` here (None: not wired in this runtime)."""
-        if route is Route.LAMBDA_JOB:
-            return self.queue
-        if route is Route.BATCH_TRANSFORM:
-            return self.batch
-        if route is Route.ASYNC_INFERENCE:
-            return self.async_jobs
-        return None
 
     def _settle(self, job: Job | None, event: lc.Event, counts: dict[str, int] | None = None) -> tuple[Job | None, Work]:
         """Decide `event` on `job` and apply the moves (router/lifecycle.py states the rules).
@@ -685,53 +610,37 @@ class JobsService:
 
     def _dispatch(self, job: Job) -> lc.Event | None:
         """Hand a job to its route's queue or backend; a backend answers with a lifecycle event."""
-        if job.route is Route.LAMBDA_JOB and self.queue is not None:
+        backend = self.backends.get(job.route)
+        if job.route in lc.WORKER_ROUTES and self.queue is not None:
             self.queue.enqueue(job.job_id)
-        elif job.route is Route.BATCH_TRANSFORM and self.batch is not None:
-            return self._submit_batch(job)
-        elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
-            return self._send_async(job)
+        elif backend is not None and backend.wired:
+            try:
+                model = self.service.model(job.model)
+            except ModelNotFound as e:
+                return refusal(e, backend.default_name(job.job_id))
+            return backend.dispatch(job, model)
         return None
 
     def _stop(self, route: Route, name: str) -> None:
+        backend = self.backends.get(route)
         try:
-            if route is Route.BATCH_TRANSFORM and self.batch is not None:
-                self.batch.stop(name)
+            if backend is not None and backend.wired:
+                backend.stop(name)
         except RouterError as e:  # the sweeper stops it again (or finds nothing to stop)
             log.warning("stop of %s failed, will retry: %s", name, e.message)
 
     def _describe(self, job: Job, name: str, via: lc.Via) -> lc.BackendReport | lc.BackendMissing:
-        if job.route is Route.BATCH_TRANSFORM and self.batch is not None:
-            state = self.batch.describe(name)
-            if state is not None:
-                return lc.BackendReport(job.route, state.name, state.status, state.failure_reason, via)
-        elif job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
-            outcome = self.async_jobs.poll(job, self.clock.now())
-            if outcome is not None:
-                return _async_report(outcome, via)
-        return lc.BackendMissing(via)
+        backend = self.backends.get(job.route)
+        if backend is None or not backend.wired:
+            return lc.BackendMissing(via)
+        return backend.describe(job, name, via, self.clock.now())
 
     def _collect(self, job: Job) -> int:
         """Assemble a finished backend job's output into the job's result; BackendError when it cannot."""
-        if job.route is Route.ASYNC_INFERENCE and self.async_jobs is not None:
-            return self.async_jobs.collect(job)
-        return self._collect_transform_output(job)
-
-
-def _async_report(outcome: AsyncOutcome, via: lc.Via) -> lc.BackendReport:
-    sent = AsyncInvocation(outcome.inference_id, outcome.output_uri or "", outcome.failure_uri)
-    extra = async_extra_for(sent) if outcome.output_uri else {}
-    return lc.BackendReport(Route.ASYNC_INFERENCE, outcome.inference_id, outcome.status, outcome.failure_reason, via, extra)
-
-
-def _refusal(e: RouterError, backend_name: str | None = None) -> lc.Refused:
-    """A failed dispatch as the lifecycle sees it: a quota waits, an outage is an attempt, the rest is final."""
-    if isinstance(e, Throttled):
-        return lc.Refused(lc.Cause.THROTTLED, e.code, e.message, backend_name)
-    if isinstance(e, BackendUnavailable | BackendTimeout):
-        return lc.Refused(lc.Cause.UNAVAILABLE, e.code, e.message, backend_name)
-    message = f"the job's model is no longer configured: {e.message}" if isinstance(e, ModelNotFound) else e.message
-    return lc.Refused(lc.Cause.PERMANENT, e.code, message, backend_name)
+        backend = self.backends.get(job.route)
+        if backend is None:
+            raise BackendError(f"no {job.route.value} backend is configured to collect the output of job {job.job_id}")
+        return backend.collect(job)
 
 
 def _tally(counts: dict[str, int] | None, name: str | None) -> None:

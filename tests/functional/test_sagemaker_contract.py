@@ -167,7 +167,7 @@ def test_the_job_service_stages_once_and_a_bad_record_fails_the_job_before_sagem
     assert [len(json.loads(x)["instances"]) for x in objects.get_bytes(requests).splitlines()] == [1000, 1000, 500]
     assert json.loads(objects.get_bytes(f"s3://bucket/jobs/{job.job_id}/batches.json"))["batches"] == [1000, 1000, 500]
     objects.put_bytes(requests, b"changed")  # a re-submission (sweeper) adopts: nothing is staged again
-    svc._submit_batch(svc.store.get(job.job_id))  # type: ignore[arg-type]
+    svc._dispatch(svc.store.get(job.job_id))  # type: ignore[arg-type]
     assert objects.get_bytes(requests) == b"changed"
 
     slot = svc.upload_slot("alice")

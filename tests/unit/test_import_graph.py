@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "router.adapters", "router.adapters.*", "router.local.sagemaker_emulator",
         "sagemaker_jobs", "sagemaker_jobs.*",
     )),
-    ("services", ("router.service", "router.jobs_service", "router.async_jobs", "router.notifications", "router.triggers")),
+    ("services", ("router.service", "router.jobs_service", "router.async_jobs", "router.job_backends", "router.notifications", "router.triggers")),
     ("runtime", ("router.runtime",)),
     ("handlers", ("router.handlers", "router.handlers.*", "router.local", "router.local.*")),
     ("composition roots", ("router.bootstrap", "router.serve_app", "router.lambdas", "router.lambdas.*")),
