@@ -596,7 +596,7 @@ def _worker(job: Job, event: WorkerEvent, policy: Policy) -> Plan:
             return (Transition(RUNNING, S.SUCCEEDED, done), QUIT)
         case WorkerFailed():
             if event.permanent:
-                return (fail(event.code, event.message, from_=RUNNING, details=event.details), QUIT)
+                return (fail(event.code, event.message, details=event.details), QUIT)
             if job.attempts >= policy.max_attempts:
                 return (fail(event.code, f"{event.message} (after {job.attempts} attempts)"), QUIT)
             # Counted on the job as it is: a write that lost to another is decided again.

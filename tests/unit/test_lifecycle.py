@@ -233,7 +233,7 @@ ROWS: list[tuple[str, Job, lc.Event, lc.Plan]] = [
     ("worker/done", job(R, LJ), WorkerDone(12), (T({R}, OK, records_done=12, records_total=12), QUIT)),
     ("worker/done, but cancelled since the last checkpoint", job(C, LJ), WorkerDone(12), (END_CANCEL, QUIT)),
     ("worker/bad input: fails for good", job(R, LJ), WorkerFailed("invalid_input", "line 2", permanent=True, details={"line": 2}),
-     (fail({R}, "invalid_input", "line 2", line=2), QUIT)),
+     (fail({Q, R}, "invalid_input", "line 2", line=2), QUIT)),
     ("worker/transient error: an attempt, continue later", job(R, LJ, attempts=1, version=3), WorkerFailed("storage_unavailable", "S3 down", permanent=False),
      (Update(3, {"attempts": 2}, redecide=True), YIELD)),
     ("worker/transient error at max_attempts", job(R, LJ, attempts=3), WorkerFailed("storage_unavailable", "S3 down", permanent=False),
