@@ -8,7 +8,8 @@ stands in for S3 (`/_local/objects/...`, HMAC-signed by the file store).
 Bodies are read on the event loop; each handler call runs on a pool thread with its own handler
 instance, so a slow or hung backend call holds only the requests that wait for it. Only what the
 handler vouches for as brief and in-memory (health; a small predict of a loaded in-process model
-that answered its last call within 2 ms) runs on the event loop itself. This module
+that answered its last call within 2 ms) runs on the event loop itself, when no other handler call
+is in flight. This module
 imports no HTTP server: `router.local.http` runs it on uvicorn. `LocalContext` and `to_event` are
 also used by the worker pool, the benchmarks and the tests.
 """
@@ -174,6 +175,7 @@ class LocalApi:
         # Requests it says compute briefly in memory run on the event loop: a thread hand-off costs
         # two wake-ups, more than such a request's own work on a busy machine.
         self.loop_handler: QuickHandler | None = None
+        self._in_flight = 0  # API handler calls running on the pool
 
     def _thread_handler(self) -> LambdaHandler:
         try:
@@ -224,10 +226,17 @@ class LocalApi:
         event = to_event(scope["method"], target.decode("latin-1"), headers, body, rid, client[0] if client else "127.0.0.1", multi)
         quick = self.loop_handler
         prefer = ", ".join(multi.get("Prefer", ()))
-        if quick is not None and quick.answers_at_once(scope["method"], event["path"], prefer, len(body) if body else 0):
+        # Only while no handler call is in flight: under concurrent load the pool overlaps the
+        # handlers' work with the loop's HTTP work (two cores), which beats saving the hand-off.
+        if (quick is not None and not self._in_flight
+                and quick.answers_at_once(scope["method"], event["path"], prefer, len(body) if body else 0)):
             resp = self._call(quick, event, rid)
         else:
-            resp = await self.pool.run(self._call, event, rid)
+            self._in_flight += 1  # touched on the event loop only
+            try:
+                resp = await self.pool.run(self._call, event, rid)
+            finally:
+                self._in_flight -= 1
         out: dict[str, str] = {}
         for k, v in (resp.get("headers") or {}).items():
             out[k] = str(v)

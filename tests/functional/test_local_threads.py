@@ -81,14 +81,18 @@ class _Recording:
     def __init__(self) -> None:
         self.ran: dict[str, int] = {}
         self.asked: list[tuple[str, str, str, int]] = []
+        self.inside, self.release = threading.Event(), threading.Event()
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self.ran[event["path"]] = threading.get_ident()
+        if event["path"] == "/held":
+            self.inside.set()
+            self.release.wait(30)
         return {"statusCode": 200, "multiValueHeaders": {"Content-Type": ["application/json"]}, "body": "{}"}
 
     def answers_at_once(self, method: str, path: str, prefer: str, body_bytes: int) -> bool:
         self.asked.append((method, path, prefer, body_bytes))
-        return path == "/quick"
+        return path in ("/quick", "/quick-2")
 
 
 def test_only_requests_the_handler_vouches_for_run_on_the_event_loop() -> None:
@@ -115,11 +119,19 @@ def test_only_requests_the_handler_vouches_for_run_on_the_event_loop() -> None:
 
     async def both() -> int:
         assert await call("/quick") == 200 and await call("/other") == 200
+        # While another call is in flight on the pool, even a quick one goes to the pool.
+        held = asyncio.ensure_future(call("/held"))
+        assert await asyncio.to_thread(rec.inside.wait, 30)
+        assert await call("/quick-2") == 200
+        rec.release.set()
+        assert await held == 200
         return threading.get_ident()
 
     try:
         loop_thread = asyncio.run(both())
     finally:
+        rec.release.set()
         api.pool.close()
     assert rec.ran["/quick"] == loop_thread and rec.ran["/other"] != loop_thread
-    assert rec.asked == [("POST", p, "respond-async, wait=5", 2) for p in ("/quick", "/other")]
+    assert rec.ran["/quick-2"] != loop_thread and rec.ran["/held"] != loop_thread
+    assert rec.asked[:2] == [("POST", p, "respond-async, wait=5", 2) for p in ("/quick", "/other")]
