@@ -20,11 +20,12 @@ def register(sub: Any) -> None:
         description=wrap(
             "Measure each in-process model (sklearn, onnx) of CONFIG as each route runs it: load_s = fetch + "
             "SHA-256 check + framework import + deserialize, as a cold process pays it (import_s: the import "
-            "alone); routes.inline = fixed + per-record time of the in-process predict on 1 row and on --rows "
-            "rows; routes.lambda-job = the lambda-job worker itself on jobs of 1 record, 1 and 8 chunks "
+            "alone); routes.inline = fixed + per-record time of a sync request's work (its JSON body parsed as "
+            "the API does, then the in-process predict) on 1 row and on --rows rows, the mean of the middle 80% "
+            "of 200 timings each; routes.lambda-job = the lambda-job worker itself on jobs of 1 record, 1 and 8 chunks "
             "(jobs.chunk_records), on a scratch SQLite table and file storage next to the configured job "
             "table; routes.batch-transform = per record at one transform mini-batch; memory_mb = resident "
-            "memory the loaded model adds. Medians of repeated runs. Run it on hardware like the Lambda's "
+            "memory the loaded model adds. Medians of repeated runs elsewhere. Run it on hardware like the Lambda's "
             "(the same memory size gives the same CPU share). With --write, each model's `profile:` in CONFIG "
             "is replaced or added, comments and layout kept. docs/routing.md says how estimates use it."
         ),
