@@ -27,6 +27,9 @@ class FolderWatcher:
     def __init__(self, triggers: Triggers) -> None:
         self._triggers = triggers
         sources = [t for t in triggers.config.triggers if t.source.startswith("file://")]
+        for t in triggers.config.triggers:
+            if t not in sources:
+                log.warning("trigger %s is not watched under router serve: only file:// sources are (s3:// ones get S3 events on AWS)", t.source)
         self._folders = [uri_to_path(t.source) for t in sources]
         self.interval_s = min((t.poll_s for t in sources), default=2.0)
         self._last: dict[Path, tuple[int, int]] = {}  # what the previous look saw

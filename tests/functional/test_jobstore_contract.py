@@ -524,6 +524,28 @@ def test_sqlite_store_is_durable_across_reopen(tmp_path: Path, clock: FakeClock)
         reopened.close()
 
 
+def test_sqlite_store_adds_the_outbox_column_to_a_table_made_before_it(tmp_path: Path, clock: FakeClock) -> None:
+    # A job table from before notifications: no notify_due column. Opening it migrates in place.
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    store = SqliteJobStore(path, clock=clock)
+    job, _ = store.create(make_job(clock))
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX jobs_notify_due")
+    conn.execute("ALTER TABLE jobs DROP COLUMN notify_due")
+    conn.commit()
+    conn.close()
+    reopened = SqliteJobStore(path, clock=clock)
+    try:
+        done = reopened.transition(job.job_id, ALL, S.CANCELLED, notification=_pending(clock))
+        assert done is not None and reopened.get(job.job_id) == done
+        assert [j.job_id for j in reopened.list_notifications_due(due_before=clock.now(), limit=5)] == [job.job_id]
+    finally:
+        reopened.close()
+
+
 class RecordingClient:
     """Forwards to a real (moto) client and records which operations were called."""
 

@@ -21,6 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 from router.adapters.dynamodb_schema import create_table
 from router.bootstrap import Runtime, build_aws
 from router.config import parse_config
+from router.errors import TooManyJobs
 from router.handlers.trigger import make_trigger_handler
 from router.local.server import LocalContext
 from tests.unit.test_triggers import eventbridge, s3_notification
@@ -119,3 +120,19 @@ def test_test_events_other_locations_and_bad_objects_are_acknowledged(aws: dict[
     missing = handler(s3_notification("in/gone.jsonl"), LocalContext("t", 60))
     assert "not found" in missing["objects"][0]["ignored"]
     assert jobs_of(runtime) == []
+
+
+def test_a_busy_owner_fails_the_event_for_a_retry_and_the_retry_starts_the_job(aws: dict[str, Any]) -> None:
+    s3, runtime = aws["s3"], aws["runtime"]
+    handler = make_trigger_handler(runtime)
+    limit = runtime.config.jobs.max_active_per_owner
+    for i in range(limit):  # the owner is at the limit of active jobs
+        s3.put_object(Bucket="inbox-bucket", Key=f"in/{i}.jsonl", Body=b"[1.0, 0.0]\n")
+        assert handler(s3_notification(f"in/{i}.jsonl"), LocalContext("t", 60))["objects"][0]["created"]
+    s3.put_object(Bucket="inbox-bucket", Key="in/late.jsonl", Body=b"[1.0, 0.0]\n")
+    with pytest.raises(TooManyJobs):  # Lambda delivers the event again (then the trigger DLQ)
+        handler(s3_notification("in/late.jsonl"), LocalContext("t", 60))
+    first = jobs_of(runtime)[-1]
+    assert runtime.jobs.run_lambda_job(first.job_id, lambda: 900.0) is False  # one job ends
+    retried = handler(s3_notification("in/late.jsonl"), LocalContext("t", 60))
+    assert retried["objects"][0]["created"] is True and len(jobs_of(runtime)) == limit + 1

@@ -71,3 +71,10 @@ def test_internal_targets_are_refused_on_aws_and_allowed_locally(url: str) -> No
     with pytest.raises(InvalidRequest):
         check_webhook_url(url, allow_private=False)
     assert check_webhook_url(url, allow_private=True) == url
+
+
+def test_a_name_that_resolves_to_this_host_is_not_a_public_address() -> None:
+    # The delivery-time check on AWS (a name passes the URL check, its addresses must be global).
+    from router.notifications import public_address
+
+    assert public_address("localhost") is False
