@@ -98,35 +98,20 @@ ERROR_KINDS: Mapping[str, Kind] = {
 }
 del _K
 
+# A SageMaker job backend (batch transform, async inference): a throttle leaves the job queued.
+_JOB_BACKEND: Mapping[Kind, type[RouterError]] = {
+    Kind.THROTTLED: Throttled,
+    Kind.UNAVAILABLE: BackendUnavailable,
+    **{kind: BackendError for kind in Kind if kind not in (Kind.THROTTLED, Kind.UNAVAILABLE)},
+}
+
 # What each kind of failure is to a caller, per outside system. SageMaker's refusals are final for
 # the request (502: a job fails with the reason); the router's own storage and queue failing is
 # an outage whatever the reason (503 + Retry-After). On the synchronous endpoint path a throttle is
 # the endpoint's state, not the caller's rate: 503 backend_unavailable, like an endpoint not in service.
 ROUTER_ERRORS: Mapping[System, Mapping[Kind, type[RouterError]]] = {
-    System.SAGEMAKER_BATCH: {
-        Kind.THROTTLED: Throttled,
-        Kind.UNAVAILABLE: BackendUnavailable,
-        Kind.NOT_FOUND: BackendError,
-        Kind.ALREADY_EXISTS: BackendError,
-        Kind.NOT_IN_SERVICE: BackendError,
-        Kind.CONDITION_FAILED: BackendError,
-        Kind.DENIED: BackendError,
-        Kind.INVALID: BackendError,
-        Kind.MODEL_ERROR: BackendError,
-        Kind.OTHER: BackendError,
-    },
-    System.SAGEMAKER_ASYNC: {  # a job backend, like batch transform: a throttle leaves the job queued
-        Kind.THROTTLED: Throttled,
-        Kind.UNAVAILABLE: BackendUnavailable,
-        Kind.NOT_FOUND: BackendError,
-        Kind.ALREADY_EXISTS: BackendError,
-        Kind.NOT_IN_SERVICE: BackendError,
-        Kind.CONDITION_FAILED: BackendError,
-        Kind.DENIED: BackendError,
-        Kind.INVALID: BackendError,
-        Kind.MODEL_ERROR: BackendError,
-        Kind.OTHER: BackendError,
-    },
+    System.SAGEMAKER_BATCH: _JOB_BACKEND,
+    System.SAGEMAKER_ASYNC: _JOB_BACKEND,
     System.SAGEMAKER_ENDPOINT: {
         Kind.THROTTLED: BackendUnavailable,
         Kind.UNAVAILABLE: BackendUnavailable,
