@@ -28,6 +28,7 @@ from router.errors import (
     model_message,
 )
 from router.features import FeatureSchema, Matrix
+from router.kernels import kernel_for
 from router.ports import ObjectStore
 
 # ---------------------------------------------------------------- loaders
@@ -64,14 +65,19 @@ class _SklearnModel:
         # Pipelines expose predict_proba only when their last step has it (available_if).
         self.has_proba = hasattr(estimator, "predict_proba")
         self._direct = _takes_input_directly(estimator)
+        self.kernel = kernel_for(estimator)
 
     def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]:
+        if checked and self.kernel is not None:
+            return _jsonable(self.kernel.predict(x))
         if checked and self._direct:
             with _assume_finite():
                 return _jsonable(self._est.predict(x))
         return _jsonable(self._est.predict(x))
 
     def predict_proba(self, x: Matrix, *, checked: bool = False) -> list[Any]:
+        if checked and self.kernel is not None and self.kernel.predict_proba is not None:
+            return _per_record(self.kernel.predict_proba(x))
         if checked and self._direct:
             with _assume_finite():
                 return _per_record(self._est.predict_proba(x))

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain", ("router", "router.domain", "router.errors")),
     ("model", (
         "router.config", "router.jobs", "router.lifecycle", "router.jobs_io", "router.model_versions", "router.auth",
-        "router.sagemaker_names", "router.features",
+        "router.sagemaker_names", "router.features", "router.kernels",
     )),
     ("ports and pure decisions", (
         "router.ports", "router.routing", "router.calibration", "router.transform_events", "router.advice",
