@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.fixtures import bench_config, check_ok, forest_rows, lr20, predict_event, tutorial_handler
 from benchmarks.harness import Context, compare, fmt_s, overhead, run_calls
+from router.kernels import kernel_for
 
 NAME = "handler"
 TITLE = "router handler vs bare predict and a tutorial handler: 20-feature LR and a 100-tree forest, 1 and 1,000 rows"
@@ -69,10 +70,18 @@ def _one(ctx: Context, name: str, model: Any, handler: Any, tutorial: Any, lctx:
         tut: lambda: tutorial(event, lctx),
         router: lambda: handler(event, lctx),
     }
+    kernel = kernel_for(model)  # what the runner calls instead of model.predict, when it has one
+    direct = f"bare router.kernels predict ({what})"
+    if kernel is not None:
+        fns[direct] = lambda: kernel.predict(np.array(rows, dtype=np.float64))
     times = run_calls(fns, ctx.settings)
     rep = ctx.report
     over = overhead(times, router, bare)
     first = rep.add(compare(NAME, times, router, bare, note=f"handler overhead {fmt_s(over)}/call"))
+    if kernel is not None:
+        r = rep.add(compare(NAME, times, router, direct, note=f"the router's own work around its model call: {fmt_s(overhead(times, router, direct))}/call ({kernel.what})"))
+        r.extra["rows"] = len(rows)
+        rep.add(compare(NAME, times, direct, bare, note="the direct kernel against scikit-learn's own predict"))
     vs_tut = compare(NAME, times, router, tut, note="")
     vs_tut.note = f"throughput {1 / vs_tut.ratio:.2f}x the tutorial's; difference {fmt_s(overhead(times, router, tut))}/call"
     rep.add(vs_tut)
