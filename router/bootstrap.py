@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from router.adapters.aws_clients import lazy_client, s3_object_store
 from router.auth import ApiKeyAuth, Authenticator, IamAuth, NoAuth
@@ -26,6 +28,8 @@ from router.runtime import Runtime, RuntimeKind
 from router.service import RouterService
 
 if TYPE_CHECKING:
+    from router.adapters.sqlite_jobs import SqliteJobStore
+    from router.jobs_service import JobsService
     from router.local.sagemaker_emulator import LocalAsyncEndpoints
 
 __all__ = ["Runtime", "RuntimeKind", "build_aws", "build_local", "load_config_uri", "runtime_from_env"]
@@ -58,6 +62,49 @@ def _writable(folder: Path) -> Path:
     return folder
 
 
+class _LazyJobs:
+    """Stands in for a runtime's JobsService until something first reads it (a job route, a 202
+    fallback, a model's detail), then builds it once under a lock and forwards every attribute:
+    an inline predict never imports or wires the job machinery (store, lifecycle, notifier)."""
+
+    __slots__ = ("_build", "_lock", "_real")
+
+    def __init__(self, build: Callable[[], JobsService]) -> None:
+        object.__setattr__(self, "_build", build)
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_real", None)
+
+    def _service(self) -> JobsService:
+        real: JobsService | None = self._real
+        if real is None:
+            with self._lock:
+                if self._real is None:  # a failed build is retried by the next reader
+                    object.__setattr__(self, "_real", self._build())
+                real = self._real
+                assert real is not None
+        return real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._service(), name, value)
+
+
+def _lazy_jobs(rt: Runtime, build: Callable[[], None]) -> None:
+    """rt.jobs (and the service's job submitter) as a _LazyJobs whose first use runs `build`, which
+    replaces rt.jobs with the real JobsService."""
+
+    def real() -> JobsService:
+        build()
+        assert rt.jobs is not None and not isinstance(rt.jobs, _LazyJobs)
+        return rt.jobs
+
+    lazy = cast("JobsService", _LazyJobs(real))  # forwards every attribute to the JobsService it builds
+    rt.jobs = lazy
+    rt.service.attach_jobs(lazy)
+
+
 def build_local(
     config: RouterConfig,
     *,
@@ -66,9 +113,12 @@ def build_local(
     endpoints: EndpointClient | None = None,
     with_jobs: bool = True,
     serverless_idle_s: float | None = None,
+    lazy_jobs: bool = False,
 ) -> Runtime:
     """The embedded runtime: the same service on local adapters. `serverless_idle_s`: how long an
-    emulated serverless endpoint keeps its model server after its last call (None: the emulator's default)."""
+    emulated serverless endpoint keeps its model server after its last call (None: the emulator's default).
+    `lazy_jobs` (the API Lambda's cold start): the job table is checked now, the job service built
+    on first use; the runtime is then never start()ed (no worker pool, sweeper or folder watcher)."""
     from router.adapters.file_store import FileObjectStore
     from router.adapters.inline import InlineRunner
     from router.adapters.objects import CompositeObjectStore
@@ -104,27 +154,37 @@ def build_local(
         rt.starters.append(local_endpoints.start)
         rt.closers.append(local_endpoints.close)
     if with_jobs:
-        _local_jobs(rt, config, objects, emulator_dir, local_async)
+        store = _sqlite_store(config)
+        if lazy_jobs:
+            _lazy_jobs(rt, lambda: _local_jobs(rt, config, objects, emulator_dir, store, local_async))
+        else:
+            _local_jobs(rt, config, objects, emulator_dir, store, local_async)
     return rt
 
 
-def _local_jobs(
-    rt: Runtime, config: RouterConfig, objects: ObjectStore, emulator_dir: Path, local_async: LocalAsyncEndpoints | None = None
-) -> None:
+def _sqlite_store(config: RouterConfig) -> SqliteJobStore:
+    """The local job table, opened (a bad location or file refuses the start)."""
     from router.adapters.sqlite_jobs import SqliteJobStore
-    from router.handlers.worker import make_worker
-    from router.jobs import UtcClock
-    from router.jobs_service import JobsService
-    from router.local.workers import LocalSweeper, LocalWorkerQueue
 
     if not config.storage.job_table.startswith("sqlite:///"):
         raise ConfigError("config", ["storage.job_table: `router serve` needs sqlite:///PATH (dynamodb:// is for AWS)"])
     db_path = Path(config.storage.job_table[len("sqlite:///"):])
     _writable(db_path.parent)
     try:
-        store = SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
+        return SqliteJobStore(db_path, ttl_days=config.jobs.ttl_days)
     except BackendUnavailable as e:
         raise StartupError(f"{e.message}: router serve needs a writable job table") from None
+
+
+def _local_jobs(
+    rt: Runtime, config: RouterConfig, objects: ObjectStore, emulator_dir: Path, store: SqliteJobStore,
+    local_async: LocalAsyncEndpoints | None = None,
+) -> None:
+    from router.handlers.worker import make_worker
+    from router.jobs import UtcClock
+    from router.jobs_service import JobsService
+    from router.local.workers import LocalSweeper, LocalWorkerQueue
+
     queue = LocalWorkerQueue(workers=2, timeout_s=config.runtime.lambda_timeout_s)
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
@@ -185,8 +245,9 @@ def _local_jobs(
     rt.closers.append(watcher.close)
 
 
-def build_aws(config: RouterConfig) -> Runtime:
-    """The Lambda runtime. Refuses to start with auth off (docs/api.md)."""
+def build_aws(config: RouterConfig, *, lazy_jobs: bool = False) -> Runtime:
+    """The Lambda runtime. Refuses to start with auth off (docs/api.md). `lazy_jobs` (the API
+    Lambda): the job settings are checked now, the job service built on first use."""
     if not config.auth.enabled:
         raise ConfigError("config", ["auth.enabled: false is only allowed under `router serve`; on AWS the caller's IAM identity is the owner"])
     from router.adapters.file_store import FileObjectStore
@@ -215,11 +276,30 @@ def build_aws(config: RouterConfig) -> Runtime:
         )
     service = RouterService(config, runner=runner, endpoints=endpoints, async_endpoints=async_client)
     rt = Runtime("aws", config, service, IamAuth(), objects)
-    _aws_jobs(rt, config, objects, async_client)
+    table, worker = _aws_job_settings(config)
+    if lazy_jobs:
+        _lazy_jobs(rt, lambda: _aws_jobs(rt, config, objects, table, worker, async_client))
+    else:
+        _aws_jobs(rt, config, objects, table, worker, async_client)
     return rt
 
 
-def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, async_client: AsyncInferenceClient | None = None) -> None:
+def _aws_job_settings(config: RouterConfig) -> tuple[str, str | None]:
+    """(DynamoDB table name, worker Lambda name or None), or ConfigError: checked at cold start."""
+    table = config.storage.job_table
+    if not table.startswith("dynamodb://"):
+        raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
+    worker = os.environ.get("ROUTER_WORKER_FUNCTION")
+    if not worker and any(m.in_process for m in config.models):
+        # lambda-job jobs would be accepted and never run: refuse at cold start instead.
+        raise ConfigError("environment", ["ROUTER_WORKER_FUNCTION is not set: the worker Lambda's name is needed to run lambda-job jobs"])
+    return table[len("dynamodb://"):], worker or None
+
+
+def _aws_jobs(
+    rt: Runtime, config: RouterConfig, objects: ObjectStore, table: str, worker: str | None,
+    async_client: AsyncInferenceClient | None = None,
+) -> None:
     """DynamoDB job table, the worker Lambda (ROUTER_WORKER_FUNCTION), SageMaker batch transform and
     asynchronous inference."""
     from router.adapters.dynamodb_jobs import DynamoDBJobStore
@@ -229,14 +309,7 @@ def _aws_jobs(rt: Runtime, config: RouterConfig, objects: ObjectStore, async_cli
     from router.jobs_service import JobsService
     from router.sagemaker_names import transform_job_name
 
-    table = config.storage.job_table
-    if not table.startswith("dynamodb://"):
-        raise ConfigError("config", ["storage.job_table: the AWS runtime needs dynamodb://TABLE"])
-    store = DynamoDBJobStore(lazy_client("dynamodb"), table[len("dynamodb://"):], ttl_days=config.jobs.ttl_days)
-    worker = os.environ.get("ROUTER_WORKER_FUNCTION")
-    if not worker and any(m.in_process for m in config.models):
-        # lambda-job jobs would be accepted and never run: refuse at cold start instead.
-        raise ConfigError("environment", ["ROUTER_WORKER_FUNCTION is not set: the worker Lambda's name is needed to run lambda-job jobs"])
+    store = DynamoDBJobStore(lazy_client("dynamodb"), table, ttl_days=config.jobs.ttl_days)
     queue = LambdaWorkerQueue(lazy_client("lambda"), worker) if worker else None
     batch = None
     if any(config.batch_settings(m) is not None for m in config.models):
@@ -269,11 +342,12 @@ def load_config_uri(uri: str) -> RouterConfig:
     return load_config(uri[len("file://"):] if uri.startswith("file://") else uri)
 
 
-def runtime_from_env() -> Runtime:
-    """Cold start: ROUTER_CONFIG (path or s3:// URI) and ROUTER_RUNTIME (aws | local, default aws)."""
+def runtime_from_env(*, lazy_jobs: bool = False) -> Runtime:
+    """Cold start: ROUTER_CONFIG (path or s3:// URI) and ROUTER_RUNTIME (aws | local, default aws).
+    `lazy_jobs`: the job service is built on first use (the API function; see build_aws)."""
     uri = os.environ.get("ROUTER_CONFIG")
     if not uri:
         raise ConfigError("environment", ["ROUTER_CONFIG is not set: point it at the operator config (a path or s3:// URI)"])
     config = load_config_uri(uri)
     kind = os.environ.get("ROUTER_RUNTIME", "aws")
-    return build_local(config) if kind == "local" else build_aws(config)
+    return build_local(config, lazy_jobs=lazy_jobs) if kind == "local" else build_aws(config, lazy_jobs=lazy_jobs)

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from router.runtime import Runtime
 
 
-def lambda_entry(make: Callable[[Runtime], Handler]) -> Handler:
+def lambda_entry(make: Callable[[Runtime], Handler], *, lazy_jobs: bool = False) -> Handler:
     """A Lambda entry point that builds its runtime from the environment on the first event (the
     cold start) and reuses it for every later event of the same instance; traced with X-Ray when
-    the template turns tracing on (router.handlers.telemetry)."""
+    the template turns tracing on (router.handlers.telemetry). `lazy_jobs`: the job service is
+    built when a request first needs it (the API function: an inline predict never does)."""
     built: list[Handler] = []
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def lambda_entry(make: Callable[[Runtime], Handler]) -> Handler:
             from router.handlers import telemetry
 
             telemetry.setup_logging()  # Powertools JSON logs from the first line on
-            built.append(telemetry.traced(make(runtime_from_env())))
+            built.append(telemetry.traced(make(runtime_from_env(lazy_jobs=lazy_jobs))))
         return built[0](event, context)
 
     return handler

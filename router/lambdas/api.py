@@ -1,8 +1,9 @@
-"""The API Gateway function (router.handlers.api)."""
+"""The API Gateway function (router.handlers.api). Its job service is wired on first use: an inline
+predict's cold start never builds it."""
 
 from __future__ import annotations
 
 from router.handlers.api import make_handler
 from router.lambdas import lambda_entry
 
-handler = lambda_entry(make_handler)
+handler = lambda_entry(make_handler, lazy_jobs=True)

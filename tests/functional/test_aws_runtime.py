@@ -71,9 +71,10 @@ def event(method: str, path: str, body: Any = None) -> dict[str, Any]:
     }
 
 
-def test_cold_start_from_s3_serves_an_inline_model_from_s3(aws: dict[str, Any]) -> None:
+@pytest.mark.parametrize("lazy_jobs", [False, True])
+def test_cold_start_from_s3_serves_an_inline_model_from_s3(aws: dict[str, Any], lazy_jobs: bool) -> None:
     config = load_config_uri("s3://router-art/operator.yaml")
-    runtime = build_aws(config)
+    runtime = build_aws(config, lazy_jobs=lazy_jobs)  # lazy: the API function's wiring
     handler = make_handler(runtime)
     resp = handler(event("POST", "/v1/models/tree/predict", {"instances": [[1.0, 0.0], {"a": -1.0, "b": 0.0}]}), LocalContext("r-1", 29))
     assert resp["statusCode"] == 200, resp["body"]
@@ -93,9 +94,10 @@ def test_aws_refuses_auth_off_and_a_missing_worker(aws: dict[str, Any], monkeypa
         build_aws(parse_config(config_text(aws["sha"], "auth: {enabled: false}"), check_artifacts=False))
     assert "auth.enabled" in str(e.value)
     monkeypatch.delenv("ROUTER_WORKER_FUNCTION")
-    with pytest.raises(ConfigError) as e:
-        build_aws(parse_config(config_text(aws["sha"]), check_artifacts=False))
-    assert "ROUTER_WORKER_FUNCTION" in str(e.value)
+    for lazy_jobs in (False, True):  # the API function's lazy job wiring still refuses at cold start
+        with pytest.raises(ConfigError) as e:
+            build_aws(parse_config(config_text(aws["sha"]), check_artifacts=False), lazy_jobs=lazy_jobs)
+        assert "ROUTER_WORKER_FUNCTION" in str(e.value)
 
 
 def test_worker_queue_invokes_the_worker_asynchronously() -> None:
