@@ -35,7 +35,10 @@ class ApiKeyAuth:
         self._keys = [(k.encode(), owner) for k, owner in api_keys.items()]
 
     def owner(self, event: Mapping[str, Any]) -> str:
-        value = _header(event, "authorization")
+        return self.owner_from_header(_header(event, "authorization"))
+
+    def owner_from_header(self, value: str | None) -> str:
+        """owner() given the request's Authorization header (the first `headers` entry of that name)."""
         if not value:
             raise Unauthorized("missing credentials: send 'Authorization: Bearer <api key>'")
         scheme, _, token = value.strip().partition(" ")

@@ -65,11 +65,26 @@ def _checked_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floati
     if not isinstance(instances, (list, tuple)) or not instances:  # noqa: UP038 (tuple form is faster)
         got = "an empty list" if isinstance(instances, (list, tuple)) else _json_type(instances)  # noqa: UP038
         raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
+    typed = type(instances) is NumberRows
+    n = schema.n_features
+    if len(instances) == 1 and type(instances[0]) in _ROW_TYPES and 0 < len(instances[0]) <= _SMALL_BATCH and (
+        n is None or len(instances[0]) == n
+    ):
+        # One row of a few values, the typical sync request: the same checks as below, cheaper.
+        row = instances[0]
+        try:
+            # A finite sum means every value is finite (NaN or infinity makes it NaN or infinite);
+            # an overflowing sum of finite values is left to the general path below.
+            ok = (typed or set(map(type, row)) <= _NUMBER_TYPES) and math.isfinite(sum(row))
+            bounded = ok and max(row) <= _FLOAT32_MAX and min(row) >= -_FLOAT32_MAX
+        except (OverflowError, TypeError):  # an int beyond float64, a nested array: explained below
+            ok = bounded = False
+        if bounded or (ok and dtype is not np.float32):
+            return np.array(instances, dtype=dtype), bounded
     row_types = set(map(type, instances))
     rows: Sequence[Any] = instances
     if not row_types <= _ROW_TYPES:
         rows = _objects_to_rows(instances, schema)
-    n = schema.n_features
     lengths = set(map(len, rows))
     if lengths == {0}:
         raise InvalidInput("instances[0] is an empty record", details={"index": 0, "expected": n, "got": 0})
@@ -92,7 +107,7 @@ def _checked_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floati
             ok = bounded = False
         if bounded or (ok and not f32):
             return np.array(rows, dtype=dtype), bounded
-    x, bounded = _checked_float64(rows, schema, typed=type(instances) is NumberRows)
+    x, bounded = _checked_float64(rows, schema, typed=typed)
     if f32:
         if not bounded:
             _refuse_beyond_float32(x, schema)  # the cast would turn such a value into infinity

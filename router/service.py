@@ -54,6 +54,18 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What _state() reads of a spec, read once per spec object (pydantic properties run per access)."""
+
+    spec: ModelSpec
+    in_process: bool
+    framework: str  # of what runs in-process (the ONNX conversion when there is one)
+    endpoint: str | None
+    serverless: str | None
+    async_endpoint: str | None
+
+
 class JobSubmitter(Protocol):
     """Where a predict request goes when it becomes a job (router.jobs_service.JobsService)."""
 
@@ -90,6 +102,8 @@ class RouterService:
         self._models = {m.name: m for m in config.models}  # config.model() without pydantic's private-attribute lookup
         self._routes: dict[str, list[str]] = {}
         self._decisions: dict[tuple[Any, ...], Decision] = {}
+        self._facts: dict[int, _Facts] = {}  # per spec object (id, held by the entry); see _facts_of()
+        self._states: dict[tuple[Any, ...], BackendState] = {}  # interned, by _state_keyed()'s key
         self._learned: dict[str, tuple[int, ModelSpec, str]] = {}
 
     # ------------------------------------------------------------------ models
@@ -188,26 +202,47 @@ class RouterService:
         return self._state(model)
 
     def _state(self, model: ModelSpec) -> BackendState:
-        warm = model.in_process and self.runner.is_warm(model)
-        framework = model.in_process and not warm and self.runner.framework_loaded(model.inline_source[0])
+        return self._state_keyed(model)[0]
+
+    def _facts_of(self, model: ModelSpec) -> _Facts:
+        facts = self._facts.get(id(model))
+        if facts is None or facts.spec is not model:
+            facts = _Facts(model, model.in_process, model.inline_source[0], model.endpoint.name if model.endpoint else None,
+                           model.serverless_endpoint_name, model.async_endpoint_name)
+            if len(self._facts) >= 1024:  # specs are few (the config's, calibrated copies): keep it small
+                self._facts.clear()
+            # The entry holds the spec: its id cannot be reused while it is cached.
+            self._facts[id(model)] = facts
+        return facts
+
+    def _state_keyed(self, model: ModelSpec) -> tuple[BackendState, tuple[Any, ...]]:
+        """The backend state (interned: one object per distinct value) and a cheap key for it."""
+        facts = self._facts_of(model)
+        runner, endpoints = self.runner, self.endpoints
+        warm = facts.in_process and runner.is_warm(model)
+        framework = facts.in_process and not warm and runner.framework_loaded(facts.framework)
         in_service: bool | None = None
-        if model.endpoint is not None and self.endpoints is not None:
-            in_service = self.endpoints.in_service(model.endpoint.name)
         serverless_in_service: bool | None = None
         serverless_warm = False
-        serverless = model.serverless_endpoint_name
-        if serverless is not None and self.endpoints is not None:
-            serverless_in_service = self.endpoints.in_service(serverless)
-            serverless_warm = serverless_in_service and self.endpoints.warm(serverless)
+        if endpoints is not None:
+            if facts.endpoint is not None:
+                in_service = endpoints.in_service(facts.endpoint)
+            if facts.serverless is not None:
+                serverless_in_service = endpoints.in_service(facts.serverless)
+                serverless_warm = serverless_in_service and endpoints.warm(facts.serverless)
         async_up: bool | None = None
-        if model.async_endpoint_name is not None and self.async_endpoints is not None:
-            async_up = self.async_endpoints.in_service(model.async_endpoint_name)
+        if facts.async_endpoint is not None and self.async_endpoints is not None:
+            async_up = self.async_endpoints.in_service(facts.async_endpoint)
         shared = self.worker_shares_runner
-        return BackendState(
-            warm=warm, endpoint_in_service=in_service, framework_warm=framework,
-            worker_warm=shared and warm, worker_framework_warm=shared and framework,
-            serverless_in_service=serverless_in_service, serverless_warm=serverless_warm, async_in_service=async_up,
-        )
+        key = (warm, framework, in_service, serverless_in_service, serverless_warm, async_up, shared)
+        state = self._states.get(key)
+        if state is None:
+            state = self._states.setdefault(key, BackendState(
+                warm=warm, endpoint_in_service=in_service, framework_warm=framework,
+                worker_warm=shared and warm, worker_framework_warm=shared and framework,
+                serverless_in_service=serverless_in_service, serverless_warm=serverless_warm, async_in_service=async_up,
+            ))
+        return state, key
 
     def _effective(self, model: ModelSpec) -> tuple[ModelSpec, str]:
         """The model as routing sees it: with routing.calibrate, per-record times learned from
@@ -224,13 +259,16 @@ class RouterService:
     def decide(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int) -> Decision:
         return self.decide_in(model, mode, records, payload_bytes, self._state(model))
 
-    def decide_in(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int, state: BackendState) -> Decision:
+    def decide_in(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int, state: BackendState, *,
+                  state_key: tuple[Any, ...] | None = None) -> Decision:
         """routing.decide, memoized: it is pure and the config is frozen, so the same (model, shape,
-        backend state) always gives the same immutable Decision (~50 us saved per request)."""
+        backend state) always gives the same immutable Decision (~50 us saved per request).
+        `state_key`: _state_keyed()'s key for `state` (cheaper to hash than the dataclass)."""
         note = ""
         if self.config.routing.calibrate:
             model, note = self._effective(model)
-        key = (model.name, model.sha256, mode, records, payload_bytes, state, note)
+        # A tuple key never equals a BackendState one: both kinds share the memo without mixing.
+        key = (model.name, model.sha256, mode, records, payload_bytes, state if state_key is None else state_key, note)
         hit = self._decisions.get(key)
         if hit is not None:
             return hit
@@ -265,33 +303,34 @@ class RouterService:
         else 422 sync_not_possible or 413 payload_too_large with the Decision. `started`: the
         perf_counter() when the handler began on the request (before parsing its body): the time
         recorded against the estimate runs from there, as the profile's sync timings do."""
-        state = self._state(model)
-        decision = self.decide_in(model, Mode.SYNC, len(instances), payload_bytes, state)
-        if decision.route is None:
-            self._refuse_if_endpoint_transient(model, len(instances), payload_bytes)
+        state, state_key = self._state_keyed(model)
+        records = len(instances)
+        decision = self.decide_in(model, Mode.SYNC, records, payload_bytes, state, state_key=state_key)
+        route = decision.route
+        if route is None:
+            self._refuse_if_endpoint_transient(model, records, payload_bytes)
             if respond_async and self.jobs is not None and owner is not None:
                 job, created = self.jobs.submit(owner, model, instances=instances if isinstance(instances, list) else list(instances), input_uri=None, input_format="jsonl",
                                                 output=output, idempotency_key=idempotency_key)
                 return Submitted(job, created)
             raise self.not_syncable_error(decision)
         start = time.perf_counter()
-        if decision.route is Route.INLINE:
+        if route is Route.INLINE:
             preds = self.runner.predict(model, instances, output)
-        elif decision.route is Route.SERVERLESS:
+        elif route is Route.SERVERLESS:
             assert model.serverless_endpoint_name is not None  # routing offers it only then
             preds = self._invoke_endpoint(model, model.serverless_endpoint_name, instances, output)
         else:
             assert model.endpoint is not None
             preds = self._invoke_endpoint(model, model.endpoint.name, instances, output)
         end = time.perf_counter()
-        elapsed = end - start
-        spent = end - (start if started is None else min(started, start))  # what the estimate covers
-        if decision.estimates is not None:
-            cold = (decision.route is Route.INLINE and not state.warm) or (
-                decision.route is Route.SERVERLESS and not state.serverless_warm
-            )
-            self.recorder.record(model.name, decision.route.value, decision.estimates.duration_s, spent, len(instances), cold=cold)
-        return Prediction(model, decision.route, decision, preds, elapsed * 1000)
+        estimates = decision.estimates
+        if estimates is not None:
+            spent = end - (start if started is None or started > start else started)  # what the estimate covers
+            cold = (not state.warm) if route is Route.INLINE else (route is Route.SERVERLESS and not state.serverless_warm)
+            # route._value_: the plain str (Enum's .value is a Python-level property)
+            self.recorder.record(model.name, route._value_, estimates.duration_s, spent, records, cold=cold)
+        return Prediction(model, route, decision, preds, (end - start) * 1000)
 
     def endpoint_status(self, model: ModelSpec) -> str | None:
         """The model's endpoint status (None: no endpoint); never calls AWS."""

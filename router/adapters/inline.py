@@ -170,9 +170,13 @@ class _OnnxModel:
         return self._call(names, {self._input: x}, None)[0]
 
     def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]:
-        out = self._run(self._label, x)
-        if isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[1] == 1:
-            out = out[:, 0]  # regressors: [N, 1] -> one number per record
+        out = self._call(self._label, {self._input: x}, None)[0]
+        if type(out) is np.ndarray:
+            if out.ndim == 2 and out.shape[1] == 1:
+                out = out[:, 0]  # regressors: [N, 1] -> one number per record
+            if out.dtype.kind in "iub":  # integer or boolean labels: always finite, plain JSON
+                labels: list[Any] = out.tolist()
+                return labels
         return _jsonable(out)
 
     def predict_proba(self, x: Matrix, *, checked: bool = False) -> list[Any]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router import __version__
+from router.auth import ApiKeyAuth
 from router.domain import Job, OutputKind, Submitted
 from router.errors import (
     InternalError,
@@ -43,6 +44,7 @@ from router.handlers.api_common import (
     Event,
     Response,
     body_text,
+    dumps_data,
     dumps_json,
     error_response,
     json_response,
@@ -84,13 +86,47 @@ def routes_for(runtime: Runtime) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- events
 
 
-def _headers(event: Mapping[str, Any]) -> dict[str, str]:
-    """The request's headers by lower-case name (single-value headers win over multi-value ones)."""
-    out = {k.lower(): str(vs[-1]) for k, vs in (event.get("multiValueHeaders") or {}).items() if vs}
-    for k, v in (event.get("headers") or {}).items():
-        if v is not None:
-            out[k.lower()] = str(v)
-    return out
+# The headers the common part reads, by lower-case name: their index in _hot_headers()'s list.
+_HOT_HEADERS = {"content-type": 0, "prefer": 1, "idempotency-key": 2, "authorization": 3}
+
+
+def _hot_headers(event: Mapping[str, Any]) -> list[str | None]:
+    """[content-type, prefer, idempotency-key, authorization]: the first three from the single-value
+    headers (any case; the last spelling with a value wins), the last as the bearer auth reads it
+    (the first spelling, None when its value is). _multi_headers() completes the first three."""
+    got: list[str | None] = [None, None, None, None]
+    single = event.get("headers")
+    if single:
+        auth_seen = False
+        for k, v in single.items():
+            i = _HOT_HEADERS.get(k.lower())
+            if i is None:
+                continue
+            if i == 3:
+                if not auth_seen:
+                    auth_seen = True
+                    got[3] = None if v is None else str(v)
+            elif v is not None:
+                got[i] = str(v)
+    return got
+
+
+def _multi_headers(event: Mapping[str, Any], got: list[str | None]) -> None:
+    """Fills in what _hot_headers() did not find: a single-value header wins over multi-value ones,
+    which give their last value (the last spelling with a non-empty list wins)."""
+    if got[0] is not None and got[1] is not None and got[2] is not None:
+        return
+    multi = event.get("multiValueHeaders")
+    if not multi:
+        return
+    found: list[str | None] = [None, None, None]
+    for k, vs in multi.items():
+        i = _HOT_HEADERS.get(k.lower())
+        if i is not None and i < 3 and vs:
+            found[i] = str(vs[-1])
+    for i in range(3):
+        if got[i] is None:
+            got[i] = found[i]
 
 
 def _set_header(event: Event, name: str, value: str) -> None:
@@ -124,8 +160,10 @@ def not_a_proxy_event(event: Any) -> str | None:
     """Why `event` is neither a REST (1.0) nor an HTTP API (2.0) proxy event; None when it is one."""
     if not isinstance(event, dict):
         return f"the event is a JSON {type(event).__name__}, not an object"
+    get = event.get
     for key in _MAPPING_FIELDS:
-        if event.get(key) is not None and not isinstance(event[key], dict):
+        value = get(key)
+        if value is not None and not isinstance(value, dict):
             return f"`{key}` is not an object"
     if is_v2(event):
         rc = event.get("requestContext") or {}
@@ -134,9 +172,10 @@ def not_a_proxy_event(event: Any) -> str | None:
         if not isinstance(event.get("cookies") or [], list):
             return "`cookies` is not a list"
         return None
-    if not isinstance(event.get("httpMethod"), str) or not isinstance(event.get("path"), str):
+    if not isinstance(get("httpMethod"), str) or not isinstance(get("path"), str):
         return "`httpMethod` and `path` must be strings"
-    if event.get("body") is not None and not isinstance(event["body"], str):
+    body = get("body")
+    if body is not None and not isinstance(body, str):
         return "`body` is not a string"
     return None
 
@@ -238,16 +277,17 @@ class ApiHandler:
             resp = error_response(InvalidRequest(f"not an API Gateway proxy event: {problem}"), rid)
             _add_header(resp, "X-Request-Id", rid)
             return resp
-        v2 = is_v2(event)
+        v2 = "httpMethod" not in event and is_v2(event)
         if v2:
             event = from_v2(event)
         ctx = event.get("requestContext")
         if not isinstance(ctx, dict):
             ctx = event["requestContext"] = {}
-        rid = str(ctx.get("requestId") or ("local-" + uuid.uuid4().hex))
-        ctx["requestId"] = rid
-        metrics = telemetry.EventMetrics()
-        tokens = telemetry.enter_event(rid, metrics, request_id=rid)
+        given = ctx.get("requestId")
+        rid = given if type(given) is str and given else str(given or ("local-" + uuid.uuid4().hex))
+        if rid is not given:
+            ctx["requestId"] = rid
+        metrics, tokens = telemetry.enter_request(rid)
         try:
             resp = self._dispatch(event, context, rid)
         except RouterError as err:
@@ -326,21 +366,22 @@ class ApiHandler:
             event["httpMethod"] = method = "GET"
         if method not in allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", details={"allowed": allowed})
+        hot = _hot_headers(event)  # content-type, prefer, idempotency-key, authorization
         owner: str | None = None
         if not info.public:
-            owner = str(self.runtime.auth.owner(event))
-        headers = _headers(event)
-        if method in BODY_METHODS and event.get("body"):
-            ctype = headers.get("content-type")
-            if ctype is not None:
-                media = ctype.split(";", 1)[0].strip().lower()
-                if media != JSON_TYPE and not media.endswith("+json"):
-                    raise UnsupportedMediaType(f"send the body as application/json (got {media or 'an empty Content-Type'})")
-                if ctype != JSON_TYPE:
-                    _set_header(event, "content-type", JSON_TYPE)  # the resolver matches it case-sensitively
+            auth = self.runtime.auth
+            # Bearer keys: the header read above (no second scan of the headers for it).
+            owner = auth.owner_from_header(hot[3]) if type(auth) is ApiKeyAuth else str(auth.owner(event))
+        _multi_headers(event, hot)
+        ctype = hot[0]
+        if ctype is not None and ctype != JSON_TYPE and method in BODY_METHODS and event.get("body"):
+            media = ctype.split(";", 1)[0].strip().lower()
+            if media != JSON_TYPE and not media.endswith("+json"):
+                raise UnsupportedMediaType(f"send the body as application/json (got {media or 'an empty Content-Type'})")
+            _set_header(event, "content-type", JSON_TYPE)  # the resolver matches it case-sensitively
         if self.fast_path and info.hot:
             if info.hot == "predict" and method == "POST" and owner is not None:
-                return self._predict(event, headers, info.arg, owner)
+                return self._predict(event, hot[1] or "", hot[2], info.arg, owner)
             if info.hot == "job" and method == "GET" and owner is not None and self.jobs is not None:
                 return json_response(200, self.jobs.to_dict(self.jobs.get(owner, info.arg), with_download=True))
             if info.hot == "health" and method == "GET":
@@ -357,11 +398,11 @@ class ApiHandler:
             body["endpoints"] = endpoints
         return json_response(200, body)
 
-    def _predict(self, event: Event, headers: dict[str, str], name: str, owner: str) -> Response:
+    def _predict(self, event: Event, prefer: str, idempotency_key: str | None, name: str, owner: str) -> Response:
         start = time.perf_counter()
         text = body_text(event)
         size = utf8_len(text)
-        prefer = headers.get("prefer", "").lower()
+        prefer = prefer.lower()
         self.check_sync_size(name, size, prefer)  # 413 before the rows are parsed or validated
         try:
             data, numbers = loads_predict_body(text) if text else (None, False)
@@ -372,7 +413,7 @@ class ApiHandler:
         instances, output = predict_body(data)
         if numbers:
             instances = NumberRows(instances)
-        return self.predict(owner, name, instances, output, size, prefer, headers.get("idempotency-key"), start)
+        return self.predict(owner, name, instances, output, size, prefer, idempotency_key, start)
 
     def check_sync_size(self, name: str, size: int, prefer: str) -> None:
         self.service.check_payload(name, size, respond_async="respond-async" in prefer)
@@ -383,17 +424,20 @@ class ApiHandler:
         service = self.service
         spec = service.model(name)
         metrics = telemetry.event_metrics()
-        metrics.dimension("model", spec.name)
+        on = metrics.on  # off: no metric call at all
+        if on:
+            metrics.dimension("model", spec.name)
         result = service.predict(spec, instances, output, size, owner=owner, respond_async="respond-async" in prefer,
                                  idempotency_key=idempotency_key, started=start)
         if isinstance(result, Submitted):
             metrics.count("JobsSubmitted")
             return self.job_response(202, result.job)
         total = (time.perf_counter() - start) * 1000
-        route = result.route.value
-        metrics.dimension("route", route)
-        metrics.count("Predictions")
-        metrics.milliseconds("PredictLatency", total)
+        route = result.route._value_  # the plain str (Enum's .value is a Python-level property)
+        if on:
+            metrics.dimension("route", route)
+            metrics.count("Predictions")
+            metrics.milliseconds("PredictLatency", total)
         return {"statusCode": 200, "multiValueHeaders": {"Content-Type": [JSON_TYPE], "X-Router-Route": [route]},
                 "body": self._prediction_body(result, total), "isBase64Encoded": False}
 
@@ -415,7 +459,7 @@ class ApiHandler:
             cached = self._envelopes[id(decision)] = (decision, model, parts[0], parts[1])
         # round() as to_dict() does; a finite float's JSON is its repr.
         timing = f'{{"total":{round(total_ms, 3)!r},"model":{round(result.model_ms, 3)!r}}}}}'
-        return cached[2] + dumps_json(result.predictions) + cached[3] + timing
+        return cached[2] + dumps_data(result.predictions) + cached[3] + timing
 
     def job_response(self, status: int, job: Job) -> Response:
         assert self.jobs is not None  # a job exists only where the runtime has a job service

@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -71,6 +71,26 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 _loads_plain = orjson.loads
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 dumps_json = _dumps  # the API's compact JSON encoding of any answer body
+
+
+def _list_encoder() -> Callable[[Any], str]:
+    """dumps_json's C encoder, built once (JSONEncoder builds one per call), without the circular
+    reference check: for values parsed or computed as plain data, which cannot hold a cycle."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (not CPython): the same output, slower
+        return _dumps
+    enc = make(None, str, encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def dumps(value: Any) -> str:
+        return "".join(enc(value, 0))  # what JSONEncoder.encode joins
+
+    return dumps
+
+
+# dumps_json(value) for a list or dict of plain data (no cycles): a model's predictions.
+dumps_data = _list_encoder()
 
 
 def loads_predict_body(text: str) -> tuple[Any, bool]:

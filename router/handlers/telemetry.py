@@ -50,6 +50,12 @@ def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> tupl
     return _ids.set({"correlation_id": correlation_id, **keys}), _current.set(metrics)
 
 
+def enter_request(request_id: str) -> tuple[EventMetrics, tuple[Any, Any]]:
+    """An API request's enter_event: its metrics (the shared no-op one when metrics are off) and the tokens."""
+    metrics = EventMetrics() if metrics_enabled() else _OFF
+    return metrics, (_ids.set({"correlation_id": request_id, "request_id": request_id}), _current.set(metrics))
+
+
 def leave_event(tokens: tuple[Any, Any]) -> None:
     _ids.reset(tokens[0])
     _current.reset(tokens[1])

@@ -23,6 +23,8 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from router.bootstrap import Runtime, build_local
@@ -455,3 +457,35 @@ def test_the_fast_decoder_reads_the_same_values_as_the_general_one(values: list[
     # ... and every value keeps its type, except integers past 64 bits, which orjson reads as the float they become anyway.
     for g, w in zip(got["instances"][0], want["instances"][0], strict=True):
         assert type(g) is type(w) or (type(w) is int and abs(w) >= 2**64 and g == float(w)), (g, w)
+
+
+_SPELLINGS = ["Content-Type", "content-type", "CONTENT-TYPE", "Prefer", "prefer", "Idempotency-Key",
+              "idempotency-key", "Authorization", "authorization", "AUTHORIZATION", "X-Other"]
+
+
+def _general_headers(event: dict[str, Any]) -> dict[str, str]:
+    """How a proxy event's headers read: by lower-case name, a single-value header over multi-value
+    ones (their last value), the last spelling winning."""
+    out = {k.lower(): str(vs[-1]) for k, vs in (event.get("multiValueHeaders") or {}).items() if vs}
+    for k, v in (event.get("headers") or {}).items():
+        if v is not None:
+            out[k.lower()] = str(v)
+    return out
+
+
+@given(
+    st.none() | st.dictionaries(st.sampled_from(_SPELLINGS), st.none() | st.text(max_size=3), max_size=6),
+    st.none() | st.dictionaries(st.sampled_from(_SPELLINGS), st.lists(st.text(max_size=3), max_size=2), max_size=6),
+)
+def test_the_headers_the_common_part_reads(single: dict[str, Any] | None, multi: dict[str, Any] | None) -> None:
+    # Content-Type, Prefer and Idempotency-Key as every header reads; Authorization as the bearer
+    # auth reads it (the first spelling in `headers`, whatever its value).
+    from router.auth import _header
+    from router.handlers.api import _hot_headers, _multi_headers
+
+    event = {"headers": single, "multiValueHeaders": multi}
+    got = _hot_headers(event)
+    assert got[3] == _header(event, "authorization")
+    _multi_headers(event, got)
+    want = _general_headers(event)
+    assert got[:3] == [want.get("content-type"), want.get("prefer"), want.get("idempotency-key")]

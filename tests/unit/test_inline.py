@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from router.errors import InvalidInput
@@ -189,3 +189,56 @@ def test_the_float32_path_explains_like_the_float64_one(bad: Any) -> None:
 @given(st.lists(st.lists(st.floats(-3e38, 3e38, width=64) | st.integers(-(2**53), 2**53), min_size=3, max_size=3), min_size=1, max_size=30))
 def test_any_float32_range_rows_convert_as_numpy_does(rows: list[list[float]]) -> None:
     assert UNNAMED.to_matrix(rows, np.float32).tolist() == np.array(rows, dtype=np.float64).astype(np.float32).tolist()
+
+
+# ---------------------------------------------------------------- one row answers as a batch does
+
+_any_value = (
+    st.sampled_from([math.nan, math.inf, -math.inf, 3.5e38, -3.5e38, 1e308, -1e308, 3.4028234663852886e38])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-(2**70), 2**70)
+    | st.sampled_from([10**400, True, False, None, "1", [1.0], []])
+)
+
+
+def _outcome(schema: FeatureSchema, instances: Any, dtype: Any) -> tuple[Any, ...]:
+    try:
+        x, bounded = schema.checked_matrix(instances, dtype)
+    except InvalidInput as e:
+        return ("refused", e.message, e.details)
+    return ("ok", x.dtype, x.shape[1], x[0].tolist(), bounded)
+
+
+@example(3, [(1, math.nan)], np.float64, None, False)
+@example(3, [(2, -math.inf)], np.float64, 3, True)
+@example(3, [(1, 3.5e38)], np.float32, None, True)
+@example(3, [(1, -3.5e38)], np.float64, None, False)
+@example(3, [(0, 1e308), (1, 1e308)], np.float64, None, True)
+@example(3, [(0, 1e308), (1, 1e308)], np.float32, None, True)
+@example(3, [(1, 10**400)], np.float64, None, False)
+@example(3, [(1, [1.0])], np.float64, None, True)
+@example(3, [(1, True)], np.float32, None, False)
+@example(20, [], np.float32, 3, False)
+@example(0, [], np.float64, None, False)
+@given(
+    st.integers(0, 70),
+    st.lists(st.tuples(st.integers(0, 2**16), _any_value), max_size=3),
+    st.sampled_from([np.float64, np.float32]),
+    st.sampled_from([None, 3, 20]),
+    st.booleans(),
+)
+def test_one_row_is_checked_as_the_same_row_in_a_batch(
+    width: int, changes: list[tuple[int, Any]], dtype: Any, n_features: int | None, typed: bool
+) -> None:
+    """The single-row shortcut gives the matrix, the float32 bound and the refusal (same words)
+    that the batch path gives for that row: two copies of a row fail on the first one's value."""
+    from router.jobs_io import NumberRows
+
+    row: list[Any] = [float(j) - 2.5 for j in range(width)]
+    for j, value in changes:
+        if width:
+            row[j % width] = value
+    schema = FeatureSchema(names=None, n_features=n_features)
+    wrap = NumberRows if typed and all(type(v) in (int, float, list) for v in row) else list  # its contract
+    one, two = _outcome(schema, wrap([row]), dtype), _outcome(schema, wrap([row, list(row)]), dtype)
+    assert one == two
