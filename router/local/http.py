@@ -95,35 +95,67 @@ class _Protocol(HttpToolsProtocol):
 
 class _Cycle(RequestResponseCycle):
     """uvicorn's request/response cycle, sending header names as the handler spelled them
-    (`X-Request-Id`, as API Gateway does) instead of lower-cased."""
+    (`X-Request-Id`, as API Gateway does) instead of lower-cased, and the status line, headers and
+    first body chunk in one write: one segment and one wake-up of the client per answer, not two."""
+
+    _start: Any = None  # the http.response.start message, held until its body comes
 
     async def send(self, message: Any) -> None:
-        if message["type"] != "http.response.start" or self.response_started:
+        if message["type"] == "http.response.start" and not self.response_started:
+            self._start = message  # a later start (uvicorn's 500) replaces a head that never went out
+            return
+        start, self._start = self._start, None
+        if start is None:
             await super().send(message)
             return
         transport = self.transport
-        self.transport = _Recase(transport, {k.lower(): k for k, _ in message.get("headers", ())})  # type: ignore[assignment]
+        joined = _Joined(transport, {k.lower(): k for k, _ in start.get("headers", ())})
+        self.transport = joined  # type: ignore[assignment]
         try:
+            await super().send(start)
             await super().send(message)
         finally:
             self.transport = transport
+            joined.flush()
 
 
-class _Recase:
-    """A transport whose next write (the status line and headers) gets its header names' case back."""
+class _Joined:
+    """A transport that holds the head (the first write, its header names' case given back) and
+    writes it with the next write, at flush() or before a close, whichever comes first."""
 
     def __init__(self, transport: Any, names: dict[bytes, bytes]) -> None:
         self._transport = transport
         self._names = names
+        self._head: bytes | None = None
+        self._sent = False
 
     def write(self, data: bytes) -> None:
+        if self._sent:
+            self._transport.write(data)
+        elif self._head is None:
+            self._head = self._recased(data)
+        else:
+            self._sent = True
+            self._transport.write(self._head + data)
+
+    def _recased(self, data: bytes) -> bytes:
         lines = data.split(b"\r\n")
         for i in range(1, len(lines)):
             name, sep, rest = lines[i].partition(b":")
             spelled = self._names.get(name)
             if spelled is not None:
                 lines[i] = spelled + sep + rest
-        self._transport.write(b"\r\n".join(lines))
+        return b"\r\n".join(lines)
+
+    def flush(self) -> None:
+        """Write a head still held (a HEAD answer, a 204 or an empty body wrote nothing after it)."""
+        if not self._sent and self._head is not None:
+            self._sent = True
+            self._transport.write(self._head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
