@@ -142,6 +142,37 @@ def test_requests_session_keeps_one_connection_without_stalls(srv: Server) -> No
     _no_stall(latencies)
 
 
+def _head_and_length(data: bytes) -> tuple[bytes, int]:
+    head, sep, _ = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete head in {data[:200]!r}"
+    lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:] if line.lower().startswith(b"content-length:")]
+    return head, len(head) + 4 + (lengths[0] if lengths else 0)
+
+
+def test_each_answer_arrives_in_one_segment_on_a_kept_connection(srv: Server) -> None:
+    # The status line, headers and body go out in one write: a client blocked in recv() wakes once
+    # per answer with all of it (a head written alone would wake it with the head only).
+    body = json.dumps({"instances": [[1, 2, 3]]})
+    requests_ = [
+        ("POST /v1/models/reg/predict", {**AUTH, "Content-Length": str(len(body))}, body, b"HTTP/1.1 200", False),
+        ("POST /v1/models/reg/predict", {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, b"HTTP/1.1 401", False),
+        ("HEAD /v1/health", {}, "", b"HTTP/1.1 200", True),
+        ("OPTIONS /v1/models/reg/predict", {}, "", b"HTTP/1.1 204", False),
+        ("GET /v1/health", {}, "", b"HTTP/1.1 200", False),
+    ]
+    with socket.create_connection(("127.0.0.1", _port(srv)), timeout=60) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(10):
+            for line, headers, text, status, head_only in requests_:
+                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                sock.sendall(f"{line} HTTP/1.1\r\nHost: x\r\n{head}\r\n{text}".encode())
+                first = sock.recv(1 << 20)
+                assert first.startswith(status), first[:200]
+                got, length = _head_and_length(first)
+                assert b"\r\nX-Request-Id: local-" in got  # the handler's spelling, not lower-cased
+                assert len(first) == (len(got) + 4 if head_only else length), f"{line}: the first read held {len(first)} bytes: {first!r}"
+
+
 def test_concurrent_requests_each_get_their_own_answer(srv: Server) -> None:
     # Each pool thread has its own resolver and Powertools' current event is per thread: under
     # load, no request sees another's body, path, credentials or request id.
