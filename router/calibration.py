@@ -42,11 +42,12 @@ class Sample:
 
 
 class Recorder:
-    """Recent samples per (model, route), newest last; appends are thread-safe (deque)."""
+    """Recent samples per (model, route), newest last; appends are thread-safe (deque). Kept as
+    plain tuples (a Sample is built when read: the sync path records on every request)."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self._keep = keep
-        self._samples: dict[tuple[str, str], deque[Sample]] = {}
+        self._samples: dict[tuple[str, str], deque[tuple[float, float, int, bool]]] = {}
         self._versions: dict[str, int] = {}
 
     def record(self, model: str, route: str, estimate_s: float, measured_s: float, records: int, *, cold: bool = False) -> None:
@@ -54,20 +55,23 @@ class Recorder:
         ring = self._samples.get(key)
         if ring is None:
             ring = self._samples.setdefault(key, deque(maxlen=self._keep))
-        ring.append(Sample(estimate_s, measured_s, records, cold))
-        self._versions[model] = self._versions.get(model, 0) + 1  # a lost increment only delays a recompute
+        ring.append((estimate_s, measured_s, records, cold))
+        versions = self._versions
+        versions[model] = versions.get(model, 0) + 1  # a lost increment only delays a recompute
 
     def last(self, model: str, route: str) -> Sample | None:
         """The most recent sample of `model` on `route` (None before the first)."""
         ring = self._samples.get((model, route))
-        return ring[-1] if ring else None
+        return Sample(*ring[-1]) if ring else None
 
     def version(self, model: str) -> int:
         """How many samples of `model` were recorded so far (to know when to recompute)."""
         return self._versions.get(model, 0)
 
     def samples(self, model: str) -> dict[str, list[Sample]]:
-        return {route: list(ring) for (name, route), ring in list(self._samples.items()) if name == model}
+        # list(ring) copies in one C call (no append can interleave); Samples are built from the copy.
+        rings = [(route, list(ring)) for (name, route), ring in list(self._samples.items()) if name == model]
+        return {route: [Sample(*t) for t in items] for route, items in rings}
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:

@@ -67,20 +67,18 @@ def _checked_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floati
         raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
     typed = type(instances) is NumberRows
     n = schema.n_features
-    if len(instances) == 1 and type(instances[0]) in _ROW_TYPES and 0 < len(instances[0]) <= _SMALL_BATCH and (
-        n is None or len(instances[0]) == n
-    ):
+    row = instances[0]
+    if len(instances) == 1 and type(row) in _ROW_TYPES and 0 < len(row) <= _SMALL_BATCH and (n is None or len(row) == n):
         # One row of a few values, the typical sync request: the same checks as below, cheaper.
-        row = instances[0]
+        # hypot() is at least every value's magnitude, and NaN or infinite when one is: at most
+        # _ROW_BOUND means all finite and within float32's range. Anything else (also a value
+        # near the limit) is left to the general path below, which explains it.
         try:
-            # A finite sum means every value is finite (NaN or infinity makes it NaN or infinite);
-            # an overflowing sum of finite values is left to the general path below.
-            ok = (typed or set(map(type, row)) <= _NUMBER_TYPES) and math.isfinite(sum(row))
-            bounded = ok and max(row) <= _FLOAT32_MAX and min(row) >= -_FLOAT32_MAX
-        except (OverflowError, TypeError):  # an int beyond float64, a nested array: explained below
-            ok = bounded = False
-        if bounded or (ok and dtype is not np.float32):
-            return np.array(instances, dtype=dtype), bounded
+            bounded = (typed or set(map(type, row)) <= _NUMBER_TYPES) and math.hypot(*row) <= _ROW_BOUND
+        except (OverflowError, TypeError):  # an int beyond float64, a nested array
+            bounded = False
+        if bounded:
+            return np.array(instances, dtype=dtype), True
     row_types = set(map(type, instances))
     rows: Sequence[Any] = instances
     if not row_types <= _ROW_TYPES:
@@ -144,6 +142,7 @@ def _checked_float64(rows: Sequence[Any], schema: FeatureSchema, *, typed: bool 
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_ROW_BOUND = 1e38  # well inside float32's range (3.4e38): hypot()'s rounding cannot carry a value past it
 
 def _refuse_beyond_float32(x: Matrix, schema: FeatureSchema) -> None:
     """InvalidInput naming the first value outside float32's range, if there is one."""

@@ -215,7 +215,7 @@ class RouterService:
             self._facts[id(model)] = facts
         return facts
 
-    def _state_keyed(self, model: ModelSpec) -> tuple[BackendState, tuple[Any, ...]]:
+    def _state_keyed(self, model: ModelSpec) -> tuple[BackendState, int]:
         """The backend state (interned: one object per distinct value) and a cheap key for it."""
         facts = self._facts_of(model)
         runner, endpoints = self.runner, self.endpoints
@@ -242,7 +242,8 @@ class RouterService:
                 worker_warm=shared and warm, worker_framework_warm=shared and framework,
                 serverless_in_service=serverless_in_service, serverless_warm=serverless_warm, async_in_service=async_up,
             ))
-        return state, key
+        # Interned states are never dropped: the id names one value for the service's lifetime.
+        return state, id(state)
 
     def _effective(self, model: ModelSpec) -> tuple[ModelSpec, str]:
         """The model as routing sees it: with routing.calibrate, per-record times learned from
@@ -260,14 +261,14 @@ class RouterService:
         return self.decide_in(model, mode, records, payload_bytes, self._state(model))
 
     def decide_in(self, model: ModelSpec, mode: Mode, records: int, payload_bytes: int, state: BackendState, *,
-                  state_key: tuple[Any, ...] | None = None) -> Decision:
+                  state_key: int | None = None) -> Decision:
         """routing.decide, memoized: it is pure and the config is frozen, so the same (model, shape,
         backend state) always gives the same immutable Decision (~50 us saved per request).
         `state_key`: _state_keyed()'s key for `state` (cheaper to hash than the dataclass)."""
         note = ""
         if self.config.routing.calibrate:
             model, note = self._effective(model)
-        # A tuple key never equals a BackendState one: both kinds share the memo without mixing.
+        # An int key never equals a BackendState one: both kinds share the memo without mixing.
         key = (model.name, model.sha256, mode, records, payload_bytes, state if state_key is None else state_key, note)
         hit = self._decisions.get(key)
         if hit is not None:

@@ -44,11 +44,12 @@ from router.handlers.api_common import (
     Event,
     Response,
     body_text,
-    dumps_data,
     dumps_json,
+    dumps_predictions,
     error_response,
     json_response,
     loads_predict_body,
+    ms_json,
     utf8_len,
     validation_error,
 )
@@ -88,6 +89,22 @@ def routes_for(runtime: Runtime) -> list[tuple[str, str]]:
 
 # The headers the common part reads, by lower-case name: their index in _hot_headers()'s list.
 _HOT_HEADERS = {"content-type": 0, "prefer": 1, "idempotency-key": 2, "authorization": 3}
+# Per tuple of header names as a client sends them (the same on every request of that client):
+# the (index, name) pairs of the hot headers among them, in order. Bounded; small tuples only.
+_PLANS: dict[tuple[Any, ...], tuple[tuple[int, Any], ...]] = {}
+_PLAN_MAX_NAMES = 32
+
+
+def _plan(headers: Mapping[Any, Any]) -> tuple[tuple[int, Any], ...]:
+    names = tuple(headers)
+    plan = _PLANS.get(names)
+    if plan is None:
+        plan = tuple((i, k) for k in names if (i := _HOT_HEADERS.get(k.lower())) is not None)
+        if len(names) <= _PLAN_MAX_NAMES:
+            if len(_PLANS) >= 256:
+                _PLANS.clear()
+            _PLANS[names] = plan
+    return plan
 
 
 def _hot_headers(event: Mapping[str, Any]) -> list[str | None]:
@@ -98,10 +115,8 @@ def _hot_headers(event: Mapping[str, Any]) -> list[str | None]:
     single = event.get("headers")
     if single:
         auth_seen = False
-        for k, v in single.items():
-            i = _HOT_HEADERS.get(k.lower())
-            if i is None:
-                continue
+        for i, k in _plan(single):
+            v = single[k]
             if i == 3:
                 if not auth_seen:
                     auth_seen = True
@@ -120,9 +135,9 @@ def _multi_headers(event: Mapping[str, Any], got: list[str | None]) -> None:
     if not multi:
         return
     found: list[str | None] = [None, None, None]
-    for k, vs in multi.items():
-        i = _HOT_HEADERS.get(k.lower())
-        if i is not None and i < 3 and vs:
+    for i, k in _plan(multi):
+        vs = multi[k]
+        if i < 3 and vs:
             found[i] = str(vs[-1])
     for i in range(3):
         if got[i] is None:
@@ -457,9 +472,9 @@ class ApiHandler:
                 self._envelopes.clear()
             # The entry holds the decision: its id cannot be reused while it is cached.
             cached = self._envelopes[id(decision)] = (decision, model, parts[0], parts[1])
-        # round() as to_dict() does; a finite float's JSON is its repr.
-        timing = f'{{"total":{round(total_ms, 3)!r},"model":{round(result.model_ms, 3)!r}}}}}'
-        return cached[2] + dumps_data(result.predictions) + cached[3] + timing
+        # round() as to_dict() does (ms_json).
+        return (f'{cached[2]}{dumps_predictions(result.predictions)}{cached[3]}'
+                f'{{"total":{ms_json(total_ms)},"model":{ms_json(result.model_ms)}}}}}')
 
     def job_response(self, status: int, job: Job) -> Response:
         assert self.jobs is not None  # a job exists only where the runtime has a job service

@@ -91,6 +91,27 @@ def _list_encoder() -> Callable[[Any], str]:
 
 # dumps_json(value) for a list or dict of plain data (no cycles): a model's predictions.
 dumps_data = _list_encoder()
+_INTS = {int}
+
+
+def dumps_predictions(predictions: list[Any]) -> str:
+    """dumps_data(predictions); a list of ints (class labels) by orjson, which writes them as json does."""
+    if set(map(type, predictions)) == _INTS:
+        try:
+            return orjson.dumps(predictions).decode()
+        except orjson.JSONEncodeError:  # beyond 64 bits: json writes any int
+            pass
+    return dumps_data(predictions)
+
+
+def ms_json(ms: float) -> str:
+    """The JSON of round(ms, 3), as json writes it (a finite float's repr). Below 1e12, where
+    repr never uses an exponent and 15 significant digits name one double, that is the correctly
+    rounded 3-decimal string (the digits round() itself computes) without trailing zeros."""
+    if -1e12 < ms < 1e12:
+        text = f"{ms:.3f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return repr(round(ms, 3))
 
 
 def loads_predict_body(text: str) -> tuple[Any, bool]:

@@ -116,9 +116,24 @@ def setup_logging() -> None:
 # ---------------------------------------------------------------- metrics
 
 
+def _environ_reader(name: str) -> Callable[[], Any]:
+    """The raw value of `name` as os.environ holds it now (None when unset), without os.environ.get's
+    per-call encoding and decoding: its own store, which every os.environ write updates."""
+    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
+    if isinstance(data, dict) and callable(encode):
+        key = encode(name)
+        return lambda: data.get(key)
+    return lambda: os.environ.get(name)
+
+
+_metrics_disabled_raw = _environ_reader("POWERTOOLS_METRICS_DISABLED")
+_TRUE_RAW = frozenset(_TRUE) | frozenset(v.encode() for v in _TRUE)  # os.environ's store holds bytes on POSIX
+
+
 def metrics_enabled() -> bool:
     """Read on every event (an operator or a benchmark may flip it at run time)."""
-    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in _TRUE
+    raw = _metrics_disabled_raw()
+    return raw is None or raw.lower() not in _TRUE_RAW
 
 
 class EventMetrics:

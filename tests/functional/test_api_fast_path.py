@@ -489,3 +489,18 @@ def test_the_headers_the_common_part_reads(single: dict[str, Any] | None, multi:
     _multi_headers(event, got)
     want = _general_headers(event)
     assert got[:3] == [want.get("content-type"), want.get("prefer"), want.get("idempotency-key")]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.floats(0, 10_000) | st.sampled_from([0.0005, 0.0015, 2.675, 1e12 - 0.0005, -0.0001]))
+def test_a_timing_is_written_as_json_writes_the_rounded_float(ms: float) -> None:
+    from router.handlers.api_common import dumps_json, ms_json
+
+    assert ms_json(ms) == dumps_json(round(ms, 3))
+
+
+@given(st.lists(st.integers() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=2), max_size=5)
+       | st.lists(st.integers(-(2**70), 2**70), max_size=5))
+def test_predictions_are_written_as_json_writes_them(predictions: list[Any]) -> None:
+    from router.handlers.api_common import dumps_json, dumps_predictions
+
+    assert dumps_predictions(predictions) == dumps_json(predictions)

@@ -219,6 +219,8 @@ def _outcome(schema: FeatureSchema, instances: Any, dtype: Any) -> tuple[Any, ..
 @example(3, [(1, [1.0])], np.float64, None, True)
 @example(3, [(1, True)], np.float32, None, False)
 @example(20, [], np.float32, 3, False)
+@example(2, [(0, 3.402823466385289e38), (1, 1e-300)], np.float32, None, True)
+@example(2, [(0, 2e38)], np.float64, None, True)
 @example(0, [], np.float64, None, False)
 @given(
     st.integers(0, 70),
