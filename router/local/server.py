@@ -21,9 +21,9 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -84,9 +84,7 @@ def to_event(
     multi_headers: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST API proxy-integration event (payload format 1.0)."""
-    parts = urlsplit(raw_path)
-    path = unquote(parts.path) or "/"
-    multi_q = parse_qs(parts.query, keep_blank_values=True)
+    path, multi_q = _path_and_query(raw_path)
     text: str | None = None
     b64 = False
     if body:
@@ -118,13 +116,31 @@ def to_event(
     }
 
 
+# A request target urlsplit() would return unchanged as its path: no query, fragment, escape,
+# authority ("//"), whitespace or control character.
+_PLAIN_TARGET = re.compile(r"/(?!/)[-!$&'()*+,./0-9:;=@A-Z_a-z~]*")
+
+
+def _path_and_query(target: str) -> tuple[str, dict[str, list[str]]]:
+    """The decoded path and the query's values by name, as urlsplit + unquote + parse_qs read them."""
+    if _PLAIN_TARGET.fullmatch(target):
+        return target, {}
+    parts = urlsplit(target)
+    return unquote(parts.path) or "/", parse_qs(parts.query, keep_blank_values=True)
+
+
 def error_body(code: str, message: str, request_id: str, details: dict[str, Any] | None = None) -> bytes:
     """docs/api.md's error envelope, `details` always present."""
     return json.dumps({"error": {"code": code, "message": message, "request_id": request_id, "details": details or {}}}).encode()
 
 
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_request_id() -> str:
-    return "local-" + uuid.uuid4().hex
+    """'local-' and a random version-4 UUID's 32 hex digits (uuid4().hex, without the object)."""
+    return f"local-{int.from_bytes(os.urandom(16)) & _V4_CLEAR | _V4_SET:032x}"
 
 
 class _BodyError(Exception):
@@ -135,6 +151,52 @@ class _BodyError(Exception):
 
 class _Disconnected(Exception):
     """The client went away before its request was complete."""
+
+
+class _StallWatch:
+    """Drops a request whose client has sent nothing more of its body for `timeout_s`: a sweep
+    every `period_s` over the requests waiting for body data, instead of a timer per receive."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.period_s = min(1.0, timeout_s / 4)
+        self._waiting: dict[asyncio.Task[Any], float] = {}  # a request's task -> when it gives up
+        self._stalled: set[asyncio.Task[Any]] = set()  # cancelled by the sweep, not by anyone else
+        self._sweep: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def receive(self, receive: Receive) -> MutableMapping[str, Any]:
+        """receive()'s next message; _Disconnected when the client went away or stalled."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self._waiting[task] = loop.time() + self.timeout_s
+        if self._sweep is None or self._loop is not loop:
+            self._loop, self._sweep = loop, loop.call_later(self.period_s, self._check)
+        try:
+            msg = await receive()
+        except asyncio.CancelledError:
+            if task not in self._stalled:
+                raise
+            self._stalled.discard(task)
+            task.uncancel()
+            raise _Disconnected() from None
+        finally:
+            del self._waiting[task]
+        if msg["type"] == "http.disconnect":
+            raise _Disconnected()
+        return msg
+
+    def _check(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for task, deadline in list(self._waiting.items()):
+            # The task waits inside receive() (the sweep runs on the same loop): the cancel lands there.
+            if deadline <= now and task not in self._stalled:
+                self._stalled.add(task)
+                task.cancel()
+        self._sweep = loop.call_later(self.period_s, self._check) if self._waiting else None
 
 
 _NAMES: dict[bytes, str] = {}
@@ -170,7 +232,7 @@ class LocalApi:
         self.max_body_bytes = max_body_bytes
         self.objects = objects  # FileObjectStore: serves its presigned URLs
         self.timeout_s = timeout_s
-        self.body_timeout_s = body_timeout_s  # a client may stall mid-body this long
+        self._watch = _StallWatch(body_timeout_s)  # a client may stall mid-body this long
         self.pool = DaemonPool(threads, self._thread_handler)
         # Requests it says compute briefly in memory run on the event loop: a thread hand-off costs
         # two wake-ups, more than such a request's own work on a busy machine.
@@ -218,14 +280,18 @@ class LocalApi:
         headers: dict[str, str] = {}
         multi: dict[str, list[str]] = {}
         for raw_name, raw_value in scope["headers"]:
-            name, value = _header_name(raw_name), raw_value.decode("latin-1")
+            name = _NAMES.get(raw_name) or _header_name(raw_name)
+            value = raw_value.decode("latin-1")
+            if name in headers:
+                multi[name].append(value)
+            else:
+                multi[name] = [value]
             headers[name] = value
-            multi.setdefault(name, []).append(value)
         body = await self._read_body(scope, receive, self.max_body_bytes)
         client = scope.get("client")
         event = to_event(scope["method"], target.decode("latin-1"), headers, body, rid, client[0] if client else "127.0.0.1", multi)
         quick = self.loop_handler
-        prefer = ", ".join(multi.get("Prefer", ()))
+        prefer = ", ".join(multi["Prefer"]) if "Prefer" in multi else ""
         # Only while no handler call is in flight: under concurrent load the pool overlaps the
         # handlers' work with the loop's HTTP work (two cores), which beats saving the hand-off.
         if (quick is not None and not self._in_flight
@@ -238,11 +304,16 @@ class LocalApi:
             finally:
                 self._in_flight -= 1
         out: dict[str, str] = {}
-        for k, v in (resp.get("headers") or {}).items():
-            out[k] = str(v)
-        for k, vs in (resp.get("multiValueHeaders") or {}).items():
-            out[k] = ", ".join(str(v) for v in vs)
-        out.setdefault("X-Request-Id", rid)
+        single = resp.get("headers")
+        if single:
+            for k, v in single.items():
+                out[k] = str(v)
+        many = resp.get("multiValueHeaders")
+        if many:
+            for k, vs in many.items():
+                out[k] = vs[0] if len(vs) == 1 and type(vs[0]) is str else ", ".join(str(v) for v in vs)
+        if "X-Request-Id" not in out:
+            out["X-Request-Id"] = rid
         raw = resp.get("body") or ""
         data = base64.b64decode(raw) if resp.get("isBase64Encoded") else raw.encode("utf-8")
         await self._send(send, int(resp.get("statusCode", 500)), out, data)
@@ -266,13 +337,7 @@ class LocalApi:
     async def _chunks(self, receive: Receive) -> Any:
         """The body's chunks as they arrive (a client that stalls past body_timeout_s is dropped)."""
         while True:
-            try:
-                async with asyncio.timeout(self.body_timeout_s):
-                    msg = await receive()
-            except TimeoutError:
-                raise _Disconnected() from None
-            if msg["type"] == "http.disconnect":
-                raise _Disconnected()
+            msg = await self._watch.receive(receive)
             chunk = msg.get("body", b"")
             if chunk:
                 yield chunk
@@ -299,17 +364,24 @@ class LocalApi:
             return None
         parts: list[bytes] = []
         total = 0
-        async for chunk in self._chunks(receive):
-            total += len(chunk)
-            if total > limit:
-                if total <= 8 * limit:
-                    async for more in self._chunks(receive):
-                        total += len(more)
-                        if total > 8 * limit:
-                            break
-                raise self._too_large(None)
-            parts.append(chunk)
-        return b"".join(parts) or None
+        while True:  # not _chunks(): an async generator costs more than a small body's whole read
+            msg = await self._watch.receive(receive)
+            chunk = msg.get("body", b"")
+            if chunk:
+                total += len(chunk)
+                if total > limit:
+                    if total <= 8 * limit and msg.get("more_body", False):
+                        async for more in self._chunks(receive):
+                            total += len(more)
+                            if total > 8 * limit:
+                                break
+                    raise self._too_large(None)
+                parts.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # ------------------------------------------------------------------ responses
 
