@@ -64,6 +64,11 @@ class Recorder:
         ring = self._samples.get((model, route))
         return Sample(*ring[-1]) if ring else None
 
+    def last_measured(self, model: str, route: str) -> float | None:
+        """last(...).measured_s without building the Sample."""
+        ring = self._samples.get((model, route))
+        return ring[-1][1] if ring else None
+
     def version(self, model: str) -> int:
         """How many samples of `model` were recorded so far (to know when to recompute)."""
         return self._versions.get(model, 0)

@@ -95,8 +95,7 @@ _PLANS: dict[tuple[Any, ...], tuple[tuple[int, Any], ...]] = {}
 _PLAN_MAX_NAMES = 32
 
 
-def _plan(headers: Mapping[Any, Any]) -> tuple[tuple[int, Any], ...]:
-    names = tuple(headers)
+def _plan(names: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
     plan = _PLANS.get(names)
     if plan is None:
         plan = tuple((i, k) for k in names if (i := _HOT_HEADERS.get(k.lower())) is not None)
@@ -107,26 +106,30 @@ def _plan(headers: Mapping[Any, Any]) -> tuple[tuple[int, Any], ...]:
     return plan
 
 
-def _hot_headers(event: Mapping[str, Any]) -> list[str | None]:
-    """[content-type, prefer, idempotency-key, authorization]: the first three from the single-value
-    headers (any case; the last spelling with a value wins), the last as the bearer auth reads it
-    (the first spelling, None when its value is). _multi_headers() completes the first three."""
-    got: list[str | None] = [None, None, None, None]
+def _hot_headers(event: Mapping[str, Any]) -> list[Any]:
+    """[content-type, prefer, idempotency-key, authorization, names, plan]: the first three from
+    the single-value headers (any case; the last spelling with a value wins), the fourth as the
+    bearer auth reads it (the first spelling, None when its value is); the single-value header
+    names and their plan, for _multi_headers(), which completes the first three."""
     single = event.get("headers")
-    if single:
-        auth_seen = False
-        for i, k in _plan(single):
-            v = single[k]
-            if i == 3:
-                if not auth_seen:
-                    auth_seen = True
-                    got[3] = None if v is None else str(v)
-            elif v is not None:
-                got[i] = str(v)
+    if not single:
+        return [None, None, None, None, None, None]
+    names = tuple(single)
+    plan = _plan(names)
+    got: list[Any] = [None, None, None, None, names, plan]
+    auth_seen = False
+    for i, k in plan:
+        v = single[k]
+        if i == 3:
+            if not auth_seen:
+                auth_seen = True
+                got[3] = None if v is None else str(v)
+        elif v is not None:
+            got[i] = str(v)
     return got
 
 
-def _multi_headers(event: Mapping[str, Any], got: list[str | None]) -> None:
+def _multi_headers(event: Mapping[str, Any], got: list[Any]) -> None:
     """Fills in what _hot_headers() did not find: a single-value header wins over multi-value ones,
     which give their last value (the last spelling with a non-empty list wins)."""
     if got[0] is not None and got[1] is not None and got[2] is not None:
@@ -134,14 +137,19 @@ def _multi_headers(event: Mapping[str, Any], got: list[str | None]) -> None:
     multi = event.get("multiValueHeaders")
     if not multi:
         return
-    found: list[str | None] = [None, None, None]
-    for i, k in _plan(multi):
+    names = tuple(multi)
+    found: list[str | None] = [None, None, None, None]
+    # A REST event's two header maps usually have the same names: then the same plan.
+    for i, k in (got[5] if names == got[4] else _plan(names)):
         vs = multi[k]
-        if i < 3 and vs:
+        if vs and i != 3:
             found[i] = str(vs[-1])
-    for i in range(3):
-        if got[i] is None:
-            got[i] = found[i]
+    if got[0] is None:
+        got[0] = found[0]
+    if got[1] is None:
+        got[1] = found[1]
+    if got[2] is None:
+        got[2] = found[2]
 
 
 def _set_header(event: Event, name: str, value: str) -> None:
@@ -302,7 +310,7 @@ class ApiHandler:
         rid = given if type(given) is str and given else str(given or ("local-" + uuid.uuid4().hex))
         if rid is not given:
             ctx["requestId"] = rid
-        metrics, tokens = telemetry.enter_request(rid)
+        metrics, token = telemetry.enter_request(rid)
         try:
             resp = self._dispatch(event, context, rid)
         except RouterError as err:
@@ -311,9 +319,14 @@ class ApiHandler:
             telemetry.logger().exception("unhandled error")
             resp = error_response(InternalError("internal error; see the router's logs with this request id"), rid)
         finally:
-            telemetry.leave_event(tokens)
-        metrics.flush()
-        _add_header(resp, "X-Request-Id", rid)
+            telemetry.leave_event(token)
+        if metrics.on:
+            metrics.flush()
+        multi = resp.get("multiValueHeaders")
+        if multi is not None:  # _add_header(), inline
+            multi["X-Request-Id"] = [rid]
+        else:
+            _add_header(resp, "X-Request-Id", rid)
         return to_v2_response(resp) if v2 else resp
 
     # ---------------------------------------------------------- the common part
@@ -372,15 +385,16 @@ class ApiHandler:
         if "//" in path:  # "//v1//health" is "/v1/health" (as most HTTP servers merge slashes)
             path = event["path"] = re.sub("/{2,}", "/", path)
         info = self._path(path)
-        allowed = info.allowed
-        if not allowed:
-            raise NotFound(f"no such path: {path}", details={"path": path})
-        if method == "OPTIONS":
-            return {"statusCode": 204, "multiValueHeaders": {"Allow": [", ".join(allowed)]}, "body": "", "isBase64Encoded": False}
-        if method == "HEAD" and "GET" in allowed:
-            event["httpMethod"] = method = "GET"
-        if method not in allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", details={"allowed": allowed})
+        if method != "POST" or info.hot != "predict":  # a predict path serves POST: nothing to check
+            allowed = info.allowed
+            if not allowed:
+                raise NotFound(f"no such path: {path}", details={"path": path})
+            if method == "OPTIONS":
+                return {"statusCode": 204, "multiValueHeaders": {"Allow": [", ".join(allowed)]}, "body": "", "isBase64Encoded": False}
+            if method == "HEAD" and "GET" in allowed:
+                event["httpMethod"] = method = "GET"
+            if method not in allowed:
+                raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}", details={"allowed": allowed})
         hot = _hot_headers(event)  # content-type, prefer, idempotency-key, authorization
         owner: str | None = None
         if not info.public:
@@ -415,10 +429,13 @@ class ApiHandler:
 
     def _predict(self, event: Event, prefer: str, idempotency_key: str | None, name: str, owner: str) -> Response:
         start = time.perf_counter()
-        text = body_text(event)
-        size = utf8_len(text)
+        body = event.get("body")
+        # body_text() and utf8_len(), inline for a plain text body (the common case)
+        text = body if type(body) is str and not event.get("isBase64Encoded") else body_text(event)
+        size = (len(text) if text.isascii() else utf8_len(text)) if text else 0
         prefer = prefer.lower()
-        self.check_sync_size(name, size, prefer)  # 413 before the rows are parsed or validated
+        if size > self.service.sync_limit_bytes:  # at most that, check_payload() has nothing to refuse
+            self.check_sync_size(name, size, prefer)  # 413 before the rows are parsed or validated
         try:
             data, numbers = loads_predict_body(text) if text else (None, False)
         except json.JSONDecodeError as e:

@@ -96,6 +96,8 @@ _INTS = {int}
 
 def dumps_predictions(predictions: list[Any]) -> str:
     """dumps_data(predictions); a list of ints (class labels) by orjson, which writes them as json does."""
+    if len(predictions) == 1 and type(predictions[0]) is int:  # one row's label: an int's JSON is its str
+        return f"[{predictions[0]}]"
     if set(map(type, predictions)) == _INTS:
         try:
             return orjson.dumps(predictions).decode()

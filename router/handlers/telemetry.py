@@ -31,34 +31,32 @@ SERVICE = "router"
 NAMESPACE = "InferenceRouter"
 _TRUE = ("1", "true", "yes", "on")
 
-# The id every log line of this thread's current request or job carries (None: outside one).
-_ids: ContextVar[dict[str, str] | None] = ContextVar("router_log_ids", default=None)
 
 
 @contextlib.contextmanager
 def correlation(correlation_id: str, **keys: str) -> Iterator[None]:
     """Log lines inside carry correlation_id (and `keys`, e.g. request_id or job_id)."""
-    token = _ids.set({"correlation_id": correlation_id, **keys})
+    token = _event.set(({"correlation_id": correlation_id, **keys}, _event.get()[1]))
     try:
         yield
     finally:
-        _ids.reset(token)
+        _event.reset(token)
 
 
-def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> tuple[Any, Any]:
+def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> Any:
     """correlation() and metrics.active() without the context managers' cost (the hot path)."""
-    return _ids.set({"correlation_id": correlation_id, **keys}), _current.set(metrics)
+    return _event.set(({"correlation_id": correlation_id, **keys}, metrics))
 
 
-def enter_request(request_id: str) -> tuple[EventMetrics, tuple[Any, Any]]:
-    """An API request's enter_event: its metrics (the shared no-op one when metrics are off) and the tokens."""
-    metrics = EventMetrics() if metrics_enabled() else _OFF
-    return metrics, (_ids.set({"correlation_id": request_id, "request_id": request_id}), _current.set(metrics))
+def enter_request(request_id: str) -> tuple[EventMetrics, Any]:
+    """An API request's enter_event: its metrics (the shared no-op one when metrics are off) and the token."""
+    raw = _metrics_disabled_raw()
+    metrics = EventMetrics() if raw is None or raw.lower() not in _TRUE_RAW else _OFF  # metrics_enabled()
+    return metrics, _event.set(({"correlation_id": request_id, "request_id": request_id}, metrics))
 
 
-def leave_event(tokens: tuple[Any, Any]) -> None:
-    _ids.reset(tokens[0])
-    _current.reset(tokens[1])
+def leave_event(token: Any) -> None:
+    _event.reset(token)
 
 
 class _CorrelationFilter(logging.Filter):
@@ -66,7 +64,7 @@ class _CorrelationFilter(logging.Filter):
     child loggers and other threads, which carry their own ids or none)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ids = _ids.get()
+        ids = _event.get()[0]
         if ids:
             for k, v in ids.items():
                 if not hasattr(record, k):
@@ -162,11 +160,11 @@ class EventMetrics:
     @contextlib.contextmanager
     def active(self) -> Iterator[EventMetrics]:
         """Code inside records into this event's metrics through event_metrics()."""
-        token = _current.set(self)
+        token = _event.set((_event.get()[0], self))
         try:
             yield self
         finally:
-            _current.reset(token)
+            _event.reset(token)
 
     def flush(self) -> None:
         """Write this event's EMF line (stdout), if it recorded anything."""
@@ -189,12 +187,14 @@ class EventMetrics:
 
 _OFF = EventMetrics.__new__(EventMetrics)
 _OFF.on, _OFF._dims, _OFF._points = False, {}, []
-_current: ContextVar[EventMetrics] = ContextVar("router_event_metrics", default=_OFF)
+# This thread's current request or job: the ids its log lines carry (None: outside one) and its
+# metrics. One variable: entering an event is one set.
+_event: ContextVar[tuple[dict[str, str] | None, EventMetrics]] = ContextVar("router_event", default=(None, _OFF))
 
 
 def event_metrics() -> EventMetrics:
     """The current event's metrics (a no-op outside an event)."""
-    return _current.get()
+    return _event.get()[1]
 
 
 _FINISHED = {"succeeded": "JobsSucceeded", "failed": "JobsFailed", "cancelled": "JobsCancelled"}
