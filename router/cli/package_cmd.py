@@ -2,8 +2,10 @@
 
 Installs the pinned runtime set (router/cli/requirements/lambda-*.txt) for the Lambda's platform
 (Amazon Linux 2023: manylinux wheels up to glibc 2.34) and Python, copies the router package,
-strips only files that nothing imports (each rule checked against the tree it runs on), measures
-the unzipped and zipped sizes against Lambda's limits and prints the versions it packaged.
+strips only files that nothing imports (each rule checked against the tree it runs on), compiles
+every module's bytecode with the runtime's Python (Lambda's code folder is read-only: without .pyc
+files each cold start compiles scikit-learn, SciPy and the router from source again, seconds),
+measures the unzipped and zipped sizes against Lambda's limits and prints the versions it packaged.
 A folder built from the same inputs is reused, not rebuilt.
 """
 
@@ -14,6 +16,7 @@ import ast
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +42,10 @@ REPORTED = ("numpy", "scikit-learn", "scipy", "pydantic", "aws-lambda-powertools
 # Compile-time files: headers, Cython and C sources. The import system never loads them.
 SOURCE_SUFFIXES = frozenset({".pyx", ".pxd", ".pxi", ".c", ".cpp", ".h", ".hpp"})
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+# The .pyc files are trusted without a look at their source: the package is immutable once built
+# (and a zip's 2-second timestamps would make timestamp checks miss).
+BYTECODE_MODE = "unchecked-hash"
+TASK_ROOT = "/var/task"  # where Lambda unpacks the package: the source paths tracebacks name
 
 
 def register(sub: Any) -> None:
@@ -61,6 +68,11 @@ def register(sub: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="refuse if a model of this operator config cannot load in the package")
     p.add_argument("--zip", type=Path, metavar="FILE", help="also write the package as a .zip (for a direct upload)")
     p.add_argument("--force", action="store_true", help="rebuild even when OUT was built from the same inputs")
+    p.add_argument(
+        "--python", type=Path, metavar="PATH",
+        help="the runtime's Python (same X.Y) to compile the package's bytecode with; default: $ROUTER_PACKAGE_PYTHON, "
+        "pythonX.Y on PATH, else pyenv's newest X.Y. Without one the package has no .pyc files (slow cold starts; a warning says so)",
+    )
     p.add_argument(
         "--image-template", type=Path, metavar="FILE",
         help="instead of building: write the container-image variant of --template to FILE (JSON) and exit",
@@ -97,6 +109,7 @@ class Plan:
     def deps_key(self) -> str:
         """Digest of what pip installs: the pins and the options."""
         h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        h.update(f"bytecode={BYTECODE_MODE}".encode())
         for path in self.requirement_files:
             h.update(path.read_bytes())
         return h.hexdigest()
@@ -134,6 +147,7 @@ class Result:
     kept: dict[str, str] = field(default_factory=dict)
     refused_models: list[str] = field(default_factory=list)
     zip_path: str | None = None
+    bytecode: str | None = None  # the Python X.Y whose .pyc files the package holds; None: none
 
     @property
     def within_limits(self) -> bool:
@@ -178,6 +192,57 @@ def _pip_install(plan: Plan, target: Path) -> None:
 
 def _copy_router(target: Path) -> None:
     shutil.copytree(_router_dir(), target / "router", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def bytecode_python(runtime: str) -> Path | None:
+    """A Python of the runtime's X.Y to compile bytecode with: $ROUTER_PACKAGE_PYTHON, else the first
+    of pythonX.Y on PATH and pyenv's newest X.Y.Z that runs and is X.Y; None when there is none."""
+    explicit = os.environ.get("ROUTER_PACKAGE_PYTHON")
+    return Path(explicit) if explicit else find_python(RUNTIMES[runtime])
+
+
+def find_python(wanted: str) -> Path | None:
+    """The first of pythonX.Y on PATH and pyenv's X.Y.Z (newest first) that runs and is `wanted`."""
+    candidates: list[Path] = []
+    on_path = shutil.which(f"python{wanted}")
+    if on_path:
+        candidates.append(Path(on_path))
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = sorted(
+        (p for p in root.glob(f"{wanted}.*") if (p / "bin" / "python").is_file() and p.name.count(".") == 2 and p.name.split(".")[2].isdigit()),
+        key=lambda p: int(p.name.split(".")[2]),
+    )
+    candidates += [p / "bin" / "python" for p in reversed(found)]
+    return next((c for c in candidates if _python_version(c) == wanted), None)
+
+
+def _python_version(python: Path) -> str | None:
+    """'3.12' for a Python 3.12 that runs, else None (a pyenv shim of an unselected version fails)."""
+    try:
+        probe = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def compile_bytecode(root: Path, python: Path, version: str, *, package: Path | None = None) -> None:
+    """Every module under `root` (inside the package folder `package`, default `root`) compiled to
+    __pycache__/*.cpython-XY.pyc by `python`, which must be Python `version` (a .pyc of another
+    version is never loaded); each names its source as Lambda will see it, under /var/task."""
+    found = _python_version(python)
+    if found is None:
+        raise PackageError(f"cannot run {python} to compile the bytecode (--python / ROUTER_PACKAGE_PYTHON: a Python {version})")
+    if found != version:
+        raise PackageError(f"{python} is Python {found}, not {version}: its bytecode would never load")
+    run = subprocess.run(
+        [str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", BYTECODE_MODE,
+         "-s", str(package or root), "-p", TASK_ROOT, str(root)],
+        capture_output=True, text=True, check=False,
+    )
+    if run.returncode != 0:
+        lines = (run.stdout + run.stderr).strip().splitlines()
+        raise PackageError("compiling the bytecode failed:\n  " + "\n  ".join(lines[-15:]))
 
 
 def _module_name(root: Path, path: Path) -> str:
@@ -309,8 +374,11 @@ class PackageError(Exception):
     pass
 
 
-def build(plan: Plan, out: Path, *, force: bool = False) -> Result:
-    key = plan.key()
+def build(plan: Plan, out: Path, *, force: bool = False, python: Path | None = None) -> Result:
+    """Build (or reuse) the package. `python`: the runtime's Python, to compile the bytecode with
+    (None: the package ships no .pyc files)."""
+    suffix = "" if python is not None else "-no-bytecode"  # a package with .pyc files is another build
+    key, deps_key = plan.key() + suffix, plan.deps_key() + suffix
     manifest = out / MANIFEST
     saved: dict[str, Any]
     if not force and manifest.is_file():
@@ -328,14 +396,17 @@ def build(plan: Plan, out: Path, *, force: bool = False) -> Result:
         saved = {}
     if out.exists() and any(out.iterdir()) and not manifest.is_file():
         raise PackageError(f"{out} is not empty and is not a package built by `router package`; choose a new or empty folder")
-    if not force and saved.get("deps_key") == plan.deps_key() and (out / "router").is_dir():
+    if not force and saved.get("deps_key") == deps_key and (out / "router").is_dir():
         # Same pins and options: only the router's own code changed. Replace just that.
         _progress("the runtime set is unchanged; updating the router package only ...")
         shutil.rmtree(out / "router")
         _copy_router(out)
+        if python is not None:
+            compile_bytecode(out / "router", python, plan.python_version, package=out)
         (out / MANIFEST).unlink()
         result = _measure(out, plan, saved["result"].get("stripped", []), saved["result"].get("kept", {}))
-        manifest.write_text(json.dumps({"key": key, "deps_key": plan.deps_key(), "result": asdict(result)}, indent=2) + "\n")
+        result.bytecode = plan.python_version if python is not None else None
+        manifest.write_text(json.dumps({"key": key, "deps_key": deps_key, "result": asdict(result)}, indent=2) + "\n")
         return result
     stage = out.with_name(f".{out.name}.partial")
     shutil.rmtree(stage, ignore_errors=True)
@@ -347,9 +418,13 @@ def build(plan: Plan, out: Path, *, force: bool = False) -> Result:
         _copy_router(stage)
         _progress("stripping test suites nothing imports ...")
         removed, kept = strip(stage)
+        if python is not None:
+            _progress(f"compiling the bytecode with {python} ...")
+            compile_bytecode(stage, python, plan.python_version)
         result = _measure(stage, plan, removed, kept)
+        result.bytecode = plan.python_version if python is not None else None
         result.out = str(out)
-        (stage / MANIFEST).write_text(json.dumps({"key": key, "deps_key": plan.deps_key(), "result": asdict(result)}, indent=2) + "\n")
+        (stage / MANIFEST).write_text(json.dumps({"key": key, "deps_key": deps_key, "result": asdict(result)}, indent=2) + "\n")
         if out.exists():
             # Only a folder this command built (checked above), or an empty one, is replaced.
             if out.is_dir() and not out.is_symlink():
@@ -396,8 +471,12 @@ def cmd_package(args: argparse.Namespace) -> int:
         return _image_template(args)
     plan = Plan(args.runtime, args.arch, args.with_onnx, args.with_boto3)
     out = args.out.resolve()
+    python = args.python or bytecode_python(plan.runtime)
+    if python is None:
+        print(f"router package: warning: no Python {plan.python_version} found (--python, ROUTER_PACKAGE_PYTHON, python{plan.python_version} "
+              "on PATH or pyenv): the package has no .pyc files, so every cold start compiles its modules from source", file=sys.stderr)
     try:
-        result = build(plan, out, force=args.force)
+        result = build(plan, out, force=args.force, python=python)
         if args.zip is not None:
             _progress(f"writing {args.zip} ...")
             result.zipped_bytes = zip_size(out, args.zip)
@@ -456,6 +535,7 @@ def _print(r: Result) -> None:
             "apply: sam deploy uploads through S3"
         )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in r.versions.items()))
+    print(f"bytecode: compiled for Python {r.bytecode}" if r.bytecode else "bytecode: none (every cold start compiles the modules from source)")
     if r.kept:
         for name, by in sorted(r.kept.items()):
             print(f"kept {name} (imported by {by})")

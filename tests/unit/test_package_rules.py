@@ -102,3 +102,54 @@ def test_the_unzipped_limit_always_applies_the_zipped_one_to_a_direct_upload() -
     assert not result(UNZIPPED_LIMIT + 1, 1).within_limits
     assert not result(1, ZIPPED_LIMIT + 1, zip_path="lambda.zip").within_limits
     assert result(1, ZIPPED_LIMIT, zip_path="lambda.zip").within_limits
+
+
+def test_bytecode_is_compiled_for_the_runtime_trusted_without_its_source_and_named_under_var_task(tmp_path: Path) -> None:
+    import marshal
+    import sys
+
+    from router.cli.package_cmd import compile_bytecode
+
+    root = tree(tmp_path / "pkg", {"lib/__init__.py": "", "lib/mod.py": "X = 1\n", "top.py": "import lib.mod\n"})
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    compile_bytecode(root, Path(sys.executable), version)
+    tag = sys.implementation.cache_tag
+    for rel in ("lib/__pycache__/__init__", "lib/__pycache__/mod", "__pycache__/top"):
+        data = (root / f"{rel}.{tag}.pyc").read_bytes()
+        assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source never checked
+        code = marshal.loads(data[16:])
+        assert code.co_filename.startswith("/var/task/"), code.co_filename
+    assert marshal.loads((root / f"lib/__pycache__/mod.{tag}.pyc").read_bytes()[16:]).co_filename == "/var/task/lib/mod.py"
+
+
+def test_bytecode_of_another_python_is_refused(tmp_path: Path) -> None:
+    import sys
+
+    from router.cli.package_cmd import PackageError, compile_bytecode
+
+    root = tree(tmp_path / "pkg", {"m.py": "X = 1\n"})
+    with pytest.raises(PackageError, match="not 2.7: its bytecode would never load"):
+        compile_bytecode(root, Path(sys.executable), "2.7")
+    assert not (root / "__pycache__").exists()
+
+
+def test_the_bytecode_python_is_the_one_named_first_else_one_that_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from router.cli.package_cmd import bytecode_python, find_python
+
+    monkeypatch.setenv("ROUTER_PACKAGE_PYTHON", str(tmp_path / "python3.12"))
+    assert bytecode_python("python3.12") == tmp_path / "python3.12"
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (tmp_path / "bin").mkdir()
+    shim = tmp_path / "bin" / f"python{version}"
+    shim.write_text("#!/bin/sh\nexit 127\n")  # a pyenv shim of a version not selected
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    assert find_python(version) is None
+    for patch in (1, 10):  # pyenv's newest that runs: here the test's own Python, linked in
+        (tmp_path / "pyenv" / "versions" / f"{version}.{patch}" / "bin").mkdir(parents=True)
+        (tmp_path / "pyenv" / "versions" / f"{version}.{patch}" / "bin" / "python").symlink_to(sys.executable)
+    assert find_python(version) == tmp_path / "pyenv" / "versions" / f"{version}.10" / "bin" / "python"
+    assert find_python("2.7") is None
