@@ -2,6 +2,8 @@
 uvicorn app serving the same model (20-feature LogisticRegression, one row per request), both over
 keep-alive connections at concurrency 1 and 16, in interleaved rounds. The load client is `wrk` or
 `hey` when installed, else a keep-alive asyncio client in this process (the same client for both).
+Then, in this process without sockets, each ASGI app called directly: router serve's (with its API
+handler, and with a stub handler for the front's own share) against the peer's.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def run(ctx: Context) -> None:
                 subject_s=p50, baseline_s=peer_p50, ratio=p50 / peer_p50, rounds=ctx.settings.rounds, unit="request",
                 note=f"target p50 <= 2 ms: {fmt_s(p50)}",
             ))
+        _in_process(ctx, config_path, Path(entry["artifact"].removeprefix("file://")), path, body)
     finally:
         for p in procs:
             p.terminate()
@@ -161,6 +164,103 @@ def _check_same_answer(router_url: str, peer_url: str, path: str, body: bytes) -
     if answers[0] != answers[1]:
         raise AssertionError(f"router serve and the peer disagree: {answers}")
     return answers[0]
+
+
+# ---------------------------------------------------------------- in process
+
+
+class _StubHandler:
+    """Answers every request at once with a constant predict-shaped response: the front alone."""
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200, "multiValueHeaders": {"Content-Type": ["application/json"], "X-Router-Route": ["inline"],
+                "X-Request-Id": [event["requestContext"]["requestId"]]}, "body": '{"predictions":[1]}', "isBase64Encoded": False}
+
+    def answers_at_once(self, method: str, path: str, prefer: str, body_bytes: int) -> bool:
+        return True
+
+
+def _in_process(ctx: Context, config: Path, model_path: Path, path: str, body: bytes) -> None:
+    """Where one request's time goes without sockets, uvicorn or the load client: each ASGI app
+    called directly on one event loop, with the scope and body uvicorn would hand it."""
+    import joblib
+    import numpy as np
+
+    from router.config import load_config
+    from router.serve_app import create_app
+
+    metrics_off = os.environ.get("POWERTOOLS_METRICS_DISABLED")
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # as router serve runs (and the HTTP rows above)
+    peer_ns: dict[str, Any] = {}
+    exec(PEER_APP.rsplit("uvicorn.run", 1)[0].replace("sys.argv[1]", repr(str(model_path))), peer_ns)  # the peer's own code
+    app = create_app(load_config(config), "127.0.0.1", 0)
+    api, handler, stub = app.api, app.api.loop_handler, _StubHandler()
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {API_KEY}".encode()),
+               (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    loop = asyncio.new_event_loop()
+
+    async def call(asgi: Any) -> None:
+        sent: list[Any] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> Any:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(msg: Any) -> None:
+            sent.append(msg)
+
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080), "state": {}}
+        await asgi(scope, receive, send)
+        if sent[0]["status"] != 200:
+            raise RuntimeError(f"in-process call answered {sent[0]['status']}: {sent[1:]}")
+
+    def calls(asgi: Any, loop_handler: Any = None) -> Callable[[], float]:
+        async def batch(n: int) -> None:
+            api.loop_handler = loop_handler or handler
+            for _ in range(n):
+                await call(asgi)
+
+        def measure() -> float:
+            n = 50 if ctx.settings.quick else 500
+            start = time.perf_counter()
+            loop.run_until_complete(batch(n))
+            return (time.perf_counter() - start) / n
+
+        return measure
+
+    x = np.asarray(forest_rows(1, seed=7), dtype=float)
+    model = joblib.load(model_path)
+
+    def bare() -> float:
+        n = 50 if ctx.settings.quick else 500
+        start = time.perf_counter()
+        for _ in range(n):
+            model.predict(x)
+        return (time.perf_counter() - start) / n
+
+    try:
+        full, front, peer = "router serve's ASGI app in process (front + API handler)", "router serve's front alone (a stub handler)", "the peer's Starlette app in process"
+        measures = {full: calls(api), front: calls(api, stub), peer: calls(peer_ns["app"]), "bare model.predict": bare}
+        for m in measures.values():
+            m()  # warm-up: the router loads the model on its first call
+        times = run_rounds(measures, ctx.settings.rounds)
+        result = compare(NAME, times, full, peer, unit="request")
+        result.note = (f"bare model.predict {fmt_s(statistics.median(times['bare model.predict']))} of the peer's time "
+                       "(the router's runner answers lr20 with its direct kernel)")
+        ctx.report.add(result)
+        result = compare(NAME, times, front, full, unit="request")
+        result.note = "the HTTP front's share: the event, the body, the hand-off decision, the response"
+        ctx.report.add(result)
+    finally:
+        api.loop_handler = handler
+        loop.close()
+        app.shutdown()
+        if metrics_off is None:
+            del os.environ["POWERTOOLS_METRICS_DISABLED"]
+        else:
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = metrics_off
 
 
 # ---------------------------------------------------------------- load clients
