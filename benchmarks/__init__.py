@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "handler": "benchmarks.bench_handler",
     "routing": "benchmarks.bench_routing",
     "coldstart": "benchmarks.bench_coldstart",
+    "package": "benchmarks.bench_package",
     "jobs": "benchmarks.bench_jobs",
     "onnx": "benchmarks.bench_onnx",
     "estimates": "benchmarks.bench_estimates",

@@ -211,6 +211,12 @@ def test_the_package_fits_lambda_and_holds_the_pinned_versions(sandbox: dict[str
     assert "boto3" not in pkg["versions"]  # the runtime provides it
     task = sandbox["task"]
     assert (task / "router" / "handlers" / "api.py").is_file()
+    # Bytecode for the runtime's Python: /var/task is read-only, a package without it compiles on every cold start.
+    version = pkg["runtime"].removeprefix("python")
+    assert pkg["bytecode"] == version
+    tag = "cpython-" + version.replace(".", "")
+    for folder, module in (("router/handlers", "api"), ("router", "kernels"), ("sklearn/ensemble", "_forest"), ("numpy", "__init__")):
+        assert (task / folder / "__pycache__" / f"{module}.{tag}.pyc").is_file(), (folder, module)
     assert not list(task.glob("boto3")) and not list(task.glob("botocore"))
 
 
