@@ -42,9 +42,10 @@ class ApiKeyAuth:
         if not value:
             raise Unauthorized("missing credentials: send 'Authorization: Bearer <api key>'")
         scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
-        presented = token.strip().encode()
+        presented = token.encode()
         found: str | None = None
         for key, owner in self._keys:
             if hmac.compare_digest(key, presented):

@@ -49,7 +49,7 @@ from router.handlers.api_common import (
     error_response,
     json_response,
     loads_predict_body,
-    ms_json,
+    timing_json,
     utf8_len,
     validation_error,
 )
@@ -489,9 +489,8 @@ class ApiHandler:
                 self._envelopes.clear()
             # The entry holds the decision: its id cannot be reused while it is cached.
             cached = self._envelopes[id(decision)] = (decision, model, parts[0], parts[1])
-        # round() as to_dict() does (ms_json).
-        return (f'{cached[2]}{dumps_predictions(result.predictions)}{cached[3]}'
-                f'{{"total":{ms_json(total_ms)},"model":{ms_json(result.model_ms)}}}}}')
+        # round() as to_dict() does (timing_json).
+        return f'{cached[2]}{dumps_predictions(result.predictions)}{cached[3]}{timing_json(total_ms, result.model_ms)}}}'
 
     def job_response(self, status: int, job: Job) -> Response:
         assert self.jobs is not None  # a job exists only where the runtime has a job service

@@ -106,6 +106,18 @@ def dumps_predictions(predictions: list[Any]) -> str:
     return dumps_data(predictions)
 
 
+def timing_json(total_ms: float, model_ms: float) -> str:
+    """The answer's `timing_ms` object as json writes {"total": round(total_ms, 3), "model": round(model_ms, 3)}."""
+    if -1e12 < total_ms < 1e12 and -1e12 < model_ms < 1e12:  # ms_json(), inline for both
+        total, model = f"{total_ms:.3f}".rstrip("0"), f"{model_ms:.3f}".rstrip("0")
+        if total[-1] == ".":
+            total += "0"
+        if model[-1] == ".":
+            model += "0"
+        return f'{{"total":{total},"model":{model}}}'
+    return f'{{"total":{ms_json(total_ms)},"model":{ms_json(model_ms)}}}'
+
+
 def ms_json(ms: float) -> str:
     """The JSON of round(ms, 3), as json writes it (a finite float's repr). Below 1e12, where
     repr never uses an exponent and 15 significant digits name one double, that is the correctly

@@ -498,6 +498,13 @@ def test_a_timing_is_written_as_json_writes_the_rounded_float(ms: float) -> None
     assert ms_json(ms) == dumps_json(round(ms, 3))
 
 
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.floats(0, 10_000), st.floats(allow_nan=False, allow_infinity=False) | st.floats(0, 10))
+def test_the_timing_object_is_written_as_json_writes_it(total: float, model: float) -> None:
+    from router.handlers.api_common import dumps_json, timing_json
+
+    assert timing_json(total, model) == dumps_json({"total": round(total, 3), "model": round(model, 3)})
+
+
 @given(st.lists(st.integers() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=2), max_size=5)
        | st.lists(st.integers(-(2**70), 2**70), max_size=5))
 def test_predictions_are_written_as_json_writes_them(predictions: list[Any]) -> None:
