@@ -171,7 +171,7 @@ class _OnnxModel:
 
     def predict(self, x: Matrix, *, checked: bool = False) -> list[Any]:
         out = self._call(self._label, {self._input: x}, None)[0]
-        if type(out) is np.ndarray:
+        if isinstance(out, np.ndarray):
             if out.ndim == 2 and out.shape[1] == 1:
                 out = out[:, 0]  # regressors: [N, 1] -> one number per record
             if out.dtype.kind in "iub":  # integer or boolean labels: always finite, plain JSON

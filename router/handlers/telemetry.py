@@ -216,14 +216,14 @@ def job_event(job_id: str | None, invocation_id: str) -> Iterator[EventMetrics]:
     the invocation's request id) and job_id; its metrics (plus Errors when it raises) are flushed
     at the end, raise or not."""
     metrics = EventMetrics()
-    tokens = enter_event(job_id or invocation_id, metrics, **({"job_id": job_id} if job_id else {}))
+    token = enter_event(job_id or invocation_id, metrics, **({"job_id": job_id} if job_id else {}))
     try:
         yield metrics
     except Exception:
         metrics.count("Errors")
         raise
     finally:
-        leave_event(tokens)
+        leave_event(token)
         metrics.flush()
 
 
