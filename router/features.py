@@ -20,6 +20,7 @@ from router.jobs_io import NumberRows
 Matrix = npt.NDArray[np.floating[Any]]  # float64, or float32 for a float32 ONNX graph
 _NUMBER_TYPES = frozenset({int, float})
 _ROW_TYPES = frozenset({list, tuple})
+_INSTANCES_TYPES = frozenset({list, tuple, NumberRows})
 _SMALL_BATCH = 64  # values; below this a Python-level finiteness scan beats numpy's call overhead
 
 
@@ -40,10 +41,25 @@ class FeatureSchema:
     def to_matrix(self, instances: Any, dtype: type[np.floating[Any]] = np.float64) -> Matrix:
         """Validated matrix [records, features] in `dtype` (float64, or a float32 model's input);
         InvalidInput says what and where."""
-        return _checked_matrix(instances, self, dtype)[0]
+        return self.checked_matrix(instances, dtype)[0]
 
     def checked_matrix(self, instances: Any, dtype: type[np.floating[Any]]) -> tuple[Matrix, bool]:
         """to_matrix, and whether every value is within float32's range (so finite as float32 too)."""
+        kind = type(instances)
+        if kind in _INSTANCES_TYPES and len(instances) == 1:
+            # One row of a few values, the typical sync request: the same checks as the general
+            # path, cheaper. hypot() is at least every value's magnitude, and NaN or infinite when
+            # one is: at most _ROW_BOUND means all finite and within float32's range. Anything
+            # else (also a value near the limit) is left to the general path, which explains it.
+            row = instances[0]
+            n = self.n_features
+            if type(row) in _ROW_TYPES and 0 < len(row) <= _SMALL_BATCH and (n is None or len(row) == n):
+                try:
+                    bounded = (kind is NumberRows or set(map(type, row)) <= _NUMBER_TYPES) and math.hypot(*row) <= _ROW_BOUND
+                except (OverflowError, TypeError):  # an int beyond float64, a nested array
+                    bounded = False
+                if bounded:
+                    return np.array(instances, dtype=dtype), True
         return _checked_matrix(instances, self, dtype)
 
     def refuse_beyond_float32(self, x: Matrix) -> None:
@@ -67,18 +83,6 @@ def _checked_matrix(instances: Any, schema: FeatureSchema, dtype: type[np.floati
         raise InvalidInput(f"instances must be a non-empty list of records, got {got}", details={"got": got})
     typed = type(instances) is NumberRows
     n = schema.n_features
-    row = instances[0]
-    if len(instances) == 1 and type(row) in _ROW_TYPES and 0 < len(row) <= _SMALL_BATCH and (n is None or len(row) == n):
-        # One row of a few values, the typical sync request: the same checks as below, cheaper.
-        # hypot() is at least every value's magnitude, and NaN or infinite when one is: at most
-        # _ROW_BOUND means all finite and within float32's range. Anything else (also a value
-        # near the limit) is left to the general path below, which explains it.
-        try:
-            bounded = (typed or set(map(type, row)) <= _NUMBER_TYPES) and math.hypot(*row) <= _ROW_BOUND
-        except (OverflowError, TypeError):  # an int beyond float64, a nested array
-            bounded = False
-        if bounded:
-            return np.array(instances, dtype=dtype), True
     row_types = set(map(type, instances))
     rows: Sequence[Any] = instances
     if not row_types <= _ROW_TYPES:

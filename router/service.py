@@ -225,7 +225,9 @@ class RouterService:
 
     def _state_keyed(self, model: ModelSpec) -> tuple[BackendState, int]:
         """The backend state (interned: one object per distinct value) and a cheap key for it."""
-        facts = self._facts_of(model)
+        facts = self._facts.get(id(model))
+        if facts is None or facts.spec is not model:
+            facts = self._facts_of(model)
         runner, endpoints = self.runner, self.endpoints
         warm = facts.in_process and runner.is_warm(model)
         framework = facts.in_process and not warm and runner.framework_loaded(facts.framework)
