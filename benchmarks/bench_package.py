@@ -3,7 +3,8 @@
 scikit-learn, load a 100-tree forest and answer one record through the inline runner, with the
 bytecode `router package` compiles into it, against the same package without that bytecode
 (what Lambda's read-only /var/task compiles on every cold start). Uses a package already built by
-`router package` (build/lambda, or the test suite's build/sandbox/lambda); none is built here.
+`router package` from this checkout (build/lambda, or the test suite's build/sandbox/lambda); none is
+built here.
 """
 
 from __future__ import annotations
@@ -33,19 +34,32 @@ print(json.dumps({"predictions": kernel.predict(x).tolist(), "kernel": kernel.wh
 """
 
 
-def _package() -> Path | None:
+def _current(folder: Path) -> bool:
+    """The package holds this checkout's router source, file for file (not an older build)."""
+    src = REPO / "router"
+    ours = {p.relative_to(src): p for p in src.rglob("*.py") if "__pycache__" not in p.parts}
+    theirs = {p.relative_to(folder / "router") for p in (folder / "router").rglob("*.py") if "__pycache__" not in p.parts}
+    return set(ours) == theirs and all(p.read_bytes() == (folder / "router" / rel).read_bytes() for rel, p in ours.items())
+
+
+def _package() -> tuple[Path | None, list[Path]]:
+    """The first built package holding the current router source; and the stale ones passed over."""
+    stale: list[Path] = []
     for folder in (REPO / "build" / "lambda", REPO / "build" / "sandbox" / "lambda"):
         if (folder / ".router-package.json").is_file():
-            return folder
-    return None
+            if _current(folder):
+                return folder, stale
+            stale.append(folder)
+    return None, stale
 
 
 def run(ctx: Context) -> None:
     from router.cli.package_cmd import RUNTIMES, find_python
 
-    pkg = _package()
+    pkg, stale = _package()
     if pkg is None:
-        ctx.report.note(NAME, "skipped: no package built (run `router package` first, or the test suite)")
+        older = f" ({', '.join(str(p) for p in stale)}: built from an older router)" if stale else ""
+        ctx.report.note(NAME, f"skipped: no package of this checkout built{older}; run `router package` first, or the test suite")
         return
     version = RUNTIMES[json.loads((pkg / ".router-package.json").read_text())["result"]["runtime"]]
     python = find_python(version)

@@ -29,6 +29,9 @@ IDLE_S = "10"
 @pytest.fixture(scope="module")
 def serverless_server(demo_dir: Path) -> Iterator[Server]:
     srv = Server(demo_dir / "operator.yaml", args=("--serverless-idle-s", IDLE_S)).start()
+    # router serve listens at once; the endpoint is Creating until its model folder is verified
+    # (as SageMaker's is for minutes): slower on a loaded machine, so wait for InService.
+    wait_for(lambda: _listed(srv.url)["iris-serverless"]["serverless_status"] == "InService", timeout_s=120)
     yield srv
     srv.stop()
 
@@ -43,6 +46,10 @@ def get(url: str) -> dict[str, Any]:
     req = urllib.request.Request(url, headers=HEADERS)
     with urllib.request.urlopen(req, timeout=60) as r:
         return dict(json.loads(r.read()))
+
+
+def _listed(url: str) -> dict[str, Any]:
+    return {m["name"]: m for m in get(url + "/v1/models")["models"]}
 
 
 def serverless_candidate(url: str) -> dict[str, Any]:
