@@ -50,8 +50,7 @@ def enter_event(correlation_id: str, metrics: EventMetrics, **keys: str) -> Any:
 
 def enter_request(request_id: str) -> tuple[EventMetrics, Any]:
     """An API request's enter_event: its metrics (the shared no-op one when metrics are off) and the token."""
-    raw = _metrics_disabled_raw()
-    metrics = EventMetrics() if raw is None or raw.lower() not in _TRUE_RAW else _OFF  # metrics_enabled()
+    metrics = EventMetrics() if metrics_enabled() else _OFF
     return metrics, _event.set(({"correlation_id": request_id, "request_id": request_id}, metrics))
 
 
@@ -114,24 +113,9 @@ def setup_logging() -> None:
 # ---------------------------------------------------------------- metrics
 
 
-def _environ_reader(name: str) -> Callable[[], Any]:
-    """The raw value of `name` as os.environ holds it now (None when unset), without os.environ.get's
-    per-call encoding and decoding: its own store, which every os.environ write updates."""
-    data, encode = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
-    if isinstance(data, dict) and callable(encode):
-        key = encode(name)
-        return lambda: data.get(key)
-    return lambda: os.environ.get(name)
-
-
-_metrics_disabled_raw = _environ_reader("POWERTOOLS_METRICS_DISABLED")
-_TRUE_RAW = frozenset(_TRUE) | frozenset(v.encode() for v in _TRUE)  # os.environ's store holds bytes on POSIX
-
-
 def metrics_enabled() -> bool:
     """Read on every event (an operator or a benchmark may flip it at run time)."""
-    raw = _metrics_disabled_raw()
-    return raw is None or raw.lower() not in _TRUE_RAW
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in _TRUE
 
 
 class EventMetrics:
